@@ -1,0 +1,36 @@
+//! Errors and the exit codes they map to (documented in `docs/cli.md`).
+
+use hsm_core::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Io(String),
+}
+
+impl CliError {
+    pub fn code(&self) -> u8 {
+        match self {
+            CliError::Usage(_) => 2,
+            CliError::Io(_) => 1,
+            CliError::Store(e) => match e {
+                StoreError::Locked { .. } => 3,
+                StoreError::PinIncorrect { .. }
+                | StoreError::PinLocked
+                | StoreError::PinLenRange { .. }
+                | StoreError::UserPinNotInitialized => 4,
+                StoreError::Corruption { .. }
+                | StoreError::Tampered { .. }
+                | StoreError::NotAStore => 5,
+                StoreError::SchemaTooNew { .. } | StoreError::Migration { .. } => 6,
+                _ => 1,
+            },
+        }
+    }
+}
+
+pub type CliResult<T = ()> = Result<T, CliError>;

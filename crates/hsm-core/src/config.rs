@@ -1,0 +1,261 @@
+//! The one configuration file: found through `FERROHSM_CONF`, then the user's config
+//! directory (`$XDG_CONFIG_HOME/ferrohsm/ferrohsm.toml` or `~/.config/…`), then
+//! `/etc/ferrohsm/ferrohsm.toml`. Unknown keys are errors, so typos do not pass silently.
+
+use hsm_store::{KdfParams, PinPolicy};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+pub const ENV_VAR: &str = "FERROHSM_CONF";
+pub const SYSTEM_PATH: &str = "/etc/ferrohsm/ferrohsm.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("no configuration file: set {ENV_VAR}, or create {user} or {SYSTEM_PATH}")]
+    NotFound { user: String },
+    #[error("cannot read configuration file {path}: {reason}")]
+    Unreadable { path: String, reason: String },
+    #[error("invalid configuration file {path}: {reason}")]
+    Invalid { path: String, reason: String },
+}
+
+/// How the module reaches the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// The module opens the store in-process (one process at a time).
+    #[default]
+    Embedded,
+    /// Through `ferrohsm-server` over a Unix socket (not built yet).
+    Client,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The store directory. Relative paths are taken from the file's directory.
+    pub store: PathBuf,
+    #[serde(default)]
+    pub mode: Mode,
+    #[serde(default = "default_log_level")]
+    pub log_level: String,
+    #[serde(default)]
+    pub kdf: KdfConfig,
+    #[serde(default)]
+    pub pin_policy: PinPolicyConfig,
+    /// Tokens to show as slots, in slot order. Empty: every token of the store.
+    #[serde(default)]
+    pub slots: Vec<SlotConfig>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KdfConfig {
+    pub m_kib: u32,
+    pub t_cost: u32,
+    pub p_cost: u32,
+}
+
+impl Default for KdfConfig {
+    fn default() -> Self {
+        let d = KdfParams::DEFAULT;
+        KdfConfig {
+            m_kib: d.m_kib,
+            t_cost: d.t_cost,
+            p_cost: d.p_cost,
+        }
+    }
+}
+
+impl From<KdfConfig> for KdfParams {
+    fn from(k: KdfConfig) -> Self {
+        KdfParams {
+            m_kib: k.m_kib,
+            t_cost: k.t_cost,
+            p_cost: k.p_cost,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinPolicyConfig {
+    pub min_len: u32,
+    pub max_len: u32,
+    pub max_failures: u32,
+}
+
+impl Default for PinPolicyConfig {
+    fn default() -> Self {
+        let d = PinPolicy::default();
+        PinPolicyConfig {
+            min_len: d.min_len,
+            max_len: d.max_len,
+            max_failures: d.max_failures,
+        }
+    }
+}
+
+impl From<PinPolicyConfig> for PinPolicy {
+    fn from(p: PinPolicyConfig) -> Self {
+        PinPolicy {
+            min_len: p.min_len,
+            max_len: p.max_len,
+            max_failures: p.max_failures,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlotConfig {
+    pub token: u32,
+}
+
+fn default_log_level() -> String {
+    "info".into()
+}
+
+impl Config {
+    /// Finds and loads the configuration file.
+    pub fn discover() -> Result<(Config, PathBuf), ConfigError> {
+        let user = user_config_path();
+        let path = match std::env::var_os(ENV_VAR) {
+            Some(p) => PathBuf::from(p),
+            None => match &user {
+                Some(u) if u.exists() => u.clone(),
+                _ if Path::new(SYSTEM_PATH).exists() => PathBuf::from(SYSTEM_PATH),
+                _ => {
+                    return Err(ConfigError::NotFound {
+                        user: user
+                            .map(|u| u.display().to_string())
+                            .unwrap_or_else(|| "~/.config/ferrohsm/ferrohsm.toml".into()),
+                    });
+                }
+            },
+        };
+        Ok((Config::load(&path)?, path))
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Unreadable {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let mut cfg = Config::parse(&text).map_err(|reason| ConfigError::Invalid {
+            path: path.display().to_string(),
+            reason,
+        })?;
+        if cfg.store.is_relative() {
+            let base = path.parent().unwrap_or(Path::new("."));
+            cfg.store = base.join(&cfg.store);
+        }
+        Ok(cfg)
+    }
+
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let cfg: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        KdfParams::from(cfg.kdf)
+            .validate()
+            .map_err(|e| e.to_string())?;
+        let p = cfg.pin_policy;
+        if p.min_len == 0 || p.min_len > p.max_len || p.max_len > 255 {
+            return Err(format!(
+                "pin_policy: need 1 <= min_len <= max_len <= 255, got {}..{}",
+                p.min_len, p.max_len
+            ));
+        }
+        if !matches!(
+            cfg.log_level.as_str(),
+            "error" | "warn" | "info" | "debug" | "trace" | "off"
+        ) {
+            return Err(format!(
+                "log_level {:?}: expected error, warn, info, debug, trace or off",
+                cfg.log_level
+            ));
+        }
+        Ok(cfg)
+    }
+}
+
+fn user_config_path() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("ferrohsm").join("ferrohsm.toml"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_file_takes_defaults() {
+        let c = Config::parse("store = \"/tmp/s\"").unwrap();
+        assert_eq!(c.mode, Mode::Embedded);
+        assert_eq!(KdfParams::from(c.kdf), KdfParams::DEFAULT);
+        assert_eq!(PinPolicy::from(c.pin_policy), PinPolicy::default());
+    }
+
+    #[test]
+    fn full_file_parses() {
+        let c = Config::parse(
+            r#"
+            store = "data"
+            mode = "embedded"
+            log_level = "debug"
+            [kdf]
+            m_kib = 1024
+            t_cost = 1
+            p_cost = 1
+            [pin_policy]
+            min_len = 6
+            max_len = 32
+            max_failures = 3
+            [[slots]]
+            token = 2
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.kdf.m_kib, 1024);
+        assert_eq!(c.pin_policy.max_failures, 3);
+        assert_eq!(c.slots, vec![SlotConfig { token: 2 }]);
+    }
+
+    #[test]
+    fn bad_files_name_the_problem() {
+        assert!(Config::parse("").unwrap_err().contains("store"));
+        assert!(
+            Config::parse("store = \"x\"\nstroe = 1")
+                .unwrap_err()
+                .contains("stroe")
+        );
+        assert!(
+            Config::parse("store = \"x\"\n[kdf]\nm_kib = 1\nt_cost = 0\np_cost = 1")
+                .unwrap_err()
+                .contains("Argon2")
+        );
+        assert!(
+            Config::parse("store = \"x\"\nlog_level = \"loud\"")
+                .unwrap_err()
+                .contains("loud")
+        );
+        assert!(
+            Config::parse(
+                "store = \"x\"\n[pin_policy]\nmin_len = 9\nmax_len = 4\nmax_failures = 1"
+            )
+            .unwrap_err()
+            .contains("min_len")
+        );
+    }
+
+    #[test]
+    fn relative_store_is_taken_from_the_files_directory() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f.toml");
+        std::fs::write(&p, "store = \"st\"").unwrap();
+        assert_eq!(Config::load(&p).unwrap().store, d.path().join("st"));
+        let e = Config::load(&d.path().join("missing.toml")).unwrap_err();
+        assert!(e.to_string().contains("missing.toml"));
+    }
+}

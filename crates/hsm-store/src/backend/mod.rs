@@ -1,0 +1,103 @@
+//! The raw key-value layer. The trait names no RocksDB type: [`mem::MemBackend`] and
+//! [`rocks::RocksBackend`] both implement it and pass one conformance suite.
+
+pub mod mem;
+pub mod rocks;
+
+use crate::cf::Cf;
+use crate::error::Result;
+
+/// One write of a batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    Put {
+        cf: Cf,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Delete {
+        cf: Cf,
+        key: Vec<u8>,
+    },
+}
+
+/// Writes applied all-or-nothing and durably (synced) by [`KvBackend::write`].
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    ops: Vec<Op>,
+}
+
+impl Batch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn put(&mut self, cf: Cf, key: Vec<u8>, value: Vec<u8>) {
+        self.ops.push(Op::Put { cf, key, value });
+    }
+    pub fn delete(&mut self, cf: Cf, key: Vec<u8>) {
+        self.ops.push(Op::Delete { cf, key });
+    }
+    pub fn ops(&self) -> &[Op] {
+        &self.ops
+    }
+    pub fn into_ops(self) -> Vec<Op> {
+        self.ops
+    }
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+/// What a visitor tells a scan.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Flow {
+    Continue,
+    Stop,
+}
+
+/// A key range `[start, end)` whose deleted data must leave the disk for good.
+#[derive(Clone, Debug)]
+pub struct PurgeRange {
+    pub cf: Cf,
+    pub start: Vec<u8>,
+    pub end: Vec<u8>,
+}
+
+/// The storage contract every backend keeps.
+pub trait KvBackend: Send + Sync {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>>;
+
+    /// Visits every entry whose key starts with `prefix`, in ascending key order.
+    fn scan_prefix(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<Flow>,
+    ) -> Result<()>;
+
+    /// Applies the batch atomically; returns only after it is durable.
+    fn write(&self, batch: Batch) -> Result<()>;
+
+    /// Makes deleted data in these ranges unrecoverable from the backend's files
+    /// (flush and compaction for RocksDB; nothing to do in memory).
+    fn purge(&self, ranges: &[PurgeRange]) -> Result<()>;
+
+    /// Whether writes are refused (an inspection handle).
+    fn read_only(&self) -> bool {
+        false
+    }
+}
+
+/// Collects a prefix scan into a vector (small scans only).
+pub fn collect_prefix(
+    kv: &dyn KvBackend,
+    cf: Cf,
+    prefix: &[u8],
+) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut out = Vec::new();
+    kv.scan_prefix(cf, prefix, &mut |k, v| {
+        out.push((k.to_vec(), v.to_vec()));
+        Ok(Flow::Continue)
+    })?;
+    Ok(out)
+}

@@ -1,0 +1,242 @@
+//! The RocksDB backend: one database per store directory, one column family per [`Cf`].
+
+use super::{Batch, Flow, KvBackend, Op, PurgeRange};
+use crate::cf::Cf;
+use crate::error::{Result, StoreError};
+use rocksdb::{
+    BottommostLevelCompaction, ColumnFamilyDescriptor, CompactOptions, DB, DBCompressionType,
+    Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions,
+};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+/// Name of the file that records which process holds a store open.
+pub const HOLDER_FILE: &str = "ferrohsm.lock";
+
+pub struct RocksBackend {
+    db: DB,
+    path: PathBuf,
+    read_only: bool,
+    // Held for the backend's lifetime: the OS lock that keeps a second writer out.
+    _holder: Option<File>,
+}
+
+/// How a store directory is opened.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum OpenMode {
+    /// The one writer: takes the holder lock, creates the store if absent.
+    ReadWrite,
+    /// Never writes, takes no lock; may run beside a writer (sees the state at open).
+    ReadOnly,
+}
+
+fn db_options(create: bool) -> Options {
+    let mut opts = Options::default();
+    opts.create_if_missing(create);
+    opts.create_missing_column_families(create);
+    // Sealed values do not compress; no compression library is linked.
+    opts.set_compression_type(DBCompressionType::None);
+    opts.set_keep_log_file_num(4);
+    opts.set_max_log_file_size(1 << 20);
+    opts.set_recycle_log_file_num(0);
+    opts
+}
+
+impl RocksBackend {
+    pub fn open(path: &Path, mode: OpenMode) -> Result<Self> {
+        match mode {
+            OpenMode::ReadWrite => {
+                std::fs::create_dir_all(path).map_err(|e| {
+                    StoreError::Io(format!("cannot create {}: {e}", path.display()))
+                })?;
+                let holder = take_holder_lock(path)?;
+                let opts = db_options(true);
+                let cfs = Cf::ALL
+                    .iter()
+                    .map(|c| ColumnFamilyDescriptor::new(c.name(), db_options(true)));
+                let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(map_err)?;
+                Ok(Self {
+                    db,
+                    path: path.to_owned(),
+                    read_only: false,
+                    _holder: Some(holder),
+                })
+            }
+            OpenMode::ReadOnly => {
+                if !path.join("CURRENT").exists() {
+                    return Err(StoreError::NotAStore);
+                }
+                let opts = db_options(false);
+                let names = Cf::ALL.iter().map(|c| c.name());
+                let db = DB::open_cf_for_read_only(&opts, path, names, false).map_err(map_err)?;
+                Ok(Self {
+                    db,
+                    path: path.to_owned(),
+                    read_only: true,
+                    _holder: None,
+                })
+            }
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn handle(&self, cf: Cf) -> Result<&rocksdb::ColumnFamily> {
+        self.db
+            .cf_handle(cf.name())
+            .ok_or_else(|| StoreError::corruption(cf.name(), "column family is missing"))
+    }
+
+    /// A consistent copy of the live database in `dir` (hard links where possible).
+    pub fn checkpoint(&self, dir: &Path) -> Result<()> {
+        let cp = rocksdb::checkpoint::Checkpoint::new(&self.db).map_err(map_err)?;
+        cp.create_checkpoint(dir).map_err(map_err)
+    }
+}
+
+impl KvBackend for RocksBackend {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.db.get_cf(self.handle(cf)?, key).map_err(map_err)
+    }
+
+    fn scan_prefix(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<Flow>,
+    ) -> Result<()> {
+        let mut ro = ReadOptions::default();
+        if let Some(end) = crate::keys::prefix_end(prefix) {
+            ro.set_iterate_upper_bound(end);
+        }
+        for item in self.db.iterator_cf_opt(
+            self.handle(cf)?,
+            ro,
+            IteratorMode::From(prefix, Direction::Forward),
+        ) {
+            let (k, v) = item.map_err(map_err)?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            if visit(&k, &v)? == Flow::Stop {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn write(&self, batch: Batch) -> Result<()> {
+        if self.read_only {
+            return Err(StoreError::Invalid("store was opened read-only".into()));
+        }
+        let mut wb = WriteBatch::default();
+        for op in batch.ops() {
+            match op {
+                Op::Put { cf, key, value } => wb.put_cf(self.handle(*cf)?, key, value),
+                Op::Delete { cf, key } => wb.delete_cf(self.handle(*cf)?, key),
+            }
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(wb, &wo).map_err(map_err)
+    }
+
+    fn purge(&self, ranges: &[PurgeRange]) -> Result<()> {
+        if self.read_only {
+            return Err(StoreError::Invalid("store was opened read-only".into()));
+        }
+        // Flush every family so the WAL that carried the old records becomes obsolete
+        // and is deleted, then compact the ranges to the bottom so tombstones and the
+        // values they cover are dropped from the SST files.
+        let handles: Vec<_> = Cf::ALL
+            .iter()
+            .map(|c| self.handle(*c))
+            .collect::<Result<_>>()?;
+        self.db
+            .flush_cfs_opt(&handles, &rocksdb::FlushOptions::default())
+            .map_err(map_err)?;
+        let mut co = CompactOptions::default();
+        co.set_bottommost_level_compaction(BottommostLevelCompaction::Force);
+        co.set_exclusive_manual_compaction(true);
+        for r in ranges {
+            self.db
+                .compact_range_cf_opt(self.handle(r.cf)?, Some(&r.start), Some(&r.end), &co);
+        }
+        Ok(())
+    }
+
+    fn read_only(&self) -> bool {
+        self.read_only
+    }
+}
+
+fn map_err(e: rocksdb::Error) -> StoreError {
+    let msg = e.into_string();
+    if msg.contains("No space left") {
+        StoreError::NoSpace(msg)
+    } else if msg.starts_with("Corruption") {
+        StoreError::Corruption {
+            location: "rocksdb".into(),
+            detail: msg,
+        }
+    } else if msg.contains("lock") && msg.contains("LOCK") {
+        StoreError::Locked {
+            holder: format!("another RocksDB user ({msg})"),
+        }
+    } else {
+        StoreError::Io(msg)
+    }
+}
+
+/// Takes the exclusive holder lock, or reports who has it.
+fn take_holder_lock(dir: &Path) -> Result<File> {
+    let path = dir.join(HOLDER_FILE);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| StoreError::Io(format!("cannot open {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut who = String::new();
+            let _ = file.read_to_string(&mut who);
+            let who = who.trim();
+            return Err(StoreError::Locked {
+                holder: if who.is_empty() {
+                    format!("unknown process (lock file {})", path.display())
+                } else {
+                    who.to_owned()
+                },
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(StoreError::Io(format!(
+                "cannot lock {}: {e}",
+                path.display()
+            )));
+        }
+    }
+    let program = std::fs::read_to_string("/proc/self/comm")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "?".into());
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let line = format!(
+        "pid {} ({program}), holding since unix time {since}\n",
+        std::process::id()
+    );
+    file.set_len(0)
+        .and_then(|_| file.rewind())
+        .and_then(|_| file.write_all(line.as_bytes()))
+        .and_then(|_| file.sync_all())
+        .map_err(|e| StoreError::Io(format!("cannot write {}: {e}", path.display())))?;
+    Ok(file)
+}

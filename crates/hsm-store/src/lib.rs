@@ -1,0 +1,20 @@
+//! FerroHSM's persistent object store. The only crate that names RocksDB.
+//!
+//! Layers, bottom up: [`backend`] (raw key-value families, RocksDB or memory), [`keys`]
+//! (every key layout), [`crypto`] (sealing), [`store`] (tokens, PINs, objects, versions,
+//! indexes). `schema/` at the repository root is the normative description.
+#![forbid(unsafe_code)]
+
+pub mod backend;
+pub mod cf;
+pub mod crypto;
+mod error;
+pub mod keys;
+pub mod migrate;
+pub mod records;
+mod store;
+
+pub use crypto::KdfParams;
+pub use error::{Result, StoreError};
+pub use records::{PinPolicy, VersionCause};
+pub use store::{Query, Store, StoredObject, TokenInfo, TokenKeys, TokenSpec, VersionInfo};

@@ -1,0 +1,138 @@
+//! Schema versions and the ordered migration steps. Each step's design note lives in the
+//! top-level `migrations/` directory (`NNNN-title.md`); a test keeps the two in step.
+//!
+//! A step upgrades a store from `from` to `from + 1` in one durable batch. The caller
+//! (the CLI's `migrate` and every read-write open) takes a checkpoint first.
+
+use crate::backend::{Batch, KvBackend};
+use crate::cf::Cf;
+use crate::error::{Result, StoreError};
+use crate::keys;
+
+/// The schema version this build writes.
+pub const CURRENT: u32 = 1;
+
+/// One upgrade step.
+pub struct Step {
+    pub from: u32,
+    pub title: &'static str,
+    pub apply: fn(&dyn KvBackend, &mut Batch) -> Result<()>,
+}
+
+/// Steps in order. Schema 1 is the first released layout, so there are none yet; the
+/// first change to the layout adds `Step { from: 1, .. }` here and `migrations/0002-….md`.
+pub const STEPS: &[Step] = &[];
+
+/// Applies every step from `found` up to [`CURRENT`].
+pub fn run(kv: &dyn KvBackend, found: u32) -> Result<()> {
+    run_steps(kv, found, CURRENT, STEPS)
+}
+
+pub(crate) fn run_steps(kv: &dyn KvBackend, found: u32, target: u32, steps: &[Step]) -> Result<()> {
+    let mut v = found;
+    while v < target {
+        let step = steps
+            .iter()
+            .find(|s| s.from == v)
+            .ok_or_else(|| StoreError::Migration {
+                from: v,
+                to: v + 1,
+                reason: "no migration step for this version in this build".into(),
+            })?;
+        let mut b = Batch::new();
+        (step.apply)(kv, &mut b).map_err(|e| StoreError::Migration {
+            from: v,
+            to: v + 1,
+            reason: format!("{}: {e}", step.title),
+        })?;
+        b.put(
+            Cf::Meta,
+            keys::meta::SCHEMA_VERSION.to_vec(),
+            (v + 1).to_be_bytes().to_vec(),
+        );
+        kv.write(b)?;
+        tracing::info!(from = v, to = v + 1, step = step.title, "store migrated");
+        v += 1;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::mem::MemBackend;
+
+    fn mark(kv: &dyn KvBackend, b: &mut Batch) -> Result<()> {
+        let n = kv.get(Cf::Meta, b"\x00steps")?.map(|v| v[0]).unwrap_or(0);
+        b.put(Cf::Meta, b"\x00steps".to_vec(), vec![n + 1]);
+        Ok(())
+    }
+
+    #[test]
+    fn steps_run_in_order_and_record_each_version() {
+        let kv = MemBackend::new();
+        let steps = [
+            Step {
+                from: 1,
+                title: "one",
+                apply: mark,
+            },
+            Step {
+                from: 2,
+                title: "two",
+                apply: mark,
+            },
+        ];
+        run_steps(&kv, 1, 3, &steps).unwrap();
+        assert_eq!(kv.get(Cf::Meta, b"\x00steps").unwrap(), Some(vec![2]));
+        assert_eq!(
+            kv.get(Cf::Meta, keys::meta::SCHEMA_VERSION).unwrap(),
+            Some(3u32.to_be_bytes().to_vec())
+        );
+    }
+
+    #[test]
+    fn a_gap_in_the_steps_is_an_error_not_a_skip() {
+        let kv = MemBackend::new();
+        let steps = [Step {
+            from: 2,
+            title: "two",
+            apply: mark,
+        }];
+        let e = run_steps(&kv, 1, 3, &steps).unwrap_err();
+        assert!(
+            matches!(e, StoreError::Migration { from: 1, to: 2, .. }),
+            "{e}"
+        );
+        assert_eq!(kv.get(Cf::Meta, b"\x00steps").unwrap(), None);
+    }
+
+    #[test]
+    fn every_step_has_a_design_note_in_migrations_dir() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations");
+        let notes: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".md") && n.as_bytes()[0].is_ascii_digit())
+            .collect();
+        // 0001 describes the initial layout; step `from: n` is described by note n+1.
+        assert!(
+            notes.iter().any(|n| n.starts_with("0001-")),
+            "migrations/0001-*.md is missing"
+        );
+        for s in STEPS {
+            let want = format!("{:04}-", s.from + 1);
+            assert!(
+                notes.iter().any(|n| n.starts_with(&want)),
+                "no migrations/{want}*.md for step {}",
+                s.title
+            );
+        }
+        assert_eq!(
+            notes.len(),
+            STEPS.len() + 1,
+            "a note in migrations/ has no step: {notes:?}"
+        );
+    }
+}

@@ -1,0 +1,82 @@
+//! Shared helpers for the interop tests: where the built module is, and a throw-away
+//! configuration pointing it at a temporary store.
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+
+/// The shipped module: `FERROHSM_MODULE` if set, else `libferrohsm_pkcs11.so` in the
+/// cargo target directory these tests were built into (tools/test builds it first).
+pub fn module_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("FERROHSM_MODULE") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/libferrohsm_pkcs11.so
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target layout");
+    let so = profile_dir.join("libferrohsm_pkcs11.so");
+    assert!(
+        so.exists(),
+        "{} is missing: build it with `cargo build -p hsm-pkcs11` (tools/test does)",
+        so.display()
+    );
+    so
+}
+
+/// A temporary store directory and a configuration file naming it, with a fast KDF.
+pub struct TestEnv {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub store: PathBuf,
+}
+
+impl TestEnv {
+    pub fn new() -> TestEnv {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = dir.path().join("store");
+        let config = dir.path().join("ferrohsm.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "store = {:?}\nlog_level = \"warn\"\n[kdf]\nm_kib = 256\nt_cost = 1\np_cost = 1\n",
+                store.display().to_string()
+            ),
+        )
+        .expect("write config");
+        TestEnv { dir, config, store }
+    }
+}
+
+impl Default for TestEnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Runs the test named `child` of the current test binary in a new process with the
+/// given environment, and fails unless it passes. PKCS#11 state is process-global and
+/// the configuration is read from the environment, so each scenario gets a process.
+pub fn run_child(child: &str, envs: &[(&str, &Path)]) -> String {
+    let mut c = std::process::Command::new(std::env::current_exe().expect("test executable"));
+    c.args([child, "--exact", "--nocapture", "--test-threads=1"])
+        .env("FERROHSM_TEST_CHILD", child);
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    let out = c.output().expect("spawn child test");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "child {child} failed:\n{text}");
+    assert!(
+        text.contains("1 passed"),
+        "child {child} did not run:\n{text}"
+    );
+    text
+}
+
+/// True inside the child process started by [`run_child`] for this test.
+pub fn is_child(name: &str) -> bool {
+    std::env::var("FERROHSM_TEST_CHILD").is_ok_and(|c| c == name)
+}

@@ -1,0 +1,71 @@
+//! The built module, loaded through the `cryptoki` crate the way Rust clients load it.
+//! PKCS#11 state is process-global, so each scenario runs in a child process with its
+//! own configuration.
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::{Error, RvError};
+use ferrohsm_tests::{TestEnv, is_child, module_path, run_child};
+
+#[test]
+fn initialize_info_finalize_and_unsupported_calls() {
+    let env = TestEnv::new();
+    run_child(
+        "child_initialize_info_finalize",
+        &[("FERROHSM_CONF", &env.config)],
+    );
+}
+
+#[test]
+fn child_initialize_info_finalize() {
+    if !is_child("child_initialize_info_finalize") {
+        return;
+    }
+    let p = Pkcs11::new(module_path()).expect("load the module");
+    match p.get_library_info() {
+        Err(Error::Pkcs11(RvError::CryptokiNotInitialized, _)) => {}
+        other => panic!("C_GetInfo before C_Initialize: {other:?}"),
+    }
+    p.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        .expect("C_Initialize");
+    match p.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+        Err(Error::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+        other => panic!("second C_Initialize: {other:?}"),
+    }
+    let info = p.get_library_info().expect("C_GetInfo");
+    assert_eq!(info.manufacturer_id(), "FerroHSM");
+    assert_eq!(info.library_description(), "FerroHSM software token");
+    assert_eq!(info.cryptoki_version().major(), 2);
+    // Not built yet: a clear CKR_FUNCTION_NOT_SUPPORTED, never a fake success.
+    match p.get_slots_with_token() {
+        Err(Error::Pkcs11(RvError::FunctionNotSupported, _)) => {}
+        other => panic!("C_GetSlotList: {other:?}"),
+    }
+    p.finalize().expect("C_Finalize");
+}
+
+#[test]
+fn missing_configuration_fails_initialize() {
+    let env = TestEnv::new();
+    let missing = env.dir.path().join("no-such.toml");
+    let out = run_child(
+        "child_missing_configuration",
+        &[("FERROHSM_CONF", &missing)],
+    );
+    assert!(
+        out.contains("no-such.toml"),
+        "the log names the file:\n{out}"
+    );
+}
+
+#[test]
+fn child_missing_configuration() {
+    if !is_child("child_missing_configuration") {
+        return;
+    }
+    let p = Pkcs11::new(module_path()).expect("load the module");
+    match p.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+        Err(Error::Pkcs11(rv, _)) => assert_eq!(rv, RvError::FunctionFailed),
+        Ok(()) => panic!("C_Initialize succeeded without a configuration"),
+        Err(other) => panic!("{other:?}"),
+    }
+}
