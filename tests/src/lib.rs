@@ -31,13 +31,19 @@ pub struct TestEnv {
 
 impl TestEnv {
     pub fn new() -> TestEnv {
+        TestEnv::with_max_failures(10)
+    }
+
+    /// A configuration whose PIN policy locks after `max_failures` wrong PINs.
+    pub fn with_max_failures(max_failures: u32) -> TestEnv {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = dir.path().join("store");
         let config = dir.path().join("ferrohsm.toml");
         std::fs::write(
             &config,
             format!(
-                "store = {:?}\nlog_level = \"warn\"\n[kdf]\nm_kib = 256\nt_cost = 1\np_cost = 1\n",
+                "store = {:?}\nlog_level = \"warn\"\n[kdf]\nm_kib = 256\nt_cost = 1\np_cost = 1\n\
+                 [pin_policy]\nmin_len = 4\nmax_len = 64\nmax_failures = {max_failures}\n",
                 store.display().to_string()
             ),
         )

@@ -35,11 +35,34 @@ fn child_initialize_info_finalize() {
     assert_eq!(info.manufacturer_id(), "FerroHSM");
     assert_eq!(info.library_description(), "FerroHSM software token");
     assert_eq!(info.cryptoki_version().major(), 2);
+    // A fresh store shows one slot with an uninitialised token.
+    let slots = p.get_slots_with_token().expect("C_GetSlotList");
+    assert_eq!(slots.len(), 1);
+    assert!(
+        !p.get_token_info(slots[0])
+            .expect("C_GetTokenInfo")
+            .token_initialized()
+    );
+    p.init_token(
+        slots[0],
+        &cryptoki::types::AuthPin::new("so-pin-1".into()),
+        "basics",
+    )
+    .expect("C_InitToken");
+    let s = p.open_ro_session(slots[0]).expect("C_OpenSession");
     // Not built yet: a clear CKR_FUNCTION_NOT_SUPPORTED, never a fake success.
-    match p.get_slots_with_token() {
+    use cryptoki::object::{Attribute, ObjectClass};
+    let h = s
+        .create_object(&[
+            Attribute::Class(ObjectClass::DATA),
+            Attribute::Value(b"x".to_vec()),
+        ])
+        .expect("session data object");
+    match s.wrap_key(&cryptoki::mechanism::Mechanism::AesKeyWrap, h, h) {
         Err(Error::Pkcs11(RvError::FunctionNotSupported, _)) => {}
-        other => panic!("C_GetSlotList: {other:?}"),
+        other => panic!("C_WrapKey: {other:?}"),
     }
+    drop(s);
     p.finalize().expect("C_Finalize");
 }
 

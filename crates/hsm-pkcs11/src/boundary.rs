@@ -2,41 +2,98 @@
 //! `CK_RV`, and the panic boundary around every entry point.
 
 use cryptoki_sys::*;
+use hsm_core::Error as CoreError;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-/// What an entry point can answer besides `CKR_OK`.
+/// What an entry point can answer besides `CKR_OK`: the token layer's errors, plus the
+/// few that only exist at the FFI edge.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cryptoki not initialised")]
     NotInitialized,
     #[error("cryptoki already initialised")]
     AlreadyInitialized,
-    #[error("bad arguments: {0}")]
-    ArgumentsBad(&'static str),
     #[error("application locking callbacks without CKF_OS_LOCKING_OK")]
     CantLock,
     #[error("function not supported")]
     FunctionNotSupported,
+    #[error("function not parallel")]
+    FunctionNotParallel,
     #[error("configuration: {0}")]
     Config(String),
-    #[error("internal error: {0}")]
-    General(String),
+    #[error(transparent)]
+    Core(#[from] CoreError),
 }
 
 impl Error {
+    pub fn bad(what: &'static str) -> Error {
+        Error::Core(CoreError::ArgumentsBad(what))
+    }
+
     /// The one mapping from errors to return values. No catch-all arm: a new variant
     /// must be given its code here.
     pub fn rv(&self) -> CK_RV {
         match self {
             Error::NotInitialized => CKR_CRYPTOKI_NOT_INITIALIZED,
             Error::AlreadyInitialized => CKR_CRYPTOKI_ALREADY_INITIALIZED,
-            Error::ArgumentsBad(_) => CKR_ARGUMENTS_BAD,
             Error::CantLock => CKR_CANT_LOCK,
             Error::FunctionNotSupported => CKR_FUNCTION_NOT_SUPPORTED,
+            Error::FunctionNotParallel => CKR_FUNCTION_NOT_PARALLEL,
             // A missing or broken configuration file: the module cannot work, but nothing
             // is broken beyond repair. The log line names the file and the problem.
             Error::Config(_) => CKR_FUNCTION_FAILED,
-            Error::General(_) => CKR_GENERAL_ERROR,
+            Error::Core(e) => match e {
+                CoreError::ArgumentsBad(_) => CKR_ARGUMENTS_BAD,
+                CoreError::SlotIdInvalid => CKR_SLOT_ID_INVALID,
+                CoreError::TokenNotPresent => CKR_TOKEN_NOT_PRESENT,
+                CoreError::TokenNotRecognized(_) => CKR_TOKEN_NOT_RECOGNIZED,
+                CoreError::SessionHandleInvalid => CKR_SESSION_HANDLE_INVALID,
+                CoreError::ObjectHandleInvalid => CKR_OBJECT_HANDLE_INVALID,
+                CoreError::KeyHandleInvalid => CKR_KEY_HANDLE_INVALID,
+                CoreError::AttributeTypeInvalid => CKR_ATTRIBUTE_TYPE_INVALID,
+                CoreError::AttributeValueInvalid(_) => CKR_ATTRIBUTE_VALUE_INVALID,
+                CoreError::AttributeReadOnly(_) => CKR_ATTRIBUTE_READ_ONLY,
+                CoreError::AttributeSensitive => CKR_ATTRIBUTE_SENSITIVE,
+                CoreError::TemplateIncomplete(_) => CKR_TEMPLATE_INCOMPLETE,
+                CoreError::TemplateInconsistent(_) => CKR_TEMPLATE_INCONSISTENT,
+                CoreError::ActionProhibited(_) => CKR_ACTION_PROHIBITED,
+                CoreError::UserNotLoggedIn => CKR_USER_NOT_LOGGED_IN,
+                CoreError::UserAlreadyLoggedIn => CKR_USER_ALREADY_LOGGED_IN,
+                CoreError::UserAnotherAlreadyLoggedIn => CKR_USER_ANOTHER_ALREADY_LOGGED_IN,
+                CoreError::UserPinNotInitialized => CKR_USER_PIN_NOT_INITIALIZED,
+                CoreError::UserTypeInvalid => CKR_USER_TYPE_INVALID,
+                CoreError::UserTooManyTypes => CKR_USER_TOO_MANY_TYPES,
+                CoreError::PinIncorrect => CKR_PIN_INCORRECT,
+                CoreError::PinLocked => CKR_PIN_LOCKED,
+                CoreError::PinLenRange => CKR_PIN_LEN_RANGE,
+                CoreError::PinInvalid(_) => CKR_PIN_INVALID,
+                CoreError::SessionReadOnly => CKR_SESSION_READ_ONLY,
+                CoreError::SessionReadOnlyExists => CKR_SESSION_READ_ONLY_EXISTS,
+                CoreError::SessionReadWriteSoExists => CKR_SESSION_READ_WRITE_SO_EXISTS,
+                CoreError::SessionExists => CKR_SESSION_EXISTS,
+                CoreError::SessionParallelNotSupported => CKR_SESSION_PARALLEL_NOT_SUPPORTED,
+                CoreError::OperationActive => CKR_OPERATION_ACTIVE,
+                CoreError::OperationNotInitialized => CKR_OPERATION_NOT_INITIALIZED,
+                CoreError::KeyFunctionNotPermitted(_) => CKR_KEY_FUNCTION_NOT_PERMITTED,
+                CoreError::KeyTypeInconsistent => CKR_KEY_TYPE_INCONSISTENT,
+                CoreError::KeySizeRange => CKR_KEY_SIZE_RANGE,
+                CoreError::MechanismInvalid => CKR_MECHANISM_INVALID,
+                CoreError::MechanismParamInvalid(_) => CKR_MECHANISM_PARAM_INVALID,
+                CoreError::DataLenRange => CKR_DATA_LEN_RANGE,
+                CoreError::DataInvalid => CKR_DATA_INVALID,
+                CoreError::EncryptedDataInvalid => CKR_ENCRYPTED_DATA_INVALID,
+                CoreError::EncryptedDataLenRange => CKR_ENCRYPTED_DATA_LEN_RANGE,
+                CoreError::SignatureInvalid => CKR_SIGNATURE_INVALID,
+                CoreError::SignatureLenRange => CKR_SIGNATURE_LEN_RANGE,
+                CoreError::BufferTooSmall(_) => CKR_BUFFER_TOO_SMALL,
+                CoreError::RandomSeedNotSupported => CKR_RANDOM_SEED_NOT_SUPPORTED,
+                CoreError::NoEvent => CKR_NO_EVENT,
+                CoreError::FunctionNotSupported => CKR_FUNCTION_NOT_SUPPORTED,
+                CoreError::DeviceMemory(_) => CKR_DEVICE_MEMORY,
+                CoreError::DeviceError(_) => CKR_DEVICE_ERROR,
+                CoreError::FunctionFailed(_) => CKR_FUNCTION_FAILED,
+                CoreError::General(_) => CKR_GENERAL_ERROR,
+            },
         }
     }
 }
@@ -68,7 +125,7 @@ pub fn ffi(name: &'static str, body: impl FnOnce() -> Result<(), Error>) -> CK_R
 /// `p` is null or points to a valid, writable `T` for the duration of the call.
 pub unsafe fn out_ref<'a, T>(p: *mut T, what: &'static str) -> Result<&'a mut T, Error> {
     // SAFETY: the caller guarantees `p` is null or valid; null is rejected here.
-    unsafe { p.as_mut() }.ok_or(Error::ArgumentsBad(what))
+    unsafe { p.as_mut() }.ok_or(Error::bad(what))
 }
 
 /// Copies `s` into a blank-padded fixed-width PKCS#11 string field.
@@ -91,10 +148,7 @@ mod tests {
     fn a_panic_becomes_general_error() {
         assert_eq!(ffi("test", || panic!("boom")), CKR_GENERAL_ERROR);
         assert_eq!(ffi("test", || Ok(())), CKR_OK);
-        assert_eq!(
-            ffi("test", || Err(Error::ArgumentsBad("x"))),
-            CKR_ARGUMENTS_BAD
-        );
+        assert_eq!(ffi("test", || Err(Error::bad("x"))), CKR_ARGUMENTS_BAD);
     }
 
     #[test]

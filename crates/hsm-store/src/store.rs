@@ -451,13 +451,9 @@ impl Store {
                 self.kv.write(b)?;
                 Ok((master, rec))
             }
-            Err(StoreError::Tampered { .. }) => {
-                if max > 0 && failures >= max {
-                    Err(StoreError::PinLocked)
-                } else {
-                    Err(StoreError::PinIncorrect { failures, max })
-                }
-            }
+            // The attempt that reaches the limit is still answered "incorrect"; the
+            // next one, right PIN or not, is refused as locked.
+            Err(StoreError::Tampered { .. }) => Err(StoreError::PinIncorrect { failures, max }),
             Err(e) => Err(e),
         }
     }

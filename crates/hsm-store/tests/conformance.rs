@@ -507,13 +507,13 @@ fn store_find_by_every_index(kind: Kind) {
 fn store_pins_lock_and_unlock(kind: Kind) {
     let (store, _d) = store(kind);
     let t = new_token(&store);
-    for i in 1..=4 {
+    for i in 1..=5 {
         match store.login(t, UserKind::User, &pin("wrong-pin")) {
             Err(StoreError::PinIncorrect { failures, max }) => assert_eq!((failures, max), (i, 5)),
             other => panic!("attempt {i}: {other:?}"),
         }
     }
-    assert_eq!(store.pin_failures(t, UserKind::User).unwrap(), 4);
+    assert_eq!(store.pin_failures(t, UserKind::User).unwrap(), 5);
     assert!(matches!(
         store.login(t, UserKind::User, &pin("wrong-pin")),
         Err(StoreError::PinLocked)

@@ -1,0 +1,277 @@
+//! Signature mechanisms over prepared keys.
+
+use super::ec::{EcSigner, EcVerifier};
+use super::rsa_key::{Pss, RsaSigner, RsaVerifier};
+use super::{CryptoError, CryptoResult, Curve, HashAlg, RsaPrivateParts};
+
+/// A signature mechanism with its parameters. ECDSA signatures are PKCS#11's raw `r || s`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SignMechanism {
+    /// `CKM_ECDSA`: the data is a hash of any length, truncated or left-padded to the order.
+    Ecdsa,
+    /// `CKM_ECDSA_SHA1/224/256/384/512`, with any curve.
+    EcdsaHash(HashAlg),
+    /// `CKM_RSA_PKCS`: a DigestInfo, or any bytes up to k-11.
+    RsaPkcs,
+    /// `CKM_SHA*_RSA_PKCS`.
+    RsaPkcsHash(HashAlg),
+    /// `CKM_RSA_PKCS_PSS` (`prehashed`: the data is the digest) and `CKM_SHA*_RSA_PKCS_PSS`.
+    RsaPss {
+        hash: HashAlg,
+        mgf_hash: HashAlg,
+        salt_len: usize,
+        prehashed: bool,
+    },
+}
+
+impl SignMechanism {
+    /// The hash to run over `C_SignUpdate` data before [`SigningKey::sign_prehashed`]; `None`
+    /// for the mechanisms that take their data whole (the caller buffers those).
+    pub fn multi_part_hash(&self) -> Option<HashAlg> {
+        match self {
+            SignMechanism::EcdsaHash(h) | SignMechanism::RsaPkcsHash(h) => Some(*h),
+            SignMechanism::RsaPss {
+                hash,
+                prehashed: false,
+                ..
+            } => Some(*hash),
+            SignMechanism::Ecdsa
+            | SignMechanism::RsaPkcs
+            | SignMechanism::RsaPss {
+                prehashed: true, ..
+            } => None,
+        }
+    }
+
+    fn is_ecdsa(&self) -> bool {
+        matches!(self, SignMechanism::Ecdsa | SignMechanism::EcdsaHash(_))
+    }
+
+    /// PSS parameters checked against a key of `modulus_bits`.
+    fn pss(&self, modulus_bits: usize) -> CryptoResult<Option<Pss>> {
+        match *self {
+            SignMechanism::RsaPss {
+                hash,
+                mgf_hash,
+                salt_len,
+                prehashed,
+            } => Pss::new(hash, mgf_hash, salt_len, modulus_bits, prehashed).map(Some),
+            _ => Ok(None),
+        }
+    }
+}
+
+enum SigningInner {
+    Rsa(Box<RsaSigner>),
+    Ec(EcSigner),
+}
+
+/// A private key parsed once, ready to sign many times. No `Debug`, no `Clone`; the backends
+/// wipe their key material when it is dropped.
+pub struct SigningKey(SigningInner);
+
+impl SigningKey {
+    pub fn rsa(parts: &RsaPrivateParts) -> CryptoResult<SigningKey> {
+        RsaSigner::new(parts).map(|k| SigningKey(SigningInner::Rsa(Box::new(k))))
+    }
+
+    /// From the scalar (`CKA_VALUE`), with or without leading zeros.
+    pub fn ec(curve: Curve, private_value: &[u8]) -> CryptoResult<SigningKey> {
+        EcSigner::new(curve, private_value).map(|k| SigningKey(SigningInner::Ec(k)))
+    }
+
+    /// RSA: the modulus length in bytes; ECDSA: `2 * field_len`.
+    pub fn signature_len(&self) -> usize {
+        match &self.0 {
+            SigningInner::Rsa(k) => k.signature_len(),
+            SigningInner::Ec(k) => 2 * k.curve().field_len(),
+        }
+    }
+
+    /// The curve of an EC key.
+    pub fn curve(&self) -> Option<Curve> {
+        match &self.0 {
+            SigningInner::Rsa(_) => None,
+            SigningInner::Ec(k) => Some(k.curve()),
+        }
+    }
+
+    /// The uncompressed public point of an EC key.
+    pub fn ec_public_point(&self) -> Option<Vec<u8>> {
+        match &self.0 {
+            SigningInner::Rsa(_) => None,
+            SigningInner::Ec(k) => Some(k.public_point()),
+        }
+    }
+
+    /// The matching public key.
+    pub fn verifying_key(&self) -> CryptoResult<VerifyingKey> {
+        match &self.0 {
+            SigningInner::Rsa(k) => {
+                let (n, e) = k.public_components();
+                VerifyingKey::rsa(&n, &e)
+            }
+            SigningInner::Ec(k) => VerifyingKey::ec(k.curve(), &k.public_point()),
+        }
+    }
+
+    /// Whether this key can sign with `mech` (for `C_SignInit`): `KeyTypeInconsistent`, or
+    /// `MechanismInvalid`/`MechanismParamInvalid` for PSS parameters we cannot honour.
+    pub fn check(&self, mech: &SignMechanism) -> CryptoResult<()> {
+        match &self.0 {
+            SigningInner::Ec(_) if mech.is_ecdsa() => Ok(()),
+            SigningInner::Rsa(k) if !mech.is_ecdsa() => mech.pss(k.bits()).map(|_| ()),
+            _ => Err(CryptoError::KeyTypeInconsistent),
+        }
+    }
+
+    /// Single-part `C_Sign`.
+    pub fn sign(&self, mech: &SignMechanism, data: &[u8]) -> CryptoResult<Vec<u8>> {
+        self.check(mech)?;
+        if let Some(h) = mech.multi_part_hash() {
+            return self.sign_prehashed(mech, &h.digest(data));
+        }
+        match &self.0 {
+            SigningInner::Ec(k) => k.sign_hash(data),
+            SigningInner::Rsa(k) => match mech.pss(k.bits())? {
+                Some(pss) => {
+                    check_digest_len(mech, data)?;
+                    k.sign_pss(pss, data)
+                }
+                None => k.sign_pkcs1(data),
+            },
+        }
+    }
+
+    /// `C_SignFinal` for a hashing mechanism: `digest` is [`SignMechanism::multi_part_hash`]
+    /// run over the data. `MechanismInvalid` for mechanisms that do not hash.
+    pub fn sign_prehashed(&self, mech: &SignMechanism, digest: &[u8]) -> CryptoResult<Vec<u8>> {
+        self.check(mech)?;
+        let h = mech
+            .multi_part_hash()
+            .ok_or(CryptoError::MechanismInvalid)?;
+        if digest.len() != h.output_len() {
+            return Err(CryptoError::DataLenRange);
+        }
+        match &self.0 {
+            SigningInner::Ec(k) => k.sign_hash(digest),
+            SigningInner::Rsa(k) => match mech.pss(k.bits())? {
+                Some(pss) => k.sign_pss(pss, digest),
+                None => k.sign_pkcs1_digest(h, digest),
+            },
+        }
+    }
+}
+
+/// `CKM_RSA_PKCS_PSS` signs a digest: its length must be the hash's.
+fn check_digest_len(mech: &SignMechanism, data: &[u8]) -> CryptoResult<()> {
+    match mech {
+        SignMechanism::RsaPss { hash, .. } if data.len() != hash.output_len() => {
+            Err(CryptoError::DataLenRange)
+        }
+        _ => Ok(()),
+    }
+}
+
+enum VerifyingInner {
+    Rsa(RsaVerifier),
+    Ec(EcVerifier),
+}
+
+/// A public key parsed once, ready to verify many times.
+pub struct VerifyingKey(VerifyingInner);
+
+impl VerifyingKey {
+    pub fn rsa(modulus: &[u8], public_exponent: &[u8]) -> CryptoResult<VerifyingKey> {
+        RsaVerifier::new(modulus, public_exponent).map(|k| VerifyingKey(VerifyingInner::Rsa(k)))
+    }
+
+    /// From the uncompressed point `04 || X || Y` (unwrap `CKA_EC_POINT` with
+    /// [`super::ec_point_from_der`] first).
+    pub fn ec(curve: Curve, public_point: &[u8]) -> CryptoResult<VerifyingKey> {
+        EcVerifier::new(curve, public_point).map(|k| VerifyingKey(VerifyingInner::Ec(k)))
+    }
+
+    pub fn signature_len(&self) -> usize {
+        match &self.0 {
+            VerifyingInner::Rsa(k) => k.signature_len(),
+            VerifyingInner::Ec(k) => k.signature_len(),
+        }
+    }
+
+    pub fn curve(&self) -> Option<Curve> {
+        match &self.0 {
+            VerifyingInner::Rsa(_) => None,
+            VerifyingInner::Ec(k) => Some(k.curve()),
+        }
+    }
+
+    /// Whether this key can verify with `mech` (for `C_VerifyInit`).
+    pub fn check(&self, mech: &SignMechanism) -> CryptoResult<()> {
+        match &self.0 {
+            VerifyingInner::Ec(_) if mech.is_ecdsa() => Ok(()),
+            VerifyingInner::Rsa(k) if !mech.is_ecdsa() => mech.pss(k.bits()).map(|_| ()),
+            _ => Err(CryptoError::KeyTypeInconsistent),
+        }
+    }
+
+    /// Single-part `C_Verify`: `SignatureLenRange` for a signature of the wrong length,
+    /// `SignatureInvalid` when it does not match.
+    pub fn verify(&self, mech: &SignMechanism, data: &[u8], signature: &[u8]) -> CryptoResult<()> {
+        self.check(mech)?;
+        if let Some(h) = mech.multi_part_hash() {
+            return self.verify_prehashed(mech, &h.digest(data), signature);
+        }
+        match &self.0 {
+            VerifyingInner::Ec(k) => k.verify_hash(data, signature),
+            VerifyingInner::Rsa(k) => match mech.pss(k.bits())? {
+                Some(pss) => {
+                    check_digest_len(mech, data)?;
+                    k.verify_pss(pss, data, signature)
+                }
+                None => k.verify_pkcs1(data, signature),
+            },
+        }
+    }
+
+    /// `C_VerifyFinal` for a hashing mechanism; `digest` as for [`SigningKey::sign_prehashed`].
+    pub fn verify_prehashed(
+        &self,
+        mech: &SignMechanism,
+        digest: &[u8],
+        signature: &[u8],
+    ) -> CryptoResult<()> {
+        self.check(mech)?;
+        let h = mech
+            .multi_part_hash()
+            .ok_or(CryptoError::MechanismInvalid)?;
+        if digest.len() != h.output_len() {
+            return Err(CryptoError::DataLenRange);
+        }
+        match &self.0 {
+            VerifyingInner::Ec(k) => k.verify_hash(digest, signature),
+            VerifyingInner::Rsa(k) => match mech.pss(k.bits())? {
+                Some(pss) => k.verify_pss(pss, digest, signature),
+                None => k.verify_pkcs1_digest(h, digest, signature),
+            },
+        }
+    }
+}
+
+/// Signs and verifies a fixed message: run on every generated key pair. A pair that does
+/// not match answers `General`; keys of different types `KeyTypeInconsistent`.
+pub fn pairwise_check(sk: &SigningKey, vk: &VerifyingKey) -> CryptoResult<()> {
+    const MESSAGE: &[u8] = b"FerroHSM pairwise consistency test";
+    let mech = match (&sk.0, &vk.0) {
+        (SigningInner::Rsa(_), VerifyingInner::Rsa(_)) => {
+            SignMechanism::RsaPkcsHash(HashAlg::Sha256)
+        }
+        (SigningInner::Ec(s), VerifyingInner::Ec(v)) if s.curve() == v.curve() => {
+            SignMechanism::EcdsaHash(HashAlg::Sha256)
+        }
+        _ => return Err(CryptoError::KeyTypeInconsistent),
+    };
+    let sig = sk.sign(&mech, MESSAGE)?;
+    vk.verify(&mech, MESSAGE, &sig)
+        .map_err(|e| CryptoError::General(format!("pairwise consistency check failed: {e}")))
+}

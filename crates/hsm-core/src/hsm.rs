@@ -1,0 +1,1742 @@
+//! The token runtime behind the PKCS#11 module: slots over the store's tokens, login
+//! state, sessions and their operations, session objects, object handles, and the
+//! cryptographic operations. Rust types only; the FFI crate converts.
+//!
+//! Locking: the session table and slot table are `RwLock`s held only to look up or
+//! insert an `Arc`; each session has its own `Mutex`, so sessions run in parallel. No
+//! lock is held while calling out of the module.
+
+use crate::attrs::{self, Actor, Origin};
+use crate::config::Config;
+use crate::crypto::{self, Curve, Digester, HashAlg, SignMechanism, SigningKey, VerifyingKey};
+use crate::error::{Error, Result};
+use crate::mechanisms::{self, Mechanism, MechanismInfo};
+use hsm_store::{Query, Store, TokenKeys, TokenSpec};
+use hsm_types::{
+    AttrValue, AttributeSet, AttributeType as A, KeyType, MechanismType as M, ObjectClass,
+    ObjectId, SecretString, TokenId, UserKind,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+const SESSION_OBJECT_BIT: u64 = 1 << 63;
+const OBJECT_ID_BITS: u32 = 48;
+
+/// The user types of `C_Login`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum LoginKind {
+    So,
+    User,
+    ContextSpecific,
+}
+
+/// `CKS_*` session states.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum SessionState {
+    RoPublic = 0,
+    RoUser = 1,
+    RwPublic = 2,
+    RwUser = 3,
+    RwSo = 4,
+}
+
+pub struct SessionInfo {
+    pub slot: u64,
+    pub state: SessionState,
+    pub rw: bool,
+}
+
+pub struct SlotInfo {
+    pub description: String,
+    pub token_present: bool,
+}
+
+/// What `C_GetTokenInfo` reports.
+pub struct TokenInfo {
+    pub label: String,
+    pub serial: String,
+    pub initialized: bool,
+    pub user_pin_initialized: bool,
+    pub user_failures: u32,
+    pub so_failures: u32,
+    pub max_failures: u32,
+    pub min_pin: u32,
+    pub max_pin: u32,
+    pub sessions: u64,
+    pub rw_sessions: u64,
+}
+
+enum Login {
+    Public,
+    User(Arc<TokenKeys>),
+    So(Arc<TokenKeys>),
+}
+
+struct Slot {
+    id: u64,
+    token: RwLock<Option<TokenId>>,
+    login: RwLock<Login>,
+    public: RwLock<Option<Arc<TokenKeys>>>,
+    /// Prepared keys of token objects, while a user is logged in. Dropped (and zeroized)
+    /// at logout. Only this process writes the store, so entries stay current as long as
+    /// every change of an object goes through [`Hsm::forget_cached`].
+    key_cache: Mutex<HashMap<ObjectId, Arc<CachedKey>>>,
+}
+
+struct CachedKey {
+    attrs: AttributeSet,
+    signer: Option<SigningKey>,
+    verifier: Option<VerifyingKey>,
+}
+
+struct SessionObject {
+    session: u64,
+    slot: u64,
+    attrs: AttributeSet,
+}
+
+enum SignState {
+    Sign(Arc<CachedKey>),
+    Verify(Arc<CachedKey>),
+}
+
+struct SignOp {
+    mech: SignMechanism,
+    key: SignState,
+    hasher: Option<Digester>,
+    buffer: Vec<u8>,
+    needs_context_login: bool,
+    multi_part: bool,
+}
+
+struct AeadOp {
+    key: Vec<u8>,
+    iv: Vec<u8>,
+    aad: Vec<u8>,
+    tag_bits: u32,
+    buffer: Vec<u8>,
+}
+
+impl Drop for AeadOp {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.key.zeroize();
+        self.buffer.zeroize();
+    }
+}
+
+#[derive(Default)]
+struct Session {
+    slot: u64,
+    rw: bool,
+    find: Option<(Vec<u64>, usize)>,
+    sign: Option<SignOp>,
+    verify: Option<SignOp>,
+    encrypt: Option<AeadOp>,
+    decrypt: Option<AeadOp>,
+    digest: Option<(HashAlg, Digester)>,
+}
+
+/// One loaded object with where it lives.
+struct Loaded {
+    attrs: AttributeSet,
+    location: Location,
+}
+
+#[derive(Clone, Copy)]
+enum Location {
+    Token { slot: u64, id: ObjectId },
+    Session(u64),
+}
+
+pub struct Hsm {
+    config: Config,
+    store: Store,
+    slots: RwLock<BTreeMap<u64, Arc<Slot>>>,
+    sessions: RwLock<HashMap<u64, Arc<Mutex<Session>>>>,
+    next_session: AtomicU64,
+    session_objects: RwLock<HashMap<u64, SessionObject>>,
+    next_session_object: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Hsm {
+    /// Opens the configured store and lays out the slots: one per token, plus one spare
+    /// uninitialised slot where `C_InitToken` creates a new token.
+    pub fn open(config: Config) -> Result<Hsm> {
+        let store = Store::open_dir(&config.store).map_err(|e| {
+            tracing::error!(store = %config.store.display(), "cannot open the store: {e}");
+            Error::from(e)
+        })?;
+        let hsm = Hsm {
+            config,
+            store,
+            slots: RwLock::new(BTreeMap::new()),
+            sessions: RwLock::new(HashMap::new()),
+            next_session: AtomicU64::new(1),
+            session_objects: RwLock::new(HashMap::new()),
+            next_session_object: AtomicU64::new(1),
+        };
+        hsm.refresh_slots()?;
+        Ok(hsm)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn refresh_slots(&self) -> Result<()> {
+        let tokens = self.store.tokens()?;
+        let wanted: Vec<TokenId> = if self.config.slots.is_empty() {
+            tokens.iter().map(|t| t.id).collect()
+        } else {
+            self.config
+                .slots
+                .iter()
+                .map(|s| TokenId(s.token))
+                .filter(|t| tokens.iter().any(|x| x.id == *t))
+                .collect()
+        };
+        let spare = tokens.iter().map(|t| t.id.0).max().unwrap_or(0) as u64 + 1;
+        let mut slots = self.slots.write().unwrap_or_else(|p| p.into_inner());
+        for t in &wanted {
+            let id = t.0 as u64;
+            let slot = slots
+                .entry(id)
+                .or_insert_with(|| Arc::new(new_slot(id, None)));
+            *slot.token.write().unwrap_or_else(|p| p.into_inner()) = Some(*t);
+        }
+        if self.config.slots.is_empty() {
+            slots
+                .entry(spare)
+                .or_insert_with(|| Arc::new(new_slot(spare, None)));
+        }
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ slots and tokens
+
+    /// Every slot holds a token (the spare one an uninitialised token), so the
+    /// "token present" filter changes nothing.
+    pub fn slot_list(&self, _token_present: bool) -> Vec<u64> {
+        let slots = self.slots.read().unwrap_or_else(|p| p.into_inner());
+        slots.keys().copied().collect()
+    }
+
+    fn slot(&self, id: u64) -> Result<Arc<Slot>> {
+        self.slots
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
+            .ok_or(Error::SlotIdInvalid)
+    }
+
+    pub fn slot_info(&self, id: u64) -> Result<SlotInfo> {
+        self.slot(id)?;
+        // A slot always holds a token; an uninitialised one on the spare slot.
+        Ok(SlotInfo {
+            description: format!("FerroHSM slot {id}"),
+            token_present: true,
+        })
+    }
+
+    pub fn token_info(&self, slot: u64) -> Result<TokenInfo> {
+        let s = self.slot(slot)?;
+        let (sessions, rw_sessions) = self.session_counts(slot);
+        let policy = hsm_store::PinPolicy::from(self.config.pin_policy);
+        match s.token_id() {
+            None => Ok(TokenInfo {
+                label: String::new(),
+                serial: format!("{:016x}", slot),
+                initialized: false,
+                user_pin_initialized: false,
+                user_failures: 0,
+                so_failures: 0,
+                max_failures: policy.max_failures,
+                min_pin: policy.min_len,
+                max_pin: policy.max_len,
+                sessions,
+                rw_sessions,
+            }),
+            Some(t) => {
+                let i = self.store.token_info(t)?;
+                Ok(TokenInfo {
+                    label: i.label,
+                    serial: i.serial,
+                    initialized: true,
+                    user_pin_initialized: i.user_pin_initialized,
+                    user_failures: i.user_failures,
+                    so_failures: i.so_failures,
+                    max_failures: i.pin_policy.max_failures,
+                    min_pin: i.pin_policy.min_len,
+                    max_pin: i.pin_policy.max_len,
+                    sessions,
+                    rw_sessions,
+                })
+            }
+        }
+    }
+
+    fn session_counts(&self, slot: u64) -> (u64, u64) {
+        let sessions = self.sessions.read().unwrap_or_else(|p| p.into_inner());
+        let mut all = 0;
+        let mut rw = 0;
+        for s in sessions.values() {
+            let s = lock(s);
+            if s.slot == slot {
+                all += 1;
+                rw += s.rw as u64;
+            }
+        }
+        (all, rw)
+    }
+
+    pub fn mechanism_list(&self, slot: u64) -> Result<Vec<M>> {
+        self.slot(slot)?;
+        Ok(mechanisms::TABLE.iter().map(|(m, _)| *m).collect())
+    }
+
+    pub fn mechanism_info(&self, slot: u64, m: M) -> Result<MechanismInfo> {
+        self.slot(slot)?;
+        mechanisms::mechanism_info(m).ok_or(Error::MechanismInvalid)
+    }
+
+    /// `C_InitToken`: creates the token on the spare slot, or wipes and re-creates an
+    /// existing one after checking its SO PIN.
+    pub fn init_token(&self, slot: u64, so_pin: SecretString, label: String) -> Result<()> {
+        let s = self.slot(slot)?;
+        if self.session_counts(slot).0 > 0 {
+            return Err(Error::SessionExists);
+        }
+        let label = label.trim_end().to_owned();
+        match s.token_id() {
+            Some(t) => {
+                self.store.reinit_token(t, &so_pin, label)?;
+                *s.public.write().unwrap_or_else(|p| p.into_inner()) = None;
+                lock(&s.key_cache).clear();
+            }
+            None => {
+                let t = self.store.init_token(TokenSpec {
+                    label,
+                    so_pin,
+                    user_pin: None,
+                    kdf: self.config.kdf.into(),
+                    pin_policy: self.config.pin_policy.into(),
+                })?;
+                if t.0 as u64 != slot {
+                    return Err(Error::General(format!(
+                        "token created as {t}, expected slot {slot}"
+                    )));
+                }
+                *s.token.write().unwrap_or_else(|p| p.into_inner()) = Some(t);
+                self.refresh_slots()?;
+            }
+        }
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ sessions and login
+
+    pub fn open_session(&self, slot: u64, rw: bool) -> Result<u64> {
+        let s = self.slot(slot)?;
+        if s.token_id().is_none() {
+            return Err(Error::TokenNotRecognized(
+                "the token in this slot is not initialised".into(),
+            ));
+        }
+        if !rw
+            && matches!(
+                *s.login.read().unwrap_or_else(|p| p.into_inner()),
+                Login::So(_)
+            )
+        {
+            return Err(Error::SessionReadWriteSoExists);
+        }
+        let h = self.next_session.fetch_add(1, Ordering::Relaxed);
+        let session = Session {
+            slot,
+            rw,
+            ..Default::default()
+        };
+        self.sessions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(h, Arc::new(Mutex::new(session)));
+        Ok(h)
+    }
+
+    fn session(&self, h: u64) -> Result<Arc<Mutex<Session>>> {
+        self.sessions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&h)
+            .cloned()
+            .ok_or(Error::SessionHandleInvalid)
+    }
+
+    pub fn close_session(&self, h: u64) -> Result<()> {
+        let s = self
+            .sessions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&h)
+            .ok_or(Error::SessionHandleInvalid)?;
+        let slot = lock(&s).slot;
+        self.session_objects
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, o| o.session != h);
+        if self.session_counts(slot).0 == 0 {
+            // The last session closed: the token logs out (PKCS#11 §5.6).
+            if let Ok(s) = self.slot(slot) {
+                s.logout();
+            }
+        }
+        Ok(())
+    }
+
+    pub fn close_all_sessions(&self, slot: u64) -> Result<()> {
+        let s = self.slot(slot)?;
+        let handles: Vec<u64> = {
+            let sessions = self.sessions.read().unwrap_or_else(|p| p.into_inner());
+            sessions
+                .iter()
+                .filter(|(_, v)| lock(v).slot == slot)
+                .map(|(k, _)| *k)
+                .collect()
+        };
+        for h in handles {
+            let _ = self.close_session(h);
+        }
+        s.logout();
+        Ok(())
+    }
+
+    pub fn session_info(&self, h: u64) -> Result<SessionInfo> {
+        let (slot, rw) = {
+            let s = self.session(h)?;
+            let s = lock(&s);
+            (s.slot, s.rw)
+        };
+        let sl = self.slot(slot)?;
+        let state = match (&*sl.login.read().unwrap_or_else(|p| p.into_inner()), rw) {
+            (Login::So(_), _) => SessionState::RwSo,
+            (Login::User(_), true) => SessionState::RwUser,
+            (Login::User(_), false) => SessionState::RoUser,
+            (Login::Public, true) => SessionState::RwPublic,
+            (Login::Public, false) => SessionState::RoPublic,
+        };
+        Ok(SessionInfo { slot, state, rw })
+    }
+
+    fn session_slot(&self, h: u64) -> Result<(Arc<Mutex<Session>>, Arc<Slot>, TokenId)> {
+        let s = self.session(h)?;
+        let slot = lock(&s).slot;
+        let sl = self.slot(slot)?;
+        let t = sl.token_id().ok_or(Error::TokenNotPresent)?;
+        Ok((s, sl, t))
+    }
+
+    pub fn login(&self, h: u64, kind: LoginKind, pin: SecretString) -> Result<()> {
+        let (sess, slot, token) = self.session_slot(h)?;
+        if kind == LoginKind::ContextSpecific {
+            if lock(&sess).sign.is_none() {
+                return Err(Error::OperationNotInitialized);
+            }
+            if !matches!(
+                *slot.login.read().unwrap_or_else(|p| p.into_inner()),
+                Login::User(_)
+            ) {
+                return Err(Error::UserNotLoggedIn);
+            }
+            // Checked like any login: counted, lockable. No session lock is held meanwhile.
+            self.store.login(token, UserKind::User, &pin)?;
+            if let Some(op) = lock(&sess).sign.as_mut() {
+                op.needs_context_login = false;
+            }
+            return Ok(());
+        }
+        {
+            let cur = slot.login.read().unwrap_or_else(|p| p.into_inner());
+            match (&*cur, kind) {
+                (Login::User(_), LoginKind::User) | (Login::So(_), LoginKind::So) => {
+                    return Err(Error::UserAlreadyLoggedIn);
+                }
+                (Login::User(_), _) | (Login::So(_), _) => {
+                    return Err(Error::UserAnotherAlreadyLoggedIn);
+                }
+                _ => {}
+            }
+        }
+        if kind == LoginKind::So {
+            let sessions = self.sessions.read().unwrap_or_else(|p| p.into_inner());
+            if sessions.values().any(|s| {
+                let s = lock(s);
+                s.slot == slot.id && !s.rw
+            }) {
+                return Err(Error::SessionReadOnlyExists);
+            }
+        }
+        let who = if kind == LoginKind::So {
+            UserKind::So
+        } else {
+            UserKind::User
+        };
+        let keys = Arc::new(self.store.login(token, who, &pin)?);
+        let mut cur = slot.login.write().unwrap_or_else(|p| p.into_inner());
+        *cur = match kind {
+            LoginKind::So => Login::So(keys),
+            _ => Login::User(keys),
+        };
+        Ok(())
+    }
+
+    pub fn logout(&self, h: u64) -> Result<()> {
+        let (_, slot, _) = self.session_slot(h)?;
+        if matches!(
+            *slot.login.read().unwrap_or_else(|p| p.into_inner()),
+            Login::Public
+        ) {
+            return Err(Error::UserNotLoggedIn);
+        }
+        slot.logout();
+        // Private session objects become unreachable; operations on private keys end.
+        let sessions: Vec<_> = self
+            .sessions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for s in sessions {
+            let mut g = lock(&s);
+            if g.slot == slot.id {
+                g.sign = None;
+                g.verify = None;
+                g.encrypt = None;
+                g.decrypt = None;
+                g.find = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// `C_InitPIN`: the SO sets the user PIN (and so unlocks it).
+    pub fn init_pin(&self, h: u64, pin: SecretString) -> Result<()> {
+        let (sess, slot, _) = self.session_slot(h)?;
+        if !lock(&sess).rw {
+            return Err(Error::SessionReadOnly);
+        }
+        let keys = match &*slot.login.read().unwrap_or_else(|p| p.into_inner()) {
+            Login::So(k) => k.clone(),
+            _ => return Err(Error::UserNotLoggedIn),
+        };
+        self.store.init_user_pin(&keys, &pin)?;
+        Ok(())
+    }
+
+    /// `C_SetPIN`: changes the PIN of whoever is logged in (the user when nobody is).
+    pub fn set_pin(&self, h: u64, old: SecretString, new: SecretString) -> Result<()> {
+        let (sess, slot, token) = self.session_slot(h)?;
+        if !lock(&sess).rw {
+            return Err(Error::SessionReadOnly);
+        }
+        let who = match &*slot.login.read().unwrap_or_else(|p| p.into_inner()) {
+            Login::So(_) => UserKind::So,
+            _ => UserKind::User,
+        };
+        self.store.change_pin(token, who, &old, &new)?;
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ objects
+
+    fn actor(slot: &Slot) -> Actor {
+        match &*slot.login.read().unwrap_or_else(|p| p.into_inner()) {
+            Login::Public => Actor::Public,
+            Login::User(_) => Actor::User,
+            Login::So(_) => Actor::So,
+        }
+    }
+
+    /// The keys this slot's caller holds for the store.
+    fn keys(&self, slot: &Slot, token: TokenId) -> Result<Arc<TokenKeys>> {
+        match &*slot.login.read().unwrap_or_else(|p| p.into_inner()) {
+            Login::User(k) | Login::So(k) => return Ok(k.clone()),
+            Login::Public => {}
+        }
+        if let Some(k) = &*slot.public.read().unwrap_or_else(|p| p.into_inner()) {
+            return Ok(k.clone());
+        }
+        let k = Arc::new(self.store.public_access(token)?);
+        *slot.public.write().unwrap_or_else(|p| p.into_inner()) = Some(k.clone());
+        Ok(k)
+    }
+
+    fn token_handle(slot: u64, id: ObjectId) -> Result<u64> {
+        if id.0 >= 1 << OBJECT_ID_BITS || slot >= 1 << (63 - OBJECT_ID_BITS) {
+            return Err(Error::General("object id beyond the handle space".into()));
+        }
+        Ok((slot << OBJECT_ID_BITS) | id.0)
+    }
+
+    fn decode_handle(h: u64) -> Option<Location> {
+        if h == 0 {
+            None
+        } else if h & SESSION_OBJECT_BIT != 0 {
+            Some(Location::Session(h))
+        } else {
+            let slot = h >> OBJECT_ID_BITS;
+            let id = h & ((1 << OBJECT_ID_BITS) - 1);
+            (id != 0).then_some(Location::Token {
+                slot,
+                id: ObjectId(id),
+            })
+        }
+    }
+
+    /// Loads an object visible to this session. Private objects need the user logged in.
+    fn load(&self, slot: &Slot, token: TokenId, h: u64) -> Result<Loaded> {
+        let user = matches!(
+            *slot.login.read().unwrap_or_else(|p| p.into_inner()),
+            Login::User(_)
+        );
+        match Self::decode_handle(h).ok_or(Error::ObjectHandleInvalid)? {
+            Location::Session(n) => {
+                let objs = self
+                    .session_objects
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner());
+                let o = objs
+                    .get(&n)
+                    .filter(|o| o.slot == slot.id)
+                    .ok_or(Error::ObjectHandleInvalid)?;
+                if o.attrs.is_private() && !user {
+                    return Err(Error::UserNotLoggedIn);
+                }
+                Ok(Loaded {
+                    attrs: o.attrs.clone(),
+                    location: Location::Session(n),
+                })
+            }
+            Location::Token { slot: s, id } => {
+                if s != slot.id {
+                    return Err(Error::ObjectHandleInvalid);
+                }
+                let keys = self.keys(slot, token)?;
+                if !user && self.store.is_private(&keys, id)? {
+                    return Err(Error::UserNotLoggedIn);
+                }
+                let obj = self.store.read_object(&keys, id)?;
+                Ok(Loaded {
+                    attrs: obj.attrs,
+                    location: Location::Token { slot: s, id },
+                })
+            }
+        }
+    }
+
+    /// Creates an object (from `C_CreateObject` or key generation) where its `CKA_TOKEN`
+    /// says, after the session checks.
+    fn store_new(
+        &self,
+        sess: &Mutex<Session>,
+        slot: &Slot,
+        token: TokenId,
+        attrs: Vec<AttributeSet>,
+    ) -> Result<Vec<u64>> {
+        let (rw, session_handle) = {
+            let g = lock(sess);
+            (g.rw, self.handle_of(sess))
+        };
+        let login = Self::actor(slot);
+        for a in &attrs {
+            if a.is_private() && login != Actor::User {
+                return Err(Error::UserNotLoggedIn);
+            }
+            if a.bool(A::TOKEN) == Some(true) && !rw {
+                return Err(Error::SessionReadOnly);
+            }
+        }
+        let (token_objs, session_objs): (Vec<_>, Vec<_>) = attrs
+            .into_iter()
+            .enumerate()
+            .partition(|(_, a)| a.bool(A::TOKEN) == Some(true));
+        let mut out = vec![0u64; token_objs.len() + session_objs.len()];
+        if !token_objs.is_empty() {
+            let keys = self.keys(slot, token)?;
+            let (idx, sets): (Vec<usize>, Vec<AttributeSet>) = token_objs.into_iter().unzip();
+            let ids = self.store.create_objects(&keys, sets)?;
+            for (i, id) in idx.into_iter().zip(ids) {
+                out[i] = Self::token_handle(slot.id, id)?;
+            }
+        }
+        for (i, a) in session_objs {
+            let n = SESSION_OBJECT_BIT | self.next_session_object.fetch_add(1, Ordering::Relaxed);
+            self.session_objects
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(
+                    n,
+                    SessionObject {
+                        session: session_handle,
+                        slot: slot.id,
+                        attrs: a,
+                    },
+                );
+            out[i] = n;
+        }
+        Ok(out)
+    }
+
+    fn handle_of(&self, sess: &Mutex<Session>) -> u64 {
+        let sessions = self.sessions.read().unwrap_or_else(|p| p.into_inner());
+        sessions
+            .iter()
+            .find(|(_, v)| std::ptr::eq(Arc::as_ptr(v), sess))
+            .map(|(k, _)| *k)
+            .unwrap_or(0)
+    }
+
+    pub fn create_object(&self, h: u64, template: AttributeSet) -> Result<u64> {
+        let (sess, slot, token) = self.session_slot(h)?;
+        let mut attrs = attrs::build_new(&template, Origin::Created, Self::actor(&slot))?;
+        validate_key_material(&attrs)?;
+        // Values PKCS#11 says the token computes for imported keys.
+        if attrs.class() == Some(ObjectClass::SECRET_KEY) {
+            let n = attrs.bytes(A::VALUE).map(<[u8]>::len).unwrap_or(0);
+            attrs.set(A::VALUE_LEN, AttrValue::Ulong(n as u64));
+        }
+        if attrs.class() == Some(ObjectClass::PUBLIC_KEY) && attrs.key_type() == Some(KeyType::RSA)
+        {
+            let m = attrs.bytes(A::MODULUS).unwrap_or_default();
+            let lead = m.iter().take_while(|b| **b == 0).count();
+            let bits = m.len().saturating_sub(lead) * 8
+                - m.get(lead).map(|b| b.leading_zeros() as usize).unwrap_or(0);
+            attrs.set(A::MODULUS_BITS, AttrValue::Ulong(bits as u64));
+        }
+        Ok(self.store_new(&sess, &slot, token, vec![attrs])?[0])
+    }
+
+    pub fn copy_object(&self, h: u64, obj: u64, template: AttributeSet) -> Result<u64> {
+        let (sess, slot, token) = self.session_slot(h)?;
+        let src = self.load(&slot, token, obj)?;
+        if src.attrs.bool(A::COPYABLE) == Some(false) {
+            return Err(Error::ActionProhibited(
+                "the object has CKA_COPYABLE = FALSE",
+            ));
+        }
+        let attrs = attrs::apply_changes(&src.attrs, &template, Self::actor(&slot), true)?;
+        Ok(self.store_new(&sess, &slot, token, vec![attrs])?[0])
+    }
+
+    pub fn destroy_object(&self, h: u64, obj: u64) -> Result<()> {
+        let (sess, slot, token) = self.session_slot(h)?;
+        let o = self.load(&slot, token, obj)?;
+        if o.attrs.bool(A::DESTROYABLE) == Some(false) {
+            return Err(Error::ActionProhibited(
+                "the object has CKA_DESTROYABLE = FALSE",
+            ));
+        }
+        match o.location {
+            Location::Session(n) => {
+                self.session_objects
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&n);
+            }
+            Location::Token { id, .. } => {
+                if !lock(&sess).rw {
+                    return Err(Error::SessionReadOnly);
+                }
+                let keys = self.keys(&slot, token)?;
+                self.store.destroy_object(&keys, id)?;
+                slot.forget_cached(id);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn object_size(&self, h: u64, obj: u64) -> Result<usize> {
+        let (_, slot, token) = self.session_slot(h)?;
+        Ok(attrs::object_size(&self.load(&slot, token, obj)?.attrs))
+    }
+
+    /// The object's attributes (the FFI layer applies the sensitivity rules through
+    /// [`attrs::readable`]), with `CKA_UNIQUE_ID` filled in.
+    pub fn object_attributes(&self, h: u64, obj: u64) -> Result<AttributeSet> {
+        let (_, slot, token) = self.session_slot(h)?;
+        let mut o = self.load(&slot, token, obj)?;
+        let unique = match o.location {
+            Location::Token { id, .. } => {
+                format!("{}-{}-{}", self.store.store_id_hex(), token.0, id.0)
+            }
+            Location::Session(n) => format!("session-{}", n & !SESSION_OBJECT_BIT),
+        };
+        o.attrs
+            .set(A::UNIQUE_ID, AttrValue::Bytes(unique.into_bytes()));
+        Ok(o.attrs)
+    }
+
+    pub fn set_attributes(&self, h: u64, obj: u64, template: AttributeSet) -> Result<()> {
+        let (sess, slot, token) = self.session_slot(h)?;
+        let o = self.load(&slot, token, obj)?;
+        let new = attrs::apply_changes(&o.attrs, &template, Self::actor(&slot), false)?;
+        match o.location {
+            Location::Session(n) => {
+                if let Some(so) = self
+                    .session_objects
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_mut(&n)
+                {
+                    so.attrs = new;
+                }
+            }
+            Location::Token { id, .. } => {
+                if !lock(&sess).rw {
+                    return Err(Error::SessionReadOnly);
+                }
+                let keys = self.keys(&slot, token)?;
+                self.store.update_object(&keys, id, new)?;
+                slot.forget_cached(id);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn find_init(&self, h: u64, template: AttributeSet) -> Result<()> {
+        let (sess, slot, token) = self.session_slot(h)?;
+        if lock(&sess).find.is_some() {
+            return Err(Error::OperationActive);
+        }
+        let user = matches!(
+            *slot.login.read().unwrap_or_else(|p| p.into_inner()),
+            Login::User(_)
+        );
+        let mut found = Vec::new();
+        if template.bool(A::TOKEN) != Some(false) {
+            let keys = self.keys(&slot, token)?;
+            let q = Query {
+                class: template.class(),
+                label: template.label().map(<[u8]>::to_vec),
+                id: template.id().map(<[u8]>::to_vec),
+                key_type: template.key_type(),
+                mechanism: None,
+            };
+            let ids = self.store.find(&keys, &q)?;
+            let indexed_only = template
+                .types()
+                .all(|t| matches!(t, A::CLASS | A::LABEL | A::ID | A::KEY_TYPE | A::TOKEN));
+            let so = matches!(
+                *slot.login.read().unwrap_or_else(|p| p.into_inner()),
+                Login::So(_)
+            );
+            for id in ids {
+                if indexed_only && !so {
+                    // The store's index answered and only shows private objects to the
+                    // master key holder, who here is the user.
+                    found.push(Self::token_handle(slot.id, id)?);
+                    continue;
+                }
+                if !user && self.store.is_private(&keys, id)? {
+                    continue;
+                }
+                match self.store.read_object(&keys, id) {
+                    Ok(o) if attrs::matches(&o.attrs, &without(&template, A::TOKEN)) => {
+                        found.push(Self::token_handle(slot.id, id)?)
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(object = %id, "skipped in search: {e}"),
+                }
+            }
+        }
+        if template.bool(A::TOKEN) != Some(true) {
+            let objs = self
+                .session_objects
+                .read()
+                .unwrap_or_else(|p| p.into_inner());
+            let mut local: Vec<u64> = objs
+                .iter()
+                .filter(|(_, o)| {
+                    o.slot == slot.id
+                        && (user || !o.attrs.is_private())
+                        && attrs::matches(&o.attrs, &template)
+                })
+                .map(|(n, _)| *n)
+                .collect();
+            local.sort_unstable();
+            found.extend(local);
+        }
+        lock(&sess).find = Some((found, 0));
+        Ok(())
+    }
+
+    pub fn find_next(&self, h: u64, max: usize) -> Result<Vec<u64>> {
+        let s = self.session(h)?;
+        let mut g = lock(&s);
+        let (all, pos) = g.find.as_mut().ok_or(Error::OperationNotInitialized)?;
+        let end = (*pos + max).min(all.len());
+        let out = all[*pos..end].to_vec();
+        *pos = end;
+        Ok(out)
+    }
+
+    pub fn find_final(&self, h: u64) -> Result<()> {
+        let s = self.session(h)?;
+        let mut g = lock(&s);
+        g.find.take().ok_or(Error::OperationNotInitialized)?;
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ key generation
+
+    pub fn generate_key(&self, h: u64, mech: &Mechanism, template: AttributeSet) -> Result<u64> {
+        let (sess, slot, token) = self.session_slot(h)?;
+        let m = mech.kind();
+        let key_type = match m {
+            M::AES_KEY_GEN => KeyType::AES,
+            M::GENERIC_SECRET_KEY_GEN => KeyType::GENERIC_SECRET,
+            _ => return Err(Error::MechanismInvalid),
+        };
+        let t = implied(template, ObjectClass::SECRET_KEY, key_type)?;
+        let mut attrs = attrs::build_new(&t, Origin::Generated(m), Self::actor(&slot))?;
+        let len = attrs
+            .ulong(A::VALUE_LEN)
+            .ok_or_else(|| Error::TemplateIncomplete("CKA_VALUE_LEN".into()))?
+            as usize;
+        let ok = match key_type {
+            KeyType::AES => matches!(len, 16 | 24 | 32),
+            _ => (1..=512).contains(&len),
+        };
+        if !ok {
+            return Err(Error::KeySizeRange);
+        }
+        let value = crypto::generate_secret(len)?;
+        attrs.set(A::VALUE, AttrValue::Bytes(value.expose().to_vec()));
+        Ok(self.store_new(&sess, &slot, token, vec![attrs])?[0])
+    }
+
+    pub fn generate_key_pair(
+        &self,
+        h: u64,
+        mech: &Mechanism,
+        public: AttributeSet,
+        private: AttributeSet,
+    ) -> Result<(u64, u64)> {
+        let (sess, slot, token) = self.session_slot(h)?;
+        let m = mech.kind();
+        let actor = Self::actor(&slot);
+        let (mut pubk, mut privk) = match m {
+            M::RSA_PKCS_KEY_PAIR_GEN => {
+                let pt = implied(public, ObjectClass::PUBLIC_KEY, KeyType::RSA)?;
+                let exponent = pt.bytes(A::PUBLIC_EXPONENT).map(<[u8]>::to_vec);
+                let pubk = attrs::build_new(
+                    &without(&pt, A::PUBLIC_EXPONENT),
+                    Origin::Generated(m),
+                    actor,
+                )?;
+                let privk = attrs::build_new(
+                    &implied(private, ObjectClass::PRIVATE_KEY, KeyType::RSA)?,
+                    Origin::Generated(m),
+                    actor,
+                )?;
+                let bits = pubk
+                    .ulong(A::MODULUS_BITS)
+                    .ok_or_else(|| Error::TemplateIncomplete("CKA_MODULUS_BITS".into()))?;
+                if !matches!(bits, 2048 | 3072 | 4096) {
+                    return Err(Error::KeySizeRange);
+                }
+                let parts = crypto::generate_rsa(bits as u32, exponent.as_deref())?;
+                let mut pubk = pubk;
+                let mut privk = privk;
+                pubk.set(A::MODULUS, AttrValue::Bytes(parts.modulus.clone()));
+                pubk.set(
+                    A::PUBLIC_EXPONENT,
+                    AttrValue::Bytes(parts.public_exponent.clone()),
+                );
+                privk.set(A::MODULUS, AttrValue::Bytes(parts.modulus.clone()));
+                privk.set(
+                    A::PUBLIC_EXPONENT,
+                    AttrValue::Bytes(parts.public_exponent.clone()),
+                );
+                privk.set(
+                    A::PRIVATE_EXPONENT,
+                    AttrValue::Bytes(parts.private_exponent.expose().to_vec()),
+                );
+                privk.set(
+                    A::PRIME_1,
+                    AttrValue::Bytes(parts.prime_1.expose().to_vec()),
+                );
+                privk.set(
+                    A::PRIME_2,
+                    AttrValue::Bytes(parts.prime_2.expose().to_vec()),
+                );
+                privk.set(
+                    A::EXPONENT_1,
+                    AttrValue::Bytes(parts.exponent_1.expose().to_vec()),
+                );
+                privk.set(
+                    A::EXPONENT_2,
+                    AttrValue::Bytes(parts.exponent_2.expose().to_vec()),
+                );
+                privk.set(
+                    A::COEFFICIENT,
+                    AttrValue::Bytes(parts.coefficient.expose().to_vec()),
+                );
+                (pubk, privk)
+            }
+            M::EC_KEY_PAIR_GEN => {
+                let pt = implied(public, ObjectClass::PUBLIC_KEY, KeyType::EC)?;
+                let mut pubk = attrs::build_new(&pt, Origin::Generated(m), actor)?;
+                let params = pubk
+                    .bytes(A::EC_PARAMS)
+                    .map(<[u8]>::to_vec)
+                    .unwrap_or_default();
+                let curve = Curve::from_ec_params(&params).ok_or_else(|| {
+                    Error::AttributeValueInvalid(
+                        "CKA_EC_PARAMS: only P-256 and P-384 are supported".into(),
+                    )
+                })?;
+                let mut privt = implied(private, ObjectClass::PRIVATE_KEY, KeyType::EC)?;
+                if privt
+                    .bytes(A::EC_PARAMS)
+                    .is_some_and(|p| p != params.as_slice())
+                {
+                    return Err(Error::TemplateInconsistent(
+                        "CKA_EC_PARAMS differ between the two templates".into(),
+                    ));
+                }
+                privt.set(A::EC_PARAMS, AttrValue::Bytes(params.clone()));
+                let mut privk = attrs::build_new(&privt, Origin::Generated(m), actor)?;
+                let parts = crypto::generate_ec(curve)?;
+                pubk.set(
+                    A::EC_POINT,
+                    AttrValue::Bytes(crypto::ec_point_der(&parts.public_point)),
+                );
+                privk.set(
+                    A::VALUE,
+                    AttrValue::Bytes(parts.private_value.expose().to_vec()),
+                );
+                (pubk, privk)
+            }
+            _ => return Err(Error::MechanismInvalid),
+        };
+        // Pair-wise consistency: a generated pair signs and verifies before it is stored.
+        let sk = signing_key(&privk)?;
+        let vk = verifying_key(&pubk)?;
+        crypto::pairwise_check(&sk, &vk)
+            .map_err(|e| Error::General(format!("pair-wise consistency check failed: {e}")))?;
+        // Key usage defaults already applied; both halves share CKA_ID if only one gave it.
+        if pubk.id().is_some_and(<[u8]>::is_empty) && privk.id().is_some_and(|i| !i.is_empty()) {
+            pubk.set(
+                A::ID,
+                AttrValue::Bytes(privk.id().unwrap_or_default().to_vec()),
+            );
+        } else if privk.id().is_some_and(<[u8]>::is_empty)
+            && pubk.id().is_some_and(|i| !i.is_empty())
+        {
+            privk.set(
+                A::ID,
+                AttrValue::Bytes(pubk.id().unwrap_or_default().to_vec()),
+            );
+        }
+        let handles = self.store_new(&sess, &slot, token, vec![pubk, privk])?;
+        Ok((handles[0], handles[1]))
+    }
+
+    // ------------------------------------------------------------ signing
+
+    fn prepared_key(&self, slot: &Slot, token: TokenId, h: u64) -> Result<Arc<CachedKey>> {
+        if let Some(Location::Token { slot: s, id }) = Self::decode_handle(h) {
+            if s == slot.id
+                && matches!(
+                    *slot.login.read().unwrap_or_else(|p| p.into_inner()),
+                    Login::User(_)
+                )
+            {
+                if let Some(k) = lock(&slot.key_cache).get(&id) {
+                    return Ok(k.clone());
+                }
+                let o = self.load(slot, token, h).map_err(key_handle)?;
+                let k = Arc::new(prepare(o.attrs)?);
+                lock(&slot.key_cache).insert(id, k.clone());
+                return Ok(k);
+            }
+        }
+        let o = self.load(slot, token, h).map_err(key_handle)?;
+        Ok(Arc::new(prepare(o.attrs)?))
+    }
+
+    pub fn sign_init(&self, h: u64, mech: &Mechanism, key: u64) -> Result<()> {
+        self.sign_verify_init(h, mech, key, true)
+    }
+
+    pub fn verify_init(&self, h: u64, mech: &Mechanism, key: u64) -> Result<()> {
+        self.sign_verify_init(h, mech, key, false)
+    }
+
+    fn sign_verify_init(&self, h: u64, mech: &Mechanism, key: u64, sign: bool) -> Result<()> {
+        let (sess, slot, token) = self.session_slot(h)?;
+        {
+            let g = lock(&sess);
+            if (sign && g.sign.is_some()) || (!sign && g.verify.is_some()) {
+                return Err(Error::OperationActive);
+            }
+        }
+        let sm = sign_mechanism(mech)?;
+        let k = self.prepared_key(&slot, token, key)?;
+        let class = k.attrs.class();
+        let (want_class, usage, what) = if sign {
+            (ObjectClass::PRIVATE_KEY, A::SIGN, "CKA_SIGN is FALSE")
+        } else {
+            (ObjectClass::PUBLIC_KEY, A::VERIFY, "CKA_VERIFY is FALSE")
+        };
+        if class != Some(want_class) {
+            return Err(Error::KeyTypeInconsistent);
+        }
+        let key_type = k.attrs.key_type();
+        let fits = match &sm {
+            SignMechanism::Ecdsa | SignMechanism::EcdsaHash(_) => key_type == Some(KeyType::EC),
+            _ => key_type == Some(KeyType::RSA),
+        };
+        if !fits {
+            return Err(Error::KeyTypeInconsistent);
+        }
+        if k.attrs.bool(usage) != Some(true) {
+            return Err(Error::KeyFunctionNotPermitted(what));
+        }
+        let allowed = k.attrs.mechanisms();
+        if !allowed.is_empty() && !allowed.contains(&mech.kind().0) {
+            return Err(Error::MechanismInvalid);
+        }
+        let needs_context_login = sign && k.attrs.bool(A::ALWAYS_AUTHENTICATE) == Some(true);
+        let op = SignOp {
+            hasher: sm.multi_part_hash().map(Digester::new),
+            mech: sm,
+            key: if sign {
+                SignState::Sign(k)
+            } else {
+                SignState::Verify(k)
+            },
+            buffer: Vec::new(),
+            needs_context_login,
+            multi_part: false,
+        };
+        let mut g = lock(&sess);
+        if sign {
+            g.sign = Some(op);
+        } else {
+            g.verify = Some(op);
+        }
+        Ok(())
+    }
+
+    /// Length of the signature the active sign operation will produce.
+    pub fn sign_len(&self, h: u64) -> Result<usize> {
+        let s = self.session(h)?;
+        let g = lock(&s);
+        match &g.sign.as_ref().ok_or(Error::OperationNotInitialized)?.key {
+            SignState::Sign(k) => Ok(k
+                .signer
+                .as_ref()
+                .map(SigningKey::signature_len)
+                .unwrap_or(0)),
+            SignState::Verify(_) => Err(Error::OperationNotInitialized),
+        }
+    }
+
+    /// Single-part sign; ends the operation (on success and on failure).
+    pub fn sign(&self, h: u64, data: &[u8]) -> Result<Vec<u8>> {
+        let s = self.session(h)?;
+        let mut op = lock(&s).sign.take().ok_or(Error::OperationNotInitialized)?;
+        if op.needs_context_login {
+            lock(&s).sign = Some(op);
+            return Err(Error::UserNotLoggedIn);
+        }
+        if op.multi_part {
+            return Err(Error::OperationActive);
+        }
+        let SignState::Sign(k) = &op.key else {
+            return Err(Error::OperationNotInitialized);
+        };
+        let signer = k.signer.as_ref().ok_or(Error::KeyTypeInconsistent)?;
+        op.buffer.clear();
+        Ok(signer.sign(&op.mech, data)?)
+    }
+
+    pub fn sign_update(&self, h: u64, data: &[u8]) -> Result<()> {
+        let s = self.session(h)?;
+        let mut g = lock(&s);
+        let op = g.sign.as_mut().ok_or(Error::OperationNotInitialized)?;
+        op.multi_part = true;
+        match &mut op.hasher {
+            Some(d) => d.update(data),
+            None => {
+                if op.buffer.len() + data.len() > MAX_RAW_INPUT {
+                    g.sign = None;
+                    return Err(Error::DataLenRange);
+                }
+                op.buffer.extend_from_slice(data)
+            }
+        }
+        Ok(())
+    }
+
+    pub fn sign_final(&self, h: u64) -> Result<Vec<u8>> {
+        let s = self.session(h)?;
+        let op = lock(&s).sign.take().ok_or(Error::OperationNotInitialized)?;
+        if op.needs_context_login {
+            lock(&s).sign = Some(op);
+            return Err(Error::UserNotLoggedIn);
+        }
+        let SignState::Sign(k) = &op.key else {
+            return Err(Error::OperationNotInitialized);
+        };
+        let signer = k.signer.as_ref().ok_or(Error::KeyTypeInconsistent)?;
+        Ok(match op.hasher {
+            Some(d) => signer.sign_prehashed(&op.mech, &d.finish())?,
+            None => signer.sign(&op.mech, &op.buffer)?,
+        })
+    }
+
+    /// Puts a sign operation back after a length query or a too-small buffer.
+    pub fn sign_is_active(&self, h: u64) -> Result<bool> {
+        let s = self.session(h)?;
+        let g = lock(&s);
+        Ok(g.sign.is_some())
+    }
+
+    pub fn verify(&self, h: u64, data: &[u8], signature: &[u8]) -> Result<()> {
+        let s = self.session(h)?;
+        let op = lock(&s)
+            .verify
+            .take()
+            .ok_or(Error::OperationNotInitialized)?;
+        if op.multi_part {
+            return Err(Error::OperationActive);
+        }
+        let SignState::Verify(k) = &op.key else {
+            return Err(Error::OperationNotInitialized);
+        };
+        let v = k.verifier.as_ref().ok_or(Error::KeyTypeInconsistent)?;
+        Ok(v.verify(&op.mech, data, signature)?)
+    }
+
+    pub fn verify_update(&self, h: u64, data: &[u8]) -> Result<()> {
+        let s = self.session(h)?;
+        let mut g = lock(&s);
+        let op = g.verify.as_mut().ok_or(Error::OperationNotInitialized)?;
+        op.multi_part = true;
+        match &mut op.hasher {
+            Some(d) => d.update(data),
+            None => {
+                if op.buffer.len() + data.len() > MAX_RAW_INPUT {
+                    g.verify = None;
+                    return Err(Error::DataLenRange);
+                }
+                op.buffer.extend_from_slice(data)
+            }
+        }
+        Ok(())
+    }
+
+    pub fn verify_final(&self, h: u64, signature: &[u8]) -> Result<()> {
+        let s = self.session(h)?;
+        let op = lock(&s)
+            .verify
+            .take()
+            .ok_or(Error::OperationNotInitialized)?;
+        let SignState::Verify(k) = &op.key else {
+            return Err(Error::OperationNotInitialized);
+        };
+        let v = k.verifier.as_ref().ok_or(Error::KeyTypeInconsistent)?;
+        Ok(match op.hasher {
+            Some(d) => v.verify_prehashed(&op.mech, &d.finish(), signature)?,
+            None => v.verify(&op.mech, &op.buffer, signature)?,
+        })
+    }
+
+    // ------------------------------------------------------------ AES-GCM
+
+    pub fn encrypt_init(&self, h: u64, mech: &Mechanism, key: u64) -> Result<()> {
+        self.aead_init(h, mech, key, true)
+    }
+
+    pub fn decrypt_init(&self, h: u64, mech: &Mechanism, key: u64) -> Result<()> {
+        self.aead_init(h, mech, key, false)
+    }
+
+    fn aead_init(&self, h: u64, mech: &Mechanism, key: u64, encrypt: bool) -> Result<()> {
+        let (sess, slot, token) = self.session_slot(h)?;
+        {
+            let g = lock(&sess);
+            if (encrypt && g.encrypt.is_some()) || (!encrypt && g.decrypt.is_some()) {
+                return Err(Error::OperationActive);
+            }
+        }
+        let Mechanism::Gcm { iv, aad, tag_bits } = mech else {
+            return Err(if mechanisms::mechanism_info(mech.kind()).is_some() {
+                Error::MechanismParamInvalid("CK_GCM_PARAMS required".into())
+            } else {
+                Error::MechanismInvalid
+            });
+        };
+        if *tag_bits == 0 || *tag_bits > 128 || iv.is_empty() {
+            return Err(Error::MechanismParamInvalid(
+                "GCM needs an IV and a tag of 1 to 128 bits".into(),
+            ));
+        }
+        let o = self.prepared_key(&slot, token, key)?;
+        if o.attrs.class() != Some(ObjectClass::SECRET_KEY)
+            || o.attrs.key_type() != Some(KeyType::AES)
+        {
+            return Err(Error::KeyTypeInconsistent);
+        }
+        let usage = if encrypt { A::ENCRYPT } else { A::DECRYPT };
+        if o.attrs.bool(usage) != Some(true) {
+            return Err(Error::KeyFunctionNotPermitted(if encrypt {
+                "CKA_ENCRYPT is FALSE"
+            } else {
+                "CKA_DECRYPT is FALSE"
+            }));
+        }
+        let allowed = o.attrs.mechanisms();
+        if !allowed.is_empty() && !allowed.contains(&M::AES_GCM.0) {
+            return Err(Error::MechanismInvalid);
+        }
+        let value = o
+            .attrs
+            .bytes(A::VALUE)
+            .ok_or(Error::UserNotLoggedIn)?
+            .to_vec();
+        let op = AeadOp {
+            key: value,
+            iv: iv.clone(),
+            aad: aad.clone(),
+            tag_bits: *tag_bits as u32,
+            buffer: Vec::new(),
+        };
+        let mut g = lock(&sess);
+        if encrypt {
+            g.encrypt = Some(op);
+        } else {
+            g.decrypt = Some(op);
+        }
+        Ok(())
+    }
+
+    /// Output length of a single-part encrypt of `len` bytes.
+    pub fn encrypt_len(&self, h: u64, len: usize) -> Result<usize> {
+        let s = self.session(h)?;
+        let g = lock(&s);
+        let op = g.encrypt.as_ref().ok_or(Error::OperationNotInitialized)?;
+        Ok(op.buffer.len() + len + (op.tag_bits as usize).div_ceil(8))
+    }
+
+    pub fn decrypt_len(&self, h: u64, len: usize) -> Result<usize> {
+        let s = self.session(h)?;
+        let g = lock(&s);
+        let op = g.decrypt.as_ref().ok_or(Error::OperationNotInitialized)?;
+        Ok((op.buffer.len() + len).saturating_sub((op.tag_bits as usize).div_ceil(8)))
+    }
+
+    pub fn encrypt(&self, h: u64, data: &[u8]) -> Result<Vec<u8>> {
+        let s = self.session(h)?;
+        let mut op = lock(&s)
+            .encrypt
+            .take()
+            .ok_or(Error::OperationNotInitialized)?;
+        op.buffer.extend_from_slice(data);
+        Ok(crypto::aes_gcm_encrypt(
+            &op.key,
+            &op.iv,
+            &op.aad,
+            op.tag_bits,
+            &op.buffer,
+        )?)
+    }
+
+    pub fn encrypt_update(&self, h: u64, data: &[u8]) -> Result<()> {
+        let s = self.session(h)?;
+        let mut g = lock(&s);
+        let op = g.encrypt.as_mut().ok_or(Error::OperationNotInitialized)?;
+        if op.buffer.len() + data.len() > MAX_AEAD_INPUT {
+            g.encrypt = None;
+            return Err(Error::DataLenRange);
+        }
+        op.buffer.extend_from_slice(data);
+        Ok(())
+    }
+
+    pub fn encrypt_final(&self, h: u64) -> Result<Vec<u8>> {
+        self.encrypt(h, &[])
+    }
+
+    pub fn decrypt(&self, h: u64, data: &[u8]) -> Result<Vec<u8>> {
+        let s = self.session(h)?;
+        let mut op = lock(&s)
+            .decrypt
+            .take()
+            .ok_or(Error::OperationNotInitialized)?;
+        op.buffer.extend_from_slice(data);
+        Ok(crypto::aes_gcm_decrypt(
+            &op.key,
+            &op.iv,
+            &op.aad,
+            op.tag_bits,
+            &op.buffer,
+        )?)
+    }
+
+    pub fn decrypt_update(&self, h: u64, data: &[u8]) -> Result<()> {
+        let s = self.session(h)?;
+        let mut g = lock(&s);
+        let op = g.decrypt.as_mut().ok_or(Error::OperationNotInitialized)?;
+        if op.buffer.len() + data.len() > MAX_AEAD_INPUT {
+            g.decrypt = None;
+            return Err(Error::EncryptedDataLenRange);
+        }
+        op.buffer.extend_from_slice(data);
+        Ok(())
+    }
+
+    pub fn decrypt_final(&self, h: u64) -> Result<Vec<u8>> {
+        self.decrypt(h, &[])
+    }
+
+    // ------------------------------------------------------------ digest and random
+
+    pub fn digest_init(&self, h: u64, mech: &Mechanism) -> Result<()> {
+        let s = self.session(h)?;
+        let mut g = lock(&s);
+        if g.digest.is_some() {
+            return Err(Error::OperationActive);
+        }
+        let alg = match mech {
+            Mechanism::Plain(m) => HashAlg::from_mechanism(*m).ok_or(Error::MechanismInvalid)?,
+            _ => return Err(Error::MechanismInvalid),
+        };
+        g.digest = Some((alg, Digester::new(alg)));
+        Ok(())
+    }
+
+    pub fn digest_len(&self, h: u64) -> Result<usize> {
+        let s = self.session(h)?;
+        let g = lock(&s);
+        Ok(g.digest
+            .as_ref()
+            .ok_or(Error::OperationNotInitialized)?
+            .0
+            .output_len())
+    }
+
+    pub fn digest(&self, h: u64, data: &[u8]) -> Result<Vec<u8>> {
+        let s = self.session(h)?;
+        let (_, mut d) = lock(&s)
+            .digest
+            .take()
+            .ok_or(Error::OperationNotInitialized)?;
+        d.update(data);
+        Ok(d.finish())
+    }
+
+    pub fn digest_update(&self, h: u64, data: &[u8]) -> Result<()> {
+        let s = self.session(h)?;
+        let mut g = lock(&s);
+        g.digest
+            .as_mut()
+            .ok_or(Error::OperationNotInitialized)?
+            .1
+            .update(data);
+        Ok(())
+    }
+
+    pub fn digest_final(&self, h: u64) -> Result<Vec<u8>> {
+        let s = self.session(h)?;
+        let (_, d) = lock(&s)
+            .digest
+            .take()
+            .ok_or(Error::OperationNotInitialized)?;
+        Ok(d.finish())
+    }
+
+    pub fn generate_random(&self, h: u64, out: &mut [u8]) -> Result<()> {
+        self.session(h)?;
+        Ok(crypto::random_bytes(out)?)
+    }
+
+    pub fn seed_random(&self, h: u64) -> Result<()> {
+        self.session(h)?;
+        // The generator is the operating system's, through aws-lc; it takes no seed.
+        Err(Error::RandomSeedNotSupported)
+    }
+
+    /// Ends the given operations of a session (`C_SessionCancel`, and bad input that
+    /// terminates an operation).
+    pub fn cancel(&self, h: u64, kinds: &[OpKind]) -> Result<()> {
+        let s = self.session(h)?;
+        let mut g = lock(&s);
+        for k in kinds {
+            match k {
+                OpKind::Sign => g.sign = None,
+                OpKind::Verify => g.verify = None,
+                OpKind::Encrypt => g.encrypt = None,
+                OpKind::Decrypt => g.decrypt = None,
+                OpKind::Digest => g.digest = None,
+                OpKind::Find => g.find = None,
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether an operation of this kind is active (for the output-length convention:
+    /// a length query leaves it active).
+    pub fn has_operation(&self, h: u64, op: OpKind) -> Result<bool> {
+        let s = self.session(h)?;
+        let g = lock(&s);
+        Ok(match op {
+            OpKind::Sign => g.sign.is_some(),
+            OpKind::Verify => g.verify.is_some(),
+            OpKind::Encrypt => g.encrypt.is_some(),
+            OpKind::Decrypt => g.decrypt.is_some(),
+            OpKind::Digest => g.digest.is_some(),
+            OpKind::Find => g.find.is_some(),
+        })
+    }
+}
+
+/// Operation kinds of a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpKind {
+    Sign,
+    Verify,
+    Encrypt,
+    Decrypt,
+    Digest,
+    Find,
+}
+
+/// Raw (unhashed) signature input and AEAD input are buffered; cap them.
+const MAX_RAW_INPUT: usize = 64 * 1024;
+const MAX_AEAD_INPUT: usize = 64 * 1024 * 1024;
+
+fn key_handle(e: Error) -> Error {
+    match e {
+        Error::ObjectHandleInvalid => Error::KeyHandleInvalid,
+        e => e,
+    }
+}
+
+fn new_slot(id: u64, token: Option<TokenId>) -> Slot {
+    Slot {
+        id,
+        token: RwLock::new(token),
+        login: RwLock::new(Login::Public),
+        public: RwLock::new(None),
+        key_cache: Mutex::new(HashMap::new()),
+    }
+}
+
+impl Slot {
+    fn token_id(&self) -> Option<TokenId> {
+        *self.token.read().unwrap_or_else(|p| p.into_inner())
+    }
+    fn logout(&self) {
+        *self.login.write().unwrap_or_else(|p| p.into_inner()) = Login::Public;
+        lock(&self.key_cache).clear();
+    }
+    fn forget_cached(&self, id: ObjectId) {
+        lock(&self.key_cache).remove(&id);
+    }
+}
+
+fn without(t: &AttributeSet, a: A) -> AttributeSet {
+    let mut t = t.clone();
+    t.remove(a);
+    t
+}
+
+/// Fills the class and key type a generation mechanism implies; a template that says
+/// otherwise is inconsistent.
+fn implied(mut t: AttributeSet, class: ObjectClass, key_type: KeyType) -> Result<AttributeSet> {
+    match t.class() {
+        None => t.set(A::CLASS, AttrValue::Ulong(class.0)),
+        Some(c) if c == class => {}
+        Some(c) => {
+            return Err(Error::TemplateInconsistent(format!(
+                "CKA_CLASS {c:?} does not fit the mechanism"
+            )));
+        }
+    }
+    match t.key_type() {
+        None => t.set(A::KEY_TYPE, AttrValue::Ulong(key_type.0)),
+        Some(k) if k == key_type => {}
+        Some(k) => {
+            return Err(Error::TemplateInconsistent(format!(
+                "CKA_KEY_TYPE {k:?} does not fit the mechanism"
+            )));
+        }
+    }
+    Ok(t)
+}
+
+fn sign_mechanism(m: &Mechanism) -> Result<SignMechanism> {
+    let hash_of = |m: M| {
+        HashAlg::from_mechanism(m)
+            .ok_or_else(|| Error::MechanismParamInvalid(format!("hash {m:?}")))
+    };
+    let mgf_of = |g: u64| match g {
+        1 => Ok(HashAlg::Sha1),
+        2 => Ok(HashAlg::Sha256),
+        3 => Ok(HashAlg::Sha384),
+        4 => Ok(HashAlg::Sha512),
+        5 => Ok(HashAlg::Sha224),
+        _ => Err(Error::MechanismParamInvalid(format!("MGF {g:#x}"))),
+    };
+    Ok(match m {
+        Mechanism::Plain(M::ECDSA) => SignMechanism::Ecdsa,
+        Mechanism::Plain(M::ECDSA_SHA256) => SignMechanism::EcdsaHash(HashAlg::Sha256),
+        Mechanism::Plain(M::ECDSA_SHA384) => SignMechanism::EcdsaHash(HashAlg::Sha384),
+        Mechanism::Plain(M::ECDSA_SHA512) => SignMechanism::EcdsaHash(HashAlg::Sha512),
+        Mechanism::Plain(M::RSA_PKCS) => SignMechanism::RsaPkcs,
+        Mechanism::Plain(M::SHA256_RSA_PKCS) => SignMechanism::RsaPkcsHash(HashAlg::Sha256),
+        Mechanism::Plain(M::SHA384_RSA_PKCS) => SignMechanism::RsaPkcsHash(HashAlg::Sha384),
+        Mechanism::Plain(M::SHA512_RSA_PKCS) => SignMechanism::RsaPkcsHash(HashAlg::Sha512),
+        Mechanism::Pss {
+            mechanism,
+            hash,
+            mgf,
+            salt_len,
+        } => {
+            let h = hash_of(*hash)?;
+            let (prehashed, want) = match *mechanism {
+                M::RSA_PKCS_PSS => (true, None),
+                M::SHA256_RSA_PKCS_PSS => (false, Some(HashAlg::Sha256)),
+                M::SHA384_RSA_PKCS_PSS => (false, Some(HashAlg::Sha384)),
+                M::SHA512_RSA_PKCS_PSS => (false, Some(HashAlg::Sha512)),
+                _ => return Err(Error::MechanismInvalid),
+            };
+            if want.is_some_and(|w| w != h) {
+                return Err(Error::MechanismParamInvalid(
+                    "the PSS hash must match the mechanism".into(),
+                ));
+            }
+            SignMechanism::RsaPss {
+                hash: h,
+                mgf_hash: mgf_of(*mgf)?,
+                salt_len: *salt_len as usize,
+                prehashed,
+            }
+        }
+        Mechanism::Plain(
+            M::RSA_PKCS_PSS
+            | M::SHA256_RSA_PKCS_PSS
+            | M::SHA384_RSA_PKCS_PSS
+            | M::SHA512_RSA_PKCS_PSS,
+        ) => {
+            return Err(Error::MechanismParamInvalid(
+                "CK_RSA_PKCS_PSS_PARAMS required".into(),
+            ));
+        }
+        _ => return Err(Error::MechanismInvalid),
+    })
+}
+
+fn signing_key(a: &AttributeSet) -> Result<SigningKey> {
+    let missing = || Error::UserNotLoggedIn;
+    match a.key_type() {
+        Some(KeyType::EC) => {
+            let curve = Curve::from_ec_params(a.bytes(A::EC_PARAMS).unwrap_or_default())
+                .ok_or(Error::KeyTypeInconsistent)?;
+            Ok(SigningKey::ec(
+                curve,
+                a.bytes(A::VALUE).ok_or_else(missing)?,
+            )?)
+        }
+        Some(KeyType::RSA) => {
+            let get = |t: A| a.bytes(t).map(<[u8]>::to_vec).ok_or_else(missing);
+            let secret = |t: A| get(t).map(hsm_types::SecretBytes::new);
+            let parts = crypto::RsaPrivateParts {
+                modulus: get(A::MODULUS)?,
+                public_exponent: get(A::PUBLIC_EXPONENT)?,
+                private_exponent: secret(A::PRIVATE_EXPONENT)?,
+                prime_1: secret(A::PRIME_1)?,
+                prime_2: secret(A::PRIME_2)?,
+                exponent_1: secret(A::EXPONENT_1)?,
+                exponent_2: secret(A::EXPONENT_2)?,
+                coefficient: secret(A::COEFFICIENT)?,
+            };
+            Ok(SigningKey::rsa(&parts)?)
+        }
+        _ => Err(Error::KeyTypeInconsistent),
+    }
+}
+
+fn verifying_key(a: &AttributeSet) -> Result<VerifyingKey> {
+    match a.key_type() {
+        Some(KeyType::EC) => {
+            let curve = Curve::from_ec_params(a.bytes(A::EC_PARAMS).unwrap_or_default())
+                .ok_or(Error::KeyTypeInconsistent)?;
+            let point = crypto::ec_point_from_der(a.bytes(A::EC_POINT).unwrap_or_default())
+                .ok_or(Error::KeyTypeInconsistent)?;
+            Ok(VerifyingKey::ec(curve, &point)?)
+        }
+        Some(KeyType::RSA) => Ok(VerifyingKey::rsa(
+            a.bytes(A::MODULUS).unwrap_or_default(),
+            a.bytes(A::PUBLIC_EXPONENT).unwrap_or_default(),
+        )?),
+        _ => Err(Error::KeyTypeInconsistent),
+    }
+}
+
+/// Parses a key once for use: private keys get a signer, public keys a verifier.
+fn prepare(attrs: AttributeSet) -> Result<CachedKey> {
+    let (signer, verifier) = match attrs.class() {
+        Some(ObjectClass::PRIVATE_KEY) => (Some(signing_key(&attrs)?), None),
+        Some(ObjectClass::PUBLIC_KEY) => (None, Some(verifying_key(&attrs)?)),
+        _ => (None, None),
+    };
+    Ok(CachedKey {
+        attrs,
+        signer,
+        verifier,
+    })
+}
+
+/// Checks imported key material before it is stored.
+fn validate_key_material(a: &AttributeSet) -> Result<()> {
+    match (a.class(), a.key_type()) {
+        (Some(ObjectClass::SECRET_KEY), Some(KeyType::AES)) => {
+            let n = a.bytes(A::VALUE).map(<[u8]>::len).unwrap_or(0);
+            if !matches!(n, 16 | 24 | 32) {
+                return Err(Error::AttributeValueInvalid(format!(
+                    "AES key of {n} bytes"
+                )));
+            }
+        }
+        (Some(ObjectClass::SECRET_KEY), _) => {
+            if a.bytes(A::VALUE).is_none_or(<[u8]>::is_empty) {
+                return Err(Error::AttributeValueInvalid("empty secret".into()));
+            }
+        }
+        (Some(ObjectClass::PRIVATE_KEY | ObjectClass::PUBLIC_KEY), _) => {
+            if a.class() == Some(ObjectClass::PRIVATE_KEY) {
+                signing_key(a).map_err(|e| {
+                    Error::AttributeValueInvalid(format!("key material does not load: {e}"))
+                })?;
+            } else {
+                verifying_key(a).map_err(|e| {
+                    Error::AttributeValueInvalid(format!("key material does not load: {e}"))
+                })?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}

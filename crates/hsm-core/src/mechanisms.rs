@@ -1,0 +1,132 @@
+//! The mechanisms this token offers, with their true key sizes and flags, and the parsed
+//! form of a mechanism with its parameters.
+
+use hsm_types::MechanismType as M;
+
+/// `CKF_*` mechanism flags (PKCS#11 values).
+pub mod flags {
+    pub const HW: u64 = 0x1;
+    pub const ENCRYPT: u64 = 0x100;
+    pub const DECRYPT: u64 = 0x200;
+    pub const DIGEST: u64 = 0x400;
+    pub const SIGN: u64 = 0x800;
+    pub const VERIFY: u64 = 0x2000;
+    pub const GENERATE: u64 = 0x8000;
+    pub const GENERATE_KEY_PAIR: u64 = 0x10000;
+    pub const EC_F_P: u64 = 0x100000;
+    pub const EC_NAMEDCURVE: u64 = 0x800000;
+    pub const EC_UNCOMPRESS: u64 = 0x1000000;
+}
+
+/// `CK_MECHANISM_INFO`: key sizes in bits for RSA and EC, bytes for AES and generic secrets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MechanismInfo {
+    pub min_key: u64,
+    pub max_key: u64,
+    pub flags: u64,
+}
+
+const fn info(min_key: u64, max_key: u64, flags: u64) -> MechanismInfo {
+    MechanismInfo {
+        min_key,
+        max_key,
+        flags,
+    }
+}
+
+const EC: u64 = flags::EC_F_P | flags::EC_NAMEDCURVE | flags::EC_UNCOMPRESS;
+
+/// Every mechanism, in the order `C_GetMechanismList` reports them.
+pub const TABLE: &[(M, MechanismInfo)] = &[
+    (
+        M::RSA_PKCS_KEY_PAIR_GEN,
+        info(2048, 4096, flags::GENERATE_KEY_PAIR),
+    ),
+    (M::RSA_PKCS, info(2048, 4096, flags::SIGN | flags::VERIFY)),
+    (
+        M::SHA256_RSA_PKCS,
+        info(2048, 4096, flags::SIGN | flags::VERIFY),
+    ),
+    (
+        M::SHA384_RSA_PKCS,
+        info(2048, 4096, flags::SIGN | flags::VERIFY),
+    ),
+    (
+        M::SHA512_RSA_PKCS,
+        info(2048, 4096, flags::SIGN | flags::VERIFY),
+    ),
+    (
+        M::RSA_PKCS_PSS,
+        info(2048, 4096, flags::SIGN | flags::VERIFY),
+    ),
+    (
+        M::SHA256_RSA_PKCS_PSS,
+        info(2048, 4096, flags::SIGN | flags::VERIFY),
+    ),
+    (
+        M::SHA384_RSA_PKCS_PSS,
+        info(2048, 4096, flags::SIGN | flags::VERIFY),
+    ),
+    (
+        M::SHA512_RSA_PKCS_PSS,
+        info(2048, 4096, flags::SIGN | flags::VERIFY),
+    ),
+    (
+        M::EC_KEY_PAIR_GEN,
+        info(256, 384, flags::GENERATE_KEY_PAIR | EC),
+    ),
+    (M::ECDSA, info(256, 384, flags::SIGN | flags::VERIFY | EC)),
+    (
+        M::ECDSA_SHA256,
+        info(256, 384, flags::SIGN | flags::VERIFY | EC),
+    ),
+    (
+        M::ECDSA_SHA384,
+        info(256, 384, flags::SIGN | flags::VERIFY | EC),
+    ),
+    (
+        M::ECDSA_SHA512,
+        info(256, 384, flags::SIGN | flags::VERIFY | EC),
+    ),
+    (M::AES_KEY_GEN, info(16, 32, flags::GENERATE)),
+    (M::AES_GCM, info(16, 32, flags::ENCRYPT | flags::DECRYPT)),
+    (M::GENERIC_SECRET_KEY_GEN, info(1, 512, flags::GENERATE)),
+    (M::SHA_1, info(0, 0, flags::DIGEST)),
+    (M::SHA224, info(0, 0, flags::DIGEST)),
+    (M::SHA256, info(0, 0, flags::DIGEST)),
+    (M::SHA384, info(0, 0, flags::DIGEST)),
+    (M::SHA512, info(0, 0, flags::DIGEST)),
+];
+
+pub fn mechanism_info(m: M) -> Option<MechanismInfo> {
+    TABLE.iter().find(|(t, _)| *t == m).map(|(_, i)| *i)
+}
+
+/// A mechanism with its parameters, as the FFI layer parsed them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mechanism {
+    /// A mechanism without parameters.
+    Plain(M),
+    /// `CK_RSA_PKCS_PSS_PARAMS`
+    Pss {
+        mechanism: M,
+        hash: M,
+        mgf: u64,
+        salt_len: u64,
+    },
+    /// `CK_GCM_PARAMS`
+    Gcm {
+        iv: Vec<u8>,
+        aad: Vec<u8>,
+        tag_bits: u64,
+    },
+}
+
+impl Mechanism {
+    pub fn kind(&self) -> M {
+        match self {
+            Mechanism::Plain(m) | Mechanism::Pss { mechanism: m, .. } => *m,
+            Mechanism::Gcm { .. } => M::AES_GCM,
+        }
+    }
+}

@@ -1,0 +1,418 @@
+//! `CK_ATTRIBUTE` arrays to and from typed attribute sets, `CK_MECHANISM` to the core's
+//! parsed mechanism, and the pointer guards every entry point uses.
+
+use crate::boundary::Error;
+use cryptoki_sys::*;
+use hsm_core::Error as CoreError;
+use hsm_core::attrs::{Readable, readable};
+use hsm_core::mechanisms::Mechanism;
+use hsm_core::types::policy::{self, ValueKind};
+use hsm_core::types::{AttrValue, AttributeSet, AttributeType, MechanismType};
+
+/// Most attributes a template may carry; a larger count is refused before anything is
+/// allocated from it.
+pub const MAX_TEMPLATE: usize = 1024;
+/// Largest single attribute value accepted (certificates are the big ones).
+pub const MAX_VALUE: usize = 1 << 20;
+/// Largest data buffer a single call takes.
+pub const MAX_DATA: usize = 64 << 20;
+
+const ULONG: usize = std::mem::size_of::<CK_ULONG>();
+
+/// `(ptr, len)` to a slice: NULL with length 0 is an empty slice; NULL with a length, or
+/// a length beyond `max`, is refused.
+///
+/// # Safety
+/// A non-null `ptr` points to `len` readable bytes.
+pub unsafe fn slice<'a>(
+    ptr: *const u8,
+    len: CK_ULONG,
+    max: usize,
+    what: &'static str,
+) -> Result<&'a [u8], Error> {
+    let len = usize::try_from(len).map_err(|_| Error::bad(what))?;
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if ptr.is_null() || len > max {
+        return Err(Error::bad(what));
+    }
+    // SAFETY: the caller guarantees ptr points to len readable bytes; both were checked.
+    Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
+}
+
+/// Like [`slice`], for data to be processed: too much data is a length error.
+///
+/// # Safety
+/// As [`slice`].
+pub unsafe fn data<'a>(
+    ptr: *const u8,
+    len: CK_ULONG,
+    what: &'static str,
+) -> Result<&'a [u8], Error> {
+    if usize::try_from(len).map_or(true, |l| l > MAX_DATA) {
+        return Err(CoreError::DataLenRange.into());
+    }
+    // SAFETY: forwarded contract.
+    unsafe { slice(ptr, len, MAX_DATA, what) }
+}
+
+/// # Safety
+/// A non-null `ptr` points to `count` readable `CK_ATTRIBUTE`s whose value pointers are
+/// valid for their lengths.
+unsafe fn attributes<'a>(
+    ptr: *const CK_ATTRIBUTE,
+    count: CK_ULONG,
+) -> Result<&'a [CK_ATTRIBUTE], Error> {
+    let count = usize::try_from(count).map_err(|_| Error::bad("ulCount"))?;
+    if count == 0 {
+        return Ok(&[]);
+    }
+    if ptr.is_null() {
+        return Err(Error::bad("pTemplate is NULL with a non-zero count"));
+    }
+    if count > MAX_TEMPLATE {
+        return Err(Error::bad("template has too many attributes"));
+    }
+    // SAFETY: checked non-null; the caller guarantees count readable entries.
+    Ok(unsafe { std::slice::from_raw_parts(ptr, count) })
+}
+
+/// Parses a caller's template. Unknown types, values of the wrong size, and the same type
+/// twice with different values are refused with the matching `CKR_*`.
+///
+/// # Safety
+/// As [`attributes`].
+pub unsafe fn parse(ptr: *const CK_ATTRIBUTE, count: CK_ULONG) -> Result<AttributeSet, Error> {
+    // SAFETY: forwarded contract.
+    let attrs = unsafe { attributes(ptr, count) }?;
+    parse_depth(attrs, 0)
+}
+
+fn parse_depth(attrs: &[CK_ATTRIBUTE], depth: u32) -> Result<AttributeSet, Error> {
+    let mut set = AttributeSet::new();
+    for a in attrs {
+        let t = AttributeType(a.type_ as u64);
+        let rule = policy::rule(t).ok_or(CoreError::AttributeTypeInvalid)?;
+        let invalid =
+            |why: &str| Error::Core(CoreError::AttributeValueInvalid(format!("{t:?}: {why}")));
+        let len = usize::try_from(a.ulValueLen).map_err(|_| invalid("length"))?;
+        if len > MAX_VALUE {
+            return Err(invalid("value too long"));
+        }
+        if a.pValue.is_null() && len > 0 {
+            return Err(invalid("NULL value with a length"));
+        }
+        let bytes: &[u8] = if len == 0 {
+            &[]
+        } else {
+            // SAFETY: non-null, length capped; the caller guarantees it is readable.
+            unsafe { std::slice::from_raw_parts(a.pValue as *const u8, len) }
+        };
+        let v = match rule.kind {
+            ValueKind::Bool => match bytes {
+                [b] => AttrValue::Bool(*b != 0),
+                _ => return Err(invalid("CK_BBOOL must be one byte")),
+            },
+            ValueKind::Ulong => {
+                let arr: [u8; ULONG] = bytes
+                    .try_into()
+                    .map_err(|_| invalid("CK_ULONG of the wrong size"))?;
+                AttrValue::Ulong(CK_ULONG::from_ne_bytes(arr) as u64)
+            }
+            ValueKind::Bytes | ValueKind::Date => AttrValue::Bytes(bytes.to_vec()),
+            ValueKind::Mechanisms => {
+                if bytes.len() % ULONG != 0 {
+                    return Err(invalid("not a whole number of mechanisms"));
+                }
+                AttrValue::Mechanisms(
+                    bytes
+                        .chunks_exact(ULONG)
+                        .map(|c| CK_ULONG::from_ne_bytes(c.try_into().unwrap_or_default()) as u64)
+                        .collect(),
+                )
+            }
+            ValueKind::Template => {
+                if depth > 0 || len % std::mem::size_of::<CK_ATTRIBUTE>() != 0 {
+                    return Err(invalid("nested template"));
+                }
+                let n = len / std::mem::size_of::<CK_ATTRIBUTE>();
+                // SAFETY: the value is an array of n CK_ATTRIBUTEs (its length says so).
+                let inner =
+                    unsafe { std::slice::from_raw_parts(a.pValue as *const CK_ATTRIBUTE, n) };
+                AttrValue::Template(parse_depth(inner, depth + 1)?)
+            }
+        };
+        match set.get(t) {
+            Some(old) if *old != v => {
+                return Err(CoreError::TemplateInconsistent(format!(
+                    "{t:?} given twice with different values"
+                ))
+                .into());
+            }
+            _ => set.set(t, v),
+        }
+    }
+    Ok(set)
+}
+
+fn encode(v: &AttrValue) -> Vec<u8> {
+    match v {
+        AttrValue::Bool(b) => vec![*b as u8],
+        AttrValue::Ulong(u) => (*u as CK_ULONG).to_ne_bytes().to_vec(),
+        AttrValue::Bytes(b) => b.clone(),
+        AttrValue::Mechanisms(m) => m
+            .iter()
+            .flat_map(|x| (*x as CK_ULONG).to_ne_bytes())
+            .collect(),
+        // Templates are reported as their attribute count only; reading them back in
+        // full needs caller-owned nested buffers, which is not built.
+        AttrValue::Template(_) => Vec::new(),
+    }
+}
+
+/// Fills a `C_GetAttributeValue` template from an object: every entry is processed;
+/// the call's result is the most significant problem met (sensitive, then unknown type,
+/// then buffer too small), as PKCS#11 §5.7 allows.
+///
+/// # Safety
+/// As [`attributes`], and each non-null `pValue` is writable for `ulValueLen` bytes.
+pub unsafe fn fill(
+    obj: &AttributeSet,
+    ptr: *mut CK_ATTRIBUTE,
+    count: CK_ULONG,
+) -> Result<(), Error> {
+    // SAFETY: forwarded contract.
+    let attrs = unsafe { attributes(ptr, count) }?;
+    let n = attrs.len();
+    let (mut sensitive, mut invalid, mut small) = (false, false, false);
+    for i in 0..n {
+        // SAFETY: i < n entries, writable per the contract.
+        let a = unsafe { &mut *ptr.add(i) };
+        let t = AttributeType(a.type_ as u64);
+        match readable(obj, t) {
+            Readable::Sensitive => {
+                a.ulValueLen = CK_UNAVAILABLE_INFORMATION;
+                sensitive = true;
+            }
+            Readable::Absent => {
+                a.ulValueLen = CK_UNAVAILABLE_INFORMATION;
+                invalid = true;
+            }
+            Readable::Value(v) => {
+                let bytes = encode(v);
+                if a.pValue.is_null() {
+                    a.ulValueLen = bytes.len() as CK_ULONG;
+                } else if (a.ulValueLen as usize) < bytes.len() {
+                    a.ulValueLen = CK_UNAVAILABLE_INFORMATION;
+                    small = true;
+                } else {
+                    // SAFETY: pValue is writable for ulValueLen >= bytes.len() bytes.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            bytes.as_ptr(),
+                            a.pValue as *mut u8,
+                            bytes.len(),
+                        )
+                    };
+                    a.ulValueLen = bytes.len() as CK_ULONG;
+                }
+            }
+        }
+    }
+    if sensitive {
+        Err(CoreError::AttributeSensitive.into())
+    } else if invalid {
+        Err(CoreError::AttributeTypeInvalid.into())
+    } else if small {
+        Err(CoreError::BufferTooSmall(0).into())
+    } else {
+        Ok(())
+    }
+}
+
+/// Parses `CK_MECHANISM` with the parameters this module understands.
+///
+/// # Safety
+/// A non-null `m` points to a `CK_MECHANISM` whose parameter pointer is valid for its
+/// length.
+pub unsafe fn mechanism(m: *const CK_MECHANISM) -> Result<Mechanism, Error> {
+    // SAFETY: null is rejected; otherwise valid per the contract.
+    let m = unsafe { m.as_ref() }.ok_or(Error::bad("pMechanism is NULL"))?;
+    let kind = MechanismType(m.mechanism as u64);
+    let plen = m.ulParameterLen as usize;
+    let param_invalid = |why: &str| Error::Core(CoreError::MechanismParamInvalid(why.to_owned()));
+    match kind {
+        MechanismType::RSA_PKCS_PSS
+        | MechanismType::SHA256_RSA_PKCS_PSS
+        | MechanismType::SHA384_RSA_PKCS_PSS
+        | MechanismType::SHA512_RSA_PKCS_PSS => {
+            if m.pParameter.is_null() || plen != std::mem::size_of::<CK_RSA_PKCS_PSS_PARAMS>() {
+                return Err(param_invalid("CK_RSA_PKCS_PSS_PARAMS expected"));
+            }
+            // SAFETY: size checked; the caller passes a CK_RSA_PKCS_PSS_PARAMS.
+            let p = unsafe { &*(m.pParameter as *const CK_RSA_PKCS_PSS_PARAMS) };
+            Ok(Mechanism::Pss {
+                mechanism: kind,
+                hash: MechanismType(p.hashAlg as u64),
+                mgf: p.mgf as u64,
+                salt_len: p.sLen as u64,
+            })
+        }
+        MechanismType::AES_GCM => {
+            if m.pParameter.is_null() || plen != std::mem::size_of::<CK_GCM_PARAMS>() {
+                return Err(param_invalid("CK_GCM_PARAMS expected"));
+            }
+            // SAFETY: size checked; the caller passes a CK_GCM_PARAMS.
+            let p = unsafe { &*(m.pParameter as *const CK_GCM_PARAMS) };
+            // SAFETY: pointers valid for their lengths per the contract; capped.
+            let iv = unsafe { slice(p.pIv, p.ulIvLen, 256, "GCM IV") }
+                .map_err(|_| param_invalid("GCM IV"))?;
+            // SAFETY: as above.
+            let aad = unsafe { slice(p.pAAD, p.ulAADLen, MAX_DATA, "GCM AAD") }
+                .map_err(|_| param_invalid("GCM AAD"))?;
+            Ok(Mechanism::Gcm {
+                iv: iv.to_vec(),
+                aad: aad.to_vec(),
+                tag_bits: p.ulTagBits as u64,
+            })
+        }
+        _ => Ok(Mechanism::Plain(kind)),
+    }
+}
+
+/// Writes `bytes` to a caller's output buffer with the PKCS#11 length convention: NULL
+/// output reports the length; too small reports the length and `CKR_BUFFER_TOO_SMALL`.
+///
+/// # Safety
+/// `out_len` is valid; a non-null `out` is writable for `*out_len` bytes.
+pub unsafe fn write_out(bytes: &[u8], out: *mut u8, out_len: *mut CK_ULONG) -> Result<(), Error> {
+    // SAFETY: checked by the caller's contract; null rejected.
+    let len = unsafe { out_len.as_mut() }.ok_or(Error::bad("output length pointer is NULL"))?;
+    if out.is_null() {
+        *len = bytes.len() as CK_ULONG;
+        return Ok(());
+    }
+    if (*len as usize) < bytes.len() {
+        *len = bytes.len() as CK_ULONG;
+        return Err(CoreError::BufferTooSmall(bytes.len()).into());
+    }
+    // SAFETY: out is writable for *len >= bytes.len() bytes.
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), out, bytes.len()) };
+    *len = bytes.len() as CK_ULONG;
+    Ok(())
+}
+
+/// Output-length convention for operations that end when they produce output: answers
+/// a NULL buffer or a too-small one with the needed length and leaves the operation
+/// active; otherwise runs `produce` (which ends it) and copies the result.
+///
+/// # Safety
+/// As [`write_out`].
+pub unsafe fn produce(
+    needed: usize,
+    out: *mut u8,
+    out_len: *mut CK_ULONG,
+    produce: impl FnOnce() -> Result<Vec<u8>, Error>,
+) -> Result<(), Error> {
+    // SAFETY: as write_out.
+    let len = unsafe { out_len.as_mut() }.ok_or(Error::bad("output length pointer is NULL"))?;
+    if out.is_null() {
+        *len = needed as CK_ULONG;
+        return Ok(());
+    }
+    if (*len as usize) < needed {
+        *len = needed as CK_ULONG;
+        return Err(CoreError::BufferTooSmall(needed).into());
+    }
+    let bytes = produce()?;
+    // SAFETY: as write_out (bytes.len() <= needed <= *len).
+    unsafe { write_out(&bytes, out, out_len) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attr(t: CK_ATTRIBUTE_TYPE, v: &mut [u8]) -> CK_ATTRIBUTE {
+        CK_ATTRIBUTE {
+            type_: t,
+            pValue: v.as_mut_ptr() as *mut _,
+            ulValueLen: v.len() as CK_ULONG,
+        }
+    }
+
+    #[test]
+    fn parse_checks_sizes_types_and_duplicates() {
+        let mut t = [1u8];
+        let mut class = (CKO_SECRET_KEY as CK_ULONG).to_ne_bytes();
+        let mut label = *b"lbl";
+        let good = [
+            attr(CKA_TOKEN, &mut t),
+            attr(CKA_CLASS, &mut class),
+            attr(CKA_LABEL, &mut label),
+        ];
+        // SAFETY: valid local array.
+        let s = unsafe { parse(good.as_ptr(), good.len() as CK_ULONG) }.unwrap();
+        assert_eq!(s.bool(AttributeType::TOKEN), Some(true));
+        assert_eq!(s.ulong(AttributeType::CLASS), Some(CKO_SECRET_KEY as u64));
+        let mut two = [1u8, 0];
+        let bad_bool = [attr(CKA_TOKEN, &mut two)];
+        // SAFETY: valid local array.
+        assert_eq!(
+            unsafe { parse(bad_bool.as_ptr(), 1) }.unwrap_err().rv(),
+            CKR_ATTRIBUTE_VALUE_INVALID
+        );
+        let mut short = [1u8, 2, 3];
+        let bad_ulong = [attr(CKA_CLASS, &mut short)];
+        // SAFETY: valid local array.
+        assert_eq!(
+            unsafe { parse(bad_ulong.as_ptr(), 1) }.unwrap_err().rv(),
+            CKR_ATTRIBUTE_VALUE_INVALID
+        );
+        let mut x = [0u8; 4];
+        let unknown = [attr(0x8123_4567, &mut x)];
+        // SAFETY: valid local array.
+        assert_eq!(
+            unsafe { parse(unknown.as_ptr(), 1) }.unwrap_err().rv(),
+            CKR_ATTRIBUTE_TYPE_INVALID
+        );
+        let (mut a, mut b) = ([1u8], [0u8]);
+        let dup = [attr(CKA_TOKEN, &mut a), attr(CKA_TOKEN, &mut b)];
+        // SAFETY: valid local array.
+        assert_eq!(
+            unsafe { parse(dup.as_ptr(), 2) }.unwrap_err().rv(),
+            CKR_TEMPLATE_INCONSISTENT
+        );
+        let null_value = [CK_ATTRIBUTE {
+            type_: CKA_LABEL,
+            pValue: std::ptr::null_mut(),
+            ulValueLen: 5,
+        }];
+        // SAFETY: valid local array.
+        assert_eq!(
+            unsafe { parse(null_value.as_ptr(), 1) }.unwrap_err().rv(),
+            CKR_ATTRIBUTE_VALUE_INVALID
+        );
+        // SAFETY: null with a count is refused before any read.
+        assert_eq!(
+            unsafe { parse(std::ptr::null(), 3) }.unwrap_err().rv(),
+            CKR_ARGUMENTS_BAD
+        );
+        let huge = [CK_ATTRIBUTE {
+            type_: CKA_LABEL,
+            pValue: label.as_mut_ptr() as *mut _,
+            ulValueLen: 1 << 40,
+        }];
+        // SAFETY: the claimed length is refused before the value is read.
+        assert_eq!(
+            unsafe { parse(huge.as_ptr(), 1) }.unwrap_err().rv(),
+            CKR_ATTRIBUTE_VALUE_INVALID
+        );
+        // SAFETY: the count is refused before anything is read.
+        assert_eq!(
+            unsafe { parse(good.as_ptr(), 1 << 40) }.unwrap_err().rv(),
+            CKR_ARGUMENTS_BAD
+        );
+    }
+}
