@@ -73,6 +73,8 @@ pub fn class_rules(class: ObjectClass, key_type: Option<KeyType>) -> Result<Vec<
         class,
         ObjectClass::PUBLIC_KEY | ObjectClass::PRIVATE_KEY | ObjectClass::SECRET_KEY
     );
+    // Only RSA pairs encrypt and decrypt among the asymmetric keys offered.
+    let rsa_pair = key_type == Some(KeyType::RSA);
     let private_default = matches!(class, ObjectClass::PRIVATE_KEY | ObjectClass::SECRET_KEY);
     let mut v = vec![
         r(A::CLASS, Always, None),
@@ -133,7 +135,7 @@ pub fn class_rules(class: ObjectClass, key_type: Option<KeyType>) -> Result<Vec<
             match class {
                 ObjectClass::PUBLIC_KEY => v.extend([
                     r(A::SUBJECT, Optional, empty()),
-                    r(A::ENCRYPT, Optional, b(true)),
+                    r(A::ENCRYPT, Optional, b(rsa_pair)),
                     r(A::VERIFY, Optional, b(true)),
                     r(A::VERIFY_RECOVER, Optional, b(false)),
                     r(A::WRAP, Optional, b(false)),
@@ -144,7 +146,7 @@ pub fn class_rules(class: ObjectClass, key_type: Option<KeyType>) -> Result<Vec<
                 ObjectClass::PRIVATE_KEY => v.extend([
                     r(A::SUBJECT, Optional, empty()),
                     r(A::SENSITIVE, Optional, b(true)),
-                    r(A::DECRYPT, Optional, b(true)),
+                    r(A::DECRYPT, Optional, b(rsa_pair)),
                     r(A::SIGN, Optional, b(true)),
                     r(A::SIGN_RECOVER, Optional, b(false)),
                     r(A::UNWRAP, Optional, b(false)),

@@ -104,11 +104,21 @@ pub fn ffi(name: &'static str, body: impl FnOnce() -> Result<(), Error>) -> CK_R
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(())) => CKR_OK,
         Ok(Err(e)) => {
+            // Problems of the token are warnings; answers to a caller's mistake or
+            // state (wrong PIN, sensitive attribute, small buffer) are not.
             match &e {
-                Error::NotInitialized | Error::FunctionNotSupported => {
-                    tracing::debug!(function = name, "{e}")
+                Error::Config(_)
+                | Error::Core(
+                    CoreError::DeviceError(_)
+                    | CoreError::DeviceMemory(_)
+                    | CoreError::FunctionFailed(_)
+                    | CoreError::General(_)
+                    | CoreError::TokenNotRecognized(_),
+                ) => tracing::warn!(function = name, "{e}"),
+                Error::Core(CoreError::PinIncorrect | CoreError::PinLocked) => {
+                    tracing::info!(function = name, "{e}")
                 }
-                _ => tracing::warn!(function = name, "{e}"),
+                _ => tracing::debug!(function = name, "{e}"),
             }
             e.rv()
         }
