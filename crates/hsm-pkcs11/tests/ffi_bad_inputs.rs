@@ -1,0 +1,580 @@
+//! In-process tests through the rlib: the raw `C_*` functions with the bad inputs of
+//! ROBUSTNESS.md (#1-#21 that touch the functions built so far), where the exact `CKR_*`
+//! and the output-length conventions matter.
+//!
+//! The module's state is process-global, so the tests take one lock and each runs a full
+//! `C_Initialize` … `C_Finalize` cycle on its own store.
+
+use cryptoki_sys::*;
+use ferrohsm_pkcs11::entry::*;
+use ferrohsm_pkcs11::*;
+use std::ptr::null_mut;
+use std::sync::Mutex;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+struct Env {
+    _dir: tempfile::TempDir,
+    _guard: std::sync::MutexGuard<'static, ()>,
+}
+
+/// Points the module at a fresh store and initialises it.
+fn setup() -> Env {
+    let guard = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("ferrohsm.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "store = {:?}\nlog_level = \"off\"\n[kdf]\nm_kib = 256\nt_cost = 1\np_cost = 1\n[pin_policy]\nmin_len = 4\nmax_len = 16\nmax_failures = 3\n",
+            dir.path().join("store").display().to_string()
+        ),
+    )
+    .unwrap();
+    // SAFETY: every test holds SERIAL, so no other test thread reads the environment
+    // while it changes; the module reads it only inside C_Initialize below.
+    unsafe { std::env::set_var("FERROHSM_CONF", &conf) };
+    // SAFETY: NULL arguments are allowed.
+    assert_eq!(unsafe { C_Initialize(null_mut()) }, CKR_OK);
+    Env {
+        _dir: dir,
+        _guard: guard,
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        // SAFETY: NULL is the required argument.
+        unsafe { C_Finalize(null_mut()) };
+    }
+}
+
+const SO: &[u8] = b"so-pin-1";
+const USER: &[u8] = b"user-pin-1";
+
+/// Initialises slot 1's token, sets the user PIN, and opens a logged-in R/W session.
+fn token_session() -> CK_SESSION_HANDLE {
+    let mut label = [b' '; 32];
+    label[..4].copy_from_slice(b"test");
+    // SAFETY: valid buffers for every call below.
+    unsafe {
+        assert_eq!(
+            C_InitToken(1, SO.as_ptr() as *mut _, SO.len() as _, label.as_mut_ptr()),
+            CKR_OK
+        );
+        let mut h = 0;
+        assert_eq!(
+            C_OpenSession(
+                1,
+                CKF_SERIAL_SESSION | CKF_RW_SESSION,
+                null_mut(),
+                None,
+                &mut h
+            ),
+            CKR_OK
+        );
+        assert_eq!(
+            C_Login(h, CKU_SO, SO.as_ptr() as *mut _, SO.len() as _),
+            CKR_OK
+        );
+        assert_eq!(
+            C_InitPIN(h, USER.as_ptr() as *mut _, USER.len() as _),
+            CKR_OK
+        );
+        assert_eq!(C_Logout(h), CKR_OK);
+        assert_eq!(
+            C_Login(h, CKU_USER, USER.as_ptr() as *mut _, USER.len() as _),
+            CKR_OK
+        );
+        h
+    }
+}
+
+fn bool_attr(t: CK_ATTRIBUTE_TYPE, v: &mut CK_BBOOL) -> CK_ATTRIBUTE {
+    CK_ATTRIBUTE {
+        type_: t,
+        pValue: v as *mut _ as *mut _,
+        ulValueLen: 1,
+    }
+}
+
+fn ulong_attr(t: CK_ATTRIBUTE_TYPE, v: &mut CK_ULONG) -> CK_ATTRIBUTE {
+    CK_ATTRIBUTE {
+        type_: t,
+        pValue: v as *mut _ as *mut _,
+        ulValueLen: std::mem::size_of::<CK_ULONG>() as _,
+    }
+}
+
+fn bytes_attr(t: CK_ATTRIBUTE_TYPE, v: &mut [u8]) -> CK_ATTRIBUTE {
+    CK_ATTRIBUTE {
+        type_: t,
+        pValue: v.as_mut_ptr() as *mut _,
+        ulValueLen: v.len() as _,
+    }
+}
+
+/// An EC P-256 key pair as session objects; returns (public, private).
+fn ec_pair(h: CK_SESSION_HANDLE) -> (CK_OBJECT_HANDLE, CK_OBJECT_HANDLE) {
+    let mut params = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+    let mut pt = [bytes_attr(CKA_EC_PARAMS, &mut params)];
+    let mut yes: CK_BBOOL = 1;
+    let mut st = [bool_attr(CKA_SIGN, &mut yes)];
+    let mut m = CK_MECHANISM {
+        mechanism: CKM_EC_KEY_PAIR_GEN,
+        pParameter: null_mut(),
+        ulParameterLen: 0,
+    };
+    let (mut p, mut s) = (0, 0);
+    // SAFETY: valid templates and outputs.
+    let rv = unsafe {
+        C_GenerateKeyPair(
+            h,
+            &mut m,
+            pt.as_mut_ptr(),
+            1,
+            st.as_mut_ptr(),
+            1,
+            &mut p,
+            &mut s,
+        )
+    };
+    assert_eq!(rv, CKR_OK);
+    (p, s)
+}
+
+#[test]
+fn before_initialize_and_after_finalize() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let mut info: CK_INFO = unsafe { std::mem::zeroed() };
+    // SAFETY: valid out pointers throughout.
+    unsafe {
+        assert_eq!(C_GetInfo(&mut info), CKR_CRYPTOKI_NOT_INITIALIZED);
+        let mut n: CK_ULONG = 0;
+        assert_eq!(
+            C_GetSlotList(0, null_mut(), &mut n),
+            CKR_CRYPTOKI_NOT_INITIALIZED
+        );
+        assert_eq!(C_CloseSession(1), CKR_CRYPTOKI_NOT_INITIALIZED);
+        assert_eq!(C_Finalize(null_mut()), CKR_CRYPTOKI_NOT_INITIALIZED);
+        // The function list is available before initialisation.
+        let mut list: *mut CK_FUNCTION_LIST = null_mut();
+        assert_eq!(C_GetFunctionList(&mut list), CKR_OK);
+        assert!(!list.is_null());
+        assert_eq!(C_GetFunctionList(null_mut()), CKR_ARGUMENTS_BAD);
+    }
+}
+
+#[test]
+fn initialize_argument_rules() {
+    let env = setup();
+    // SAFETY: argument structs are valid for the calls.
+    unsafe {
+        assert_eq!(C_Initialize(null_mut()), CKR_CRYPTOKI_ALREADY_INITIALIZED);
+        assert_eq!(C_Finalize(1 as *mut _), CKR_ARGUMENTS_BAD);
+        assert_eq!(C_Finalize(null_mut()), CKR_OK);
+        let mut args: CK_C_INITIALIZE_ARGS = std::mem::zeroed();
+        args.pReserved = 1 as *mut _;
+        assert_eq!(
+            C_Initialize(&mut args as *mut _ as *mut _),
+            CKR_ARGUMENTS_BAD
+        );
+        unsafe extern "C" fn create(_: *mut *mut std::ffi::c_void) -> CK_RV {
+            CKR_OK
+        }
+        unsafe extern "C" fn other(_: *mut std::ffi::c_void) -> CK_RV {
+            CKR_OK
+        }
+        let mut partial: CK_C_INITIALIZE_ARGS = std::mem::zeroed();
+        partial.CreateMutex = Some(create);
+        assert_eq!(
+            C_Initialize(&mut partial as *mut _ as *mut _),
+            CKR_ARGUMENTS_BAD
+        );
+        let mut all: CK_C_INITIALIZE_ARGS = std::mem::zeroed();
+        all.CreateMutex = Some(create);
+        all.DestroyMutex = Some(other);
+        all.LockMutex = Some(other);
+        all.UnlockMutex = Some(other);
+        assert_eq!(C_Initialize(&mut all as *mut _ as *mut _), CKR_CANT_LOCK);
+        all.flags = CKF_OS_LOCKING_OK;
+        assert_eq!(C_Initialize(&mut all as *mut _ as *mut _), CKR_OK);
+    }
+    drop(env);
+}
+
+#[test]
+fn null_pointers_and_invalid_handles() {
+    let _env = setup();
+    // SAFETY: every non-null pointer is valid.
+    unsafe {
+        assert_eq!(C_GetInfo(null_mut()), CKR_ARGUMENTS_BAD);
+        assert_eq!(C_GetSlotList(0, null_mut(), null_mut()), CKR_ARGUMENTS_BAD);
+        assert_eq!(C_GetTokenInfo(1, null_mut()), CKR_ARGUMENTS_BAD);
+        let mut ti: CK_TOKEN_INFO = std::mem::zeroed();
+        assert_eq!(C_GetTokenInfo(99, &mut ti), CKR_SLOT_ID_INVALID);
+        assert_eq!(C_GetTokenInfo(0, &mut ti), CKR_SLOT_ID_INVALID);
+        let mut h = 0;
+        assert_eq!(
+            C_OpenSession(1, 0, null_mut(), None, &mut h),
+            CKR_SESSION_PARALLEL_NOT_SUPPORTED
+        );
+        assert_eq!(
+            C_OpenSession(1, CKF_SERIAL_SESSION, null_mut(), None, null_mut()),
+            CKR_ARGUMENTS_BAD
+        );
+        let mut si: CK_SESSION_INFO = std::mem::zeroed();
+        assert_eq!(C_GetSessionInfo(12345, &mut si), CKR_SESSION_HANDLE_INVALID);
+        assert_eq!(C_GetSessionInfo(0, &mut si), CKR_SESSION_HANDLE_INVALID);
+        let h = token_session();
+        let mut size = 0;
+        assert_eq!(C_GetObjectSize(h, 0, &mut size), CKR_OBJECT_HANDLE_INVALID);
+        assert_eq!(
+            C_GetObjectSize(h, 0xdead_beef, &mut size),
+            CKR_OBJECT_HANDLE_INVALID
+        );
+        let mut m = CK_MECHANISM {
+            mechanism: CKM_ECDSA,
+            pParameter: null_mut(),
+            ulParameterLen: 0,
+        };
+        assert_eq!(C_SignInit(h, &mut m, 0xdead_beef), CKR_KEY_HANDLE_INVALID);
+        assert_eq!(C_SignInit(h, null_mut(), 1), CKR_ARGUMENTS_BAD);
+        assert_eq!(C_FindObjectsInit(h, null_mut(), 3), CKR_ARGUMENTS_BAD);
+        let mut unknown = CK_MECHANISM {
+            mechanism: 0x8000_7777,
+            pParameter: null_mut(),
+            ulParameterLen: 0,
+        };
+        let (_, private) = ec_pair(h);
+        assert_eq!(C_SignInit(h, &mut unknown, private), CKR_MECHANISM_INVALID);
+        // A stale session handle stays invalid; handles are never reused.
+        assert_eq!(C_CloseSession(h), CKR_OK);
+        assert_eq!(C_CloseSession(h), CKR_SESSION_HANDLE_INVALID);
+        let mut h2 = 0;
+        assert_eq!(
+            C_OpenSession(1, CKF_SERIAL_SESSION, null_mut(), None, &mut h2),
+            CKR_OK
+        );
+        assert_ne!(h2, h);
+    }
+}
+
+#[test]
+fn huge_counts_and_lengths_are_refused_before_use() {
+    let _env = setup();
+    let h = token_session();
+    let mut label = *b"x";
+    // SAFETY: the claimed sizes are refused before anything is read past the real buffers.
+    unsafe {
+        let mut t = [bytes_attr(CKA_LABEL, &mut label)];
+        assert_eq!(
+            C_FindObjectsInit(h, t.as_mut_ptr(), 1 << 32),
+            CKR_ARGUMENTS_BAD
+        );
+        t[0].ulValueLen = 1 << 63;
+        assert_eq!(
+            C_FindObjectsInit(h, t.as_mut_ptr(), 1),
+            CKR_ATTRIBUTE_VALUE_INVALID
+        );
+        let mut m = CK_MECHANISM {
+            mechanism: CKM_SHA256,
+            pParameter: null_mut(),
+            ulParameterLen: 0,
+        };
+        assert_eq!(C_DigestInit(h, &mut m), CKR_OK);
+        let mut out = [0u8; 32];
+        let mut n = out.len() as CK_ULONG;
+        assert_eq!(
+            C_Digest(h, label.as_mut_ptr(), 1 << 62, out.as_mut_ptr(), &mut n),
+            CKR_DATA_LEN_RANGE
+        );
+        assert_eq!(
+            C_GenerateRandom(h, out.as_mut_ptr(), 1 << 40),
+            CKR_DATA_LEN_RANGE
+        );
+    }
+}
+
+#[test]
+fn template_value_rules() {
+    let _env = setup();
+    let h = token_session();
+    // SAFETY: valid templates with deliberately wrong sizes.
+    unsafe {
+        let mut class: CK_ULONG = CKO_DATA;
+        let mut two = [1u8, 1];
+        let mut t = [
+            ulong_attr(CKA_CLASS, &mut class),
+            bytes_attr(CKA_TOKEN, &mut two),
+        ];
+        let mut o = 0;
+        assert_eq!(
+            C_CreateObject(h, t.as_mut_ptr(), 2, &mut o),
+            CKR_ATTRIBUTE_VALUE_INVALID
+        );
+        let mut short = [1u8; 3];
+        let mut t = [bytes_attr(CKA_CLASS, &mut short)];
+        assert_eq!(
+            C_CreateObject(h, t.as_mut_ptr(), 1, &mut o),
+            CKR_ATTRIBUTE_VALUE_INVALID
+        );
+        let mut t = [CK_ATTRIBUTE {
+            type_: CKA_LABEL,
+            pValue: null_mut(),
+            ulValueLen: 4,
+        }];
+        assert_eq!(
+            C_CreateObject(h, t.as_mut_ptr(), 1, &mut o),
+            CKR_ATTRIBUTE_VALUE_INVALID
+        );
+        let mut x = [0u8; 4];
+        let mut t = [
+            ulong_attr(CKA_CLASS, &mut class),
+            bytes_attr(0x8765_4321, &mut x),
+        ];
+        assert_eq!(
+            C_CreateObject(h, t.as_mut_ptr(), 2, &mut o),
+            CKR_ATTRIBUTE_TYPE_INVALID
+        );
+        let mut secret: CK_ULONG = CKO_SECRET_KEY;
+        let mut t = [ulong_attr(CKA_CLASS, &mut secret)];
+        assert_eq!(
+            C_CreateObject(h, t.as_mut_ptr(), 1, &mut o),
+            CKR_TEMPLATE_INCOMPLETE
+        );
+        let (mut a, mut b): (CK_BBOOL, CK_BBOOL) = (1, 0);
+        let mut t = [
+            ulong_attr(CKA_CLASS, &mut class),
+            bool_attr(CKA_TOKEN, &mut a),
+            bool_attr(CKA_TOKEN, &mut b),
+        ];
+        assert_eq!(
+            C_CreateObject(h, t.as_mut_ptr(), 3, &mut o),
+            CKR_TEMPLATE_INCONSISTENT
+        );
+        let mut trusted: CK_BBOOL = 1;
+        let mut cert: CK_ULONG = CKO_CERTIFICATE;
+        let mut x509: CK_ULONG = CKC_X_509;
+        let (mut subj, mut val) = (*b"subject", *b"der");
+        let mut t = [
+            ulong_attr(CKA_CLASS, &mut cert),
+            ulong_attr(CKA_CERTIFICATE_TYPE, &mut x509),
+            bytes_attr(CKA_SUBJECT, &mut subj),
+            bytes_attr(CKA_VALUE, &mut val),
+            bool_attr(CKA_TRUSTED, &mut trusted),
+        ];
+        assert_eq!(
+            C_CreateObject(h, t.as_mut_ptr(), 5, &mut o),
+            CKR_ATTRIBUTE_READ_ONLY,
+            "only the SO sets CKA_TRUSTED"
+        );
+        assert_eq!(C_CreateObject(h, t.as_mut_ptr(), 4, &mut o), CKR_OK);
+    }
+}
+
+#[test]
+fn get_attribute_value_buffer_and_sensitive_rules() {
+    let _env = setup();
+    let h = token_session();
+    let (_, private) = ec_pair(h);
+    // SAFETY: valid templates; value buffers sized as stated.
+    unsafe {
+        // NULL value: lengths only, CKR_OK.
+        let mut t = [CK_ATTRIBUTE {
+            type_: CKA_EC_PARAMS,
+            pValue: null_mut(),
+            ulValueLen: 0,
+        }];
+        assert_eq!(C_GetAttributeValue(h, private, t.as_mut_ptr(), 1), CKR_OK);
+        assert_eq!(t[0].ulValueLen, 10);
+        // Too small: that entry unavailable, BUFFER_TOO_SMALL.
+        let mut small = [0u8; 4];
+        let mut t = [bytes_attr(CKA_EC_PARAMS, &mut small)];
+        assert_eq!(
+            C_GetAttributeValue(h, private, t.as_mut_ptr(), 1),
+            CKR_BUFFER_TOO_SMALL
+        );
+        assert_eq!(t[0].ulValueLen, CK_UNAVAILABLE_INFORMATION);
+        // Sensitive value: unavailable, ATTRIBUTE_SENSITIVE, the other entries still filled.
+        let mut value = [0u8; 64];
+        let mut sign: CK_BBOOL = 0;
+        let mut t = [
+            bytes_attr(CKA_VALUE, &mut value),
+            bool_attr(CKA_SIGN, &mut sign),
+        ];
+        assert_eq!(
+            C_GetAttributeValue(h, private, t.as_mut_ptr(), 2),
+            CKR_ATTRIBUTE_SENSITIVE
+        );
+        assert_eq!(t[0].ulValueLen, CK_UNAVAILABLE_INFORMATION);
+        assert_eq!(t[1].ulValueLen, 1);
+        assert_eq!(sign, 1);
+        assert!(
+            value.iter().all(|b| *b == 0),
+            "nothing of the key was written"
+        );
+        // An attribute the object lacks.
+        let mut m = [0u8; 8];
+        let mut t = [bytes_attr(CKA_MODULUS, &mut m)];
+        assert_eq!(
+            C_GetAttributeValue(h, private, t.as_mut_ptr(), 1),
+            CKR_ATTRIBUTE_TYPE_INVALID
+        );
+        assert_eq!(t[0].ulValueLen, CK_UNAVAILABLE_INFORMATION);
+    }
+}
+
+#[test]
+fn output_length_convention_keeps_the_operation() {
+    let _env = setup();
+    let h = token_session();
+    let (public, private) = ec_pair(h);
+    let mut data = *b"message";
+    // SAFETY: valid buffers; lengths as stated.
+    unsafe {
+        assert_eq!(
+            C_Sign(h, data.as_mut_ptr(), 7, null_mut(), &mut 0),
+            CKR_OPERATION_NOT_INITIALIZED
+        );
+        let mut m = CK_MECHANISM {
+            mechanism: CKM_ECDSA_SHA256,
+            pParameter: null_mut(),
+            ulParameterLen: 0,
+        };
+        assert_eq!(C_SignInit(h, &mut m, private), CKR_OK);
+        assert_eq!(C_SignInit(h, &mut m, private), CKR_OPERATION_ACTIVE);
+        let mut n: CK_ULONG = 0;
+        assert_eq!(C_Sign(h, data.as_mut_ptr(), 7, null_mut(), &mut n), CKR_OK);
+        assert_eq!(n, 64, "NULL output reports the length");
+        let mut small = [0u8; 10];
+        let mut n_small = small.len() as CK_ULONG;
+        assert_eq!(
+            C_Sign(h, data.as_mut_ptr(), 7, small.as_mut_ptr(), &mut n_small),
+            CKR_BUFFER_TOO_SMALL
+        );
+        assert_eq!(n_small, 64);
+        let mut sig = [0u8; 64];
+        let mut n = sig.len() as CK_ULONG;
+        assert_eq!(
+            C_Sign(h, data.as_mut_ptr(), 7, sig.as_mut_ptr(), &mut n),
+            CKR_OK,
+            "still active after the two queries"
+        );
+        assert_eq!(
+            C_Sign(h, data.as_mut_ptr(), 7, sig.as_mut_ptr(), &mut n),
+            CKR_OPERATION_NOT_INITIALIZED,
+            "ended"
+        );
+        assert_eq!(C_VerifyInit(h, &mut m, public), CKR_OK);
+        assert_eq!(
+            C_Verify(h, data.as_mut_ptr(), 7, sig.as_mut_ptr(), 64),
+            CKR_OK
+        );
+        assert_eq!(C_VerifyInit(h, &mut m, public), CKR_OK);
+        sig[5] ^= 1;
+        assert_eq!(
+            C_Verify(h, data.as_mut_ptr(), 7, sig.as_mut_ptr(), 64),
+            CKR_SIGNATURE_INVALID
+        );
+        assert_eq!(C_VerifyInit(h, &mut m, public), CKR_OK);
+        assert_eq!(
+            C_Verify(h, data.as_mut_ptr(), 7, sig.as_mut_ptr(), 63),
+            CKR_SIGNATURE_LEN_RANGE
+        );
+        // Wrong key class for the operation.
+        assert_eq!(C_SignInit(h, &mut m, public), CKR_KEY_TYPE_INCONSISTENT);
+        // GCM with bad parameters.
+        let mut gcm = CK_GCM_PARAMS {
+            pIv: null_mut(),
+            ulIvLen: 0,
+            ulIvBits: 0,
+            pAAD: null_mut(),
+            ulAADLen: 0,
+            ulTagBits: 0,
+        };
+        let mut mg = CK_MECHANISM {
+            mechanism: CKM_AES_GCM,
+            pParameter: &mut gcm as *mut _ as *mut _,
+            ulParameterLen: std::mem::size_of::<CK_GCM_PARAMS>() as _,
+        };
+        let mut len: CK_ULONG = 32;
+        let mut class: CK_ULONG = CKO_SECRET_KEY;
+        let mut t = [
+            ulong_attr(CKA_VALUE_LEN, &mut len),
+            ulong_attr(CKA_CLASS, &mut class),
+        ];
+        let mut kg = CK_MECHANISM {
+            mechanism: CKM_AES_KEY_GEN,
+            pParameter: null_mut(),
+            ulParameterLen: 0,
+        };
+        let mut aes = 0;
+        assert_eq!(
+            C_GenerateKey(h, &mut kg, t.as_mut_ptr(), 2, &mut aes),
+            CKR_OK
+        );
+        assert_eq!(C_EncryptInit(h, &mut mg, aes), CKR_MECHANISM_PARAM_INVALID);
+        let mut bad_len = CK_MECHANISM {
+            mechanism: CKM_AES_GCM,
+            pParameter: &mut gcm as *mut _ as *mut _,
+            ulParameterLen: 3,
+        };
+        assert_eq!(
+            C_EncryptInit(h, &mut bad_len, aes),
+            CKR_MECHANISM_PARAM_INVALID
+        );
+    }
+}
+
+#[test]
+fn login_rules() {
+    let _env = setup();
+    let h = token_session();
+    // SAFETY: valid buffers.
+    unsafe {
+        assert_eq!(
+            C_Login(h, CKU_USER, USER.as_ptr() as *mut _, USER.len() as _),
+            CKR_USER_ALREADY_LOGGED_IN
+        );
+        assert_eq!(
+            C_Login(h, CKU_SO, SO.as_ptr() as *mut _, SO.len() as _),
+            CKR_USER_ANOTHER_ALREADY_LOGGED_IN
+        );
+        assert_eq!(
+            C_Login(h, 7, USER.as_ptr() as *mut _, USER.len() as _),
+            CKR_USER_TYPE_INVALID
+        );
+        assert_eq!(C_Logout(h), CKR_OK);
+        assert_eq!(C_Logout(h), CKR_USER_NOT_LOGGED_IN);
+        assert_eq!(
+            C_Login(h, CKU_USER, b"ab".as_ptr() as *mut _, 2),
+            CKR_PIN_LEN_RANGE
+        );
+        assert_eq!(C_Login(h, CKU_USER, null_mut(), 0), CKR_ARGUMENTS_BAD);
+        let wrong = b"wrong-pin";
+        let mut ti: CK_TOKEN_INFO = std::mem::zeroed();
+        for i in 0..3 {
+            assert_eq!(
+                C_Login(h, CKU_USER, wrong.as_ptr() as *mut _, wrong.len() as _),
+                CKR_PIN_INCORRECT,
+                "attempt {i}"
+            );
+        }
+        assert_eq!(C_GetTokenInfo(1, &mut ti), CKR_OK);
+        assert_ne!(ti.flags & CKF_USER_PIN_LOCKED, 0);
+        assert_eq!(
+            C_Login(h, CKU_USER, USER.as_ptr() as *mut _, USER.len() as _),
+            CKR_PIN_LOCKED
+        );
+        let mut si: CK_SESSION_INFO = std::mem::zeroed();
+        assert_eq!(C_GetSessionInfo(h, &mut si), CKR_OK);
+        assert_eq!(si.state, CKS_RW_PUBLIC_SESSION);
+        // C_WaitForSlotEvent never blocks on a software token.
+        let mut slot = 0;
+        assert_eq!(
+            C_WaitForSlotEvent(CKF_DONT_BLOCK, &mut slot, null_mut()),
+            CKR_NO_EVENT
+        );
+    }
+}
