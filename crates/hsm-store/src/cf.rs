@@ -55,6 +55,18 @@ impl Cf {
         }
     }
 
+    /// Fixed key-prefix length that scans of this family use (`schema/format.md`): the
+    /// index value prefix, or an object's key for its history.
+    pub const fn prefix_len(self) -> Option<usize> {
+        match self {
+            Cf::IdxClass | Cf::IdxLabel | Cf::IdxId | Cf::IdxKeyType | Cf::IdxMechanism => {
+                Some(4 + 1 + crate::keys::DIGEST_LEN)
+            }
+            Cf::Versions | Cf::Attributes => Some(12),
+            Cf::Meta | Cf::Objects => None,
+        }
+    }
+
     pub fn from_name(name: &str) -> Option<Cf> {
         Cf::ALL.into_iter().find(|c| c.name() == name)
     }

@@ -1132,27 +1132,57 @@ impl Store {
             Cf::IdxId | Cf::IdxLabel => 0,
             _ => 1,
         });
+        let mut vis_keys: Vec<(&Key32, Visibility)> =
+            vec![(&keys.public_index, Visibility::Public)];
+        if let Some(m) = &keys.master {
+            vis_keys.push((&m.private_index, Visibility::Private));
+        }
         for (cf, value) in criteria {
-            let mut ids = BTreeSet::new();
-            let mut vis_keys: Vec<(&Key32, Visibility)> =
-                vec![(&keys.public_index, Visibility::Public)];
-            if let Some(m) = &keys.master {
-                vis_keys.push((&m.private_index, Visibility::Private));
-            }
-            for (ik, vis) in vis_keys {
-                let d = crypto::blind(ik, cf.index_tag(), &value);
-                let prefix = keys::index_prefix(keys.token, vis, &d);
-                self.kv.scan_prefix(cf, &prefix, &mut |k, _| {
-                    if let Some((_, _, _, o)) = keys::decode_index(k) {
-                        if result.as_ref().is_none_or(|r| r.contains(&o)) {
-                            ids.insert(o);
+            let ids = match &result {
+                // The first criterion lists its matches with a prefix scan.
+                None => {
+                    let mut ids = BTreeSet::new();
+                    for (ik, vis) in &vis_keys {
+                        let d = crypto::blind(ik, cf.index_tag(), &value);
+                        self.kv.scan_prefix(
+                            cf,
+                            &keys::index_prefix(keys.token, *vis, &d),
+                            &mut |k, _| {
+                                if let Some((_, _, _, o)) = keys::decode_index(k) {
+                                    ids.insert(o);
+                                }
+                                Ok(Flow::Continue)
+                            },
+                        )?;
+                    }
+                    ids
+                }
+                // Later criteria only confirm the candidates with point lookups, so a
+                // broad criterion (the class of every key) costs nothing extra.
+                Some(candidates) => {
+                    let mut ids = BTreeSet::new();
+                    let digests: Vec<_> = vis_keys
+                        .iter()
+                        .map(|(ik, vis)| (*vis, crypto::blind(ik, cf.index_tag(), &value)))
+                        .collect();
+                    for o in candidates {
+                        for (vis, d) in &digests {
+                            if self
+                                .kv
+                                .get(cf, &keys::index(keys.token, *vis, d, *o))?
+                                .is_some()
+                            {
+                                ids.insert(*o);
+                                break;
+                            }
                         }
                     }
-                    Ok(Flow::Continue)
-                })?;
-            }
+                    ids
+                }
+            };
+            let empty = ids.is_empty();
             result = Some(ids);
-            if result.as_ref().is_some_and(|r| r.is_empty()) {
+            if empty {
                 break;
             }
         }

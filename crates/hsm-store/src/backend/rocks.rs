@@ -4,8 +4,9 @@ use super::{Batch, Flow, KvBackend, Op, PurgeRange};
 use crate::cf::Cf;
 use crate::error::{Result, StoreError};
 use rocksdb::{
-    BottommostLevelCompaction, ColumnFamilyDescriptor, CompactOptions, DB, DBCompressionType,
-    Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions,
+    BlockBasedOptions, BottommostLevelCompaction, Cache, ColumnFamilyDescriptor, CompactOptions,
+    DB, DBCompressionType, Direction, IteratorMode, Options, ReadOptions, SliceTransform,
+    WriteBatch, WriteOptions,
 };
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
@@ -31,6 +32,16 @@ pub enum OpenMode {
     ReadOnly,
 }
 
+/// Memory the store may use for cached blocks, shared by every column family.
+const BLOCK_CACHE_BYTES: usize = 16 << 20;
+/// Write buffers per family and in total; bounded so RSS stays small and a reopen
+/// replays little log.
+const WRITE_BUFFER_BYTES: usize = 4 << 20;
+const DB_WRITE_BUFFER_BYTES: usize = 32 << 20;
+/// Log size after which the families holding the oldest log are flushed, which bounds
+/// what a reopen must replay.
+const MAX_TOTAL_WAL_BYTES: u64 = 32 << 20;
+
 fn db_options(create: bool) -> Options {
     let mut opts = Options::default();
     opts.create_if_missing(create);
@@ -40,6 +51,27 @@ fn db_options(create: bool) -> Options {
     opts.set_keep_log_file_num(4);
     opts.set_max_log_file_size(1 << 20);
     opts.set_recycle_log_file_num(0);
+    opts.set_db_write_buffer_size(DB_WRITE_BUFFER_BYTES);
+    opts.set_max_total_wal_size(MAX_TOTAL_WAL_BYTES);
+    opts
+}
+
+/// Per-family options: Bloom filters for point lookups, prefix Blooms for the index and
+/// history scans, one shared block cache.
+fn cf_options(cf: Cf, cache: &Cache) -> Options {
+    let mut opts = Options::default();
+    opts.set_compression_type(DBCompressionType::None);
+    opts.set_write_buffer_size(WRITE_BUFFER_BYTES);
+    let mut table = BlockBasedOptions::default();
+    table.set_bloom_filter(10.0, false);
+    table.set_cache_index_and_filter_blocks(true);
+    table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    table.set_block_cache(cache);
+    opts.set_block_based_table_factory(&table);
+    if let Some(len) = cf.prefix_len() {
+        opts.set_prefix_extractor(SliceTransform::create_fixed_prefix(len));
+        opts.set_memtable_prefix_bloom_ratio(0.1);
+    }
     opts
 }
 
@@ -68,8 +100,12 @@ impl RocksBackend {
                     return Err(StoreError::NotAStore);
                 }
                 let opts = db_options(false);
-                let names = Cf::ALL.iter().map(|c| c.name());
-                let db = DB::open_cf_for_read_only(&opts, path, names, false).map_err(map_err)?;
+                let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+                let cfs = Cf::ALL
+                    .iter()
+                    .map(|c| ColumnFamilyDescriptor::new(c.name(), cf_options(*c, &cache)));
+                let db =
+                    DB::open_cf_descriptors_read_only(&opts, path, cfs, false).map_err(map_err)?;
                 Ok(Self {
                     db,
                     path: path.to_owned(),
@@ -111,6 +147,11 @@ impl KvBackend for RocksBackend {
         let mut ro = ReadOptions::default();
         if let Some(end) = crate::keys::prefix_end(prefix) {
             ro.set_iterate_upper_bound(end);
+        }
+        // Shorter than the family's fixed prefix: the prefix Bloom cannot serve this scan,
+        // so ask for plain key order across prefixes.
+        if cf.prefix_len().is_some_and(|len| prefix.len() < len) {
+            ro.set_total_order_seek(true);
         }
         for item in self.db.iterator_cf_opt(
             self.handle(cf)?,
