@@ -578,3 +578,65 @@ fn login_rules() {
         );
     }
 }
+
+#[test]
+fn finalize_while_other_threads_are_mid_call() {
+    let env = setup();
+    let h = token_session();
+    let (_, private) = ec_pair(h);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let endings: Vec<CK_RV> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                let stop = &stop;
+                scope.spawn(move || {
+                    let mut data = *b"data";
+                    let mut sig = [0u8; 64];
+                    let mut signed = 0u64;
+                    loop {
+                        let mut m = CK_MECHANISM {
+                            mechanism: CKM_ECDSA_SHA256,
+                            pParameter: null_mut(),
+                            ulParameterLen: 0,
+                        };
+                        let mut n = sig.len() as CK_ULONG;
+                        // SAFETY: valid buffers; the handles may die under us, which is the point.
+                        let rv = unsafe {
+                            let rv = C_SignInit(h, &mut m, private);
+                            if rv == CKR_OK {
+                                C_Sign(h, data.as_mut_ptr(), 4, sig.as_mut_ptr(), &mut n)
+                            } else {
+                                rv
+                            }
+                        };
+                        match rv {
+                            CKR_OK => signed += 1,
+                            // Two threads share the session: one may find the other's operation.
+                            CKR_OPERATION_ACTIVE | CKR_OPERATION_NOT_INITIALIZED => {}
+                            other => return (other, signed),
+                        }
+                        if stop.load(std::sync::atomic::Ordering::Relaxed) && signed > 0 {
+                            std::thread::yield_now();
+                        }
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: NULL is the required argument.
+        assert_eq!(unsafe { C_Finalize(null_mut()) }, CKR_OK);
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("no worker panicked").0)
+            .collect()
+    });
+    assert!(
+        endings.iter().all(|rv| *rv == CKR_CRYPTOKI_NOT_INITIALIZED),
+        "{endings:?}"
+    );
+    // Initialise again so the guard's finalize has something to end.
+    // SAFETY: NULL arguments are allowed.
+    assert_eq!(unsafe { C_Initialize(null_mut()) }, CKR_OK);
+    drop(env);
+}
