@@ -640,3 +640,33 @@ fn finalize_while_other_threads_are_mid_call() {
     assert_eq!(unsafe { C_Initialize(null_mut()) }, CKR_OK);
     drop(env);
 }
+
+fn rocksdb_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("rocksdb"))
+        .count()
+}
+
+#[test]
+fn no_thread_outlives_finalize() {
+    let env = setup();
+    let h = token_session();
+    ec_pair(h);
+    assert!(
+        rocksdb_threads() > 0,
+        "the store's workers run while initialised"
+    );
+    drop(env);
+    assert_eq!(
+        rocksdb_threads(),
+        0,
+        "C_Finalize ends the store's worker threads"
+    );
+    // And a new C_Initialize brings them back for the new store.
+    let env = setup();
+    token_session();
+    assert!(rocksdb_threads() > 0);
+    drop(env);
+}

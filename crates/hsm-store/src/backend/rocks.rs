@@ -281,3 +281,15 @@ fn take_holder_lock(dir: &Path) -> Result<File> {
         .map_err(|e| StoreError::Io(format!("cannot write {}: {e}", path.display())))?;
     Ok(file)
 }
+
+/// Ends RocksDB's background thread pool (flush and compaction workers), which outlives
+/// every database handle. Call after the last store of the process is closed, e.g. at
+/// `C_Finalize`; a later open starts the threads again.
+pub fn release_background_threads() {
+    if let Ok(mut env) = rocksdb::Env::new() {
+        // A limit of zero makes every pool thread exit; the next open raises it again.
+        env.set_low_priority_background_threads(0);
+        env.set_high_priority_background_threads(0);
+        env.set_bottom_priority_background_threads(0);
+    }
+}
