@@ -12,6 +12,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
+static SECONDARY_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Name of the file that records which process holds a store open.
 pub const HOLDER_FILE: &str = "ferrohsm.lock";
 
@@ -21,6 +23,18 @@ pub struct RocksBackend {
     read_only: bool,
     // Held for the backend's lifetime: the OS lock that keeps a second writer out.
     _holder: Option<File>,
+    // A read-only handle is a RocksDB secondary instance; its own small directory (info
+    // log, no data) lives as long as it does.
+    _secondary: Option<SecondaryDir>,
+}
+
+/// The scratch directory of a secondary instance, removed on drop.
+struct SecondaryDir(PathBuf);
+
+impl Drop for SecondaryDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// How a store directory is opened.
@@ -28,7 +42,8 @@ pub struct RocksBackend {
 pub enum OpenMode {
     /// The one writer: takes the holder lock, creates the store if absent.
     ReadWrite,
-    /// Never writes, takes no lock; may run beside a writer (sees the state at open).
+    /// Never writes, takes no lock; may run beside a writer. A RocksDB secondary instance:
+    /// it sees a consistent state as of its open (whole write batches only).
     ReadOnly,
 }
 
@@ -64,8 +79,10 @@ fn cf_options(cf: Cf, cache: &Cache) -> Options {
     opts.set_write_buffer_size(WRITE_BUFFER_BYTES);
     let mut table = BlockBasedOptions::default();
     table.set_bloom_filter(10.0, false);
-    table.set_cache_index_and_filter_blocks(true);
-    table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    // Index and filter blocks stay resident in the table readers (about 2 bytes per key)
+    // instead of competing with data blocks in the cache: a lookup then costs one data
+    // block read whatever the store's size.
+    table.set_cache_index_and_filter_blocks(false);
     table.set_block_cache(cache);
     opts.set_block_based_table_factory(&table);
     if let Some(len) = cf.prefix_len() {
@@ -84,33 +101,49 @@ impl RocksBackend {
                 })?;
                 let holder = take_holder_lock(path)?;
                 let opts = db_options(true);
+                let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
                 let cfs = Cf::ALL
                     .iter()
-                    .map(|c| ColumnFamilyDescriptor::new(c.name(), db_options(true)));
+                    .map(|c| ColumnFamilyDescriptor::new(c.name(), cf_options(*c, &cache)));
                 let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(map_err)?;
                 Ok(Self {
                     db,
                     path: path.to_owned(),
                     read_only: false,
                     _holder: Some(holder),
+                    _secondary: None,
                 })
             }
             OpenMode::ReadOnly => {
                 if !path.join("CURRENT").exists() {
                     return Err(StoreError::NotAStore);
                 }
-                let opts = db_options(false);
+                let mut opts = db_options(false);
+                // A secondary keeps every table file open: it must not lose one that the
+                // primary deletes after a compaction.
+                opts.set_max_open_files(-1);
+                let scratch = std::env::temp_dir().join(format!(
+                    "ferrohsm-secondary-{}-{}",
+                    std::process::id(),
+                    SECONDARY_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                ));
+                std::fs::create_dir_all(&scratch).map_err(|e| {
+                    StoreError::Io(format!("cannot create {}: {e}", scratch.display()))
+                })?;
+                let scratch = SecondaryDir(scratch);
                 let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
                 let cfs = Cf::ALL
                     .iter()
                     .map(|c| ColumnFamilyDescriptor::new(c.name(), cf_options(*c, &cache)));
-                let db =
-                    DB::open_cf_descriptors_read_only(&opts, path, cfs, false).map_err(map_err)?;
+                let db = DB::open_cf_descriptors_as_secondary(&opts, path, &scratch.0, cfs)
+                    .map_err(map_err)?;
+                db.try_catch_up_with_primary().map_err(map_err)?;
                 Ok(Self {
                     db,
                     path: path.to_owned(),
                     read_only: true,
                     _holder: None,
+                    _secondary: Some(scratch),
                 })
             }
         }
