@@ -9,6 +9,7 @@ pub mod backend;
 pub mod cf;
 pub mod crypto;
 mod error;
+mod inspect;
 pub mod keys;
 pub mod migrate;
 pub mod records;
@@ -16,5 +17,6 @@ mod store;
 
 pub use crypto::KdfParams;
 pub use error::{Result, StoreError};
+pub use inspect::{CheckReport, Problem, TokenCounts};
 pub use records::{PinPolicy, VersionCause};
 pub use store::{Query, Store, StoredObject, TokenInfo, TokenKeys, TokenSpec, VersionInfo};

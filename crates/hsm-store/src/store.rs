@@ -83,6 +83,15 @@ impl TokenKeys {
     fn master(&self) -> Result<&MasterKeys> {
         self.master.as_ref().ok_or(StoreError::NotLoggedIn)
     }
+    pub(crate) fn header_key(&self) -> &Key32 {
+        &self.header
+    }
+    pub(crate) fn public_index_key(&self) -> &Key32 {
+        &self.public_index
+    }
+    pub(crate) fn private_index_key(&self) -> Option<&Key32> {
+        self.master.as_ref().map(|m| &m.private_index)
+    }
 }
 
 impl std::fmt::Debug for TokenKeys {
@@ -554,14 +563,14 @@ impl Store {
 
     // ---------------------------------------------------------------- objects
 
-    fn header_aad(&self, keys: &TokenKeys, o: ObjectId) -> Vec<u8> {
+    pub(crate) fn header_aad(&self, keys: &TokenKeys, o: ObjectId) -> Vec<u8> {
         aad(
             Purpose::Header,
             &self.store_id,
             &[keys.token.0 as u64, keys.generation as u64, o.0],
         )
     }
-    fn version_aad(&self, keys: &TokenKeys, o: ObjectId, v: VersionNo) -> Vec<u8> {
+    pub(crate) fn version_aad(&self, keys: &TokenKeys, o: ObjectId, v: VersionNo) -> Vec<u8> {
         aad(
             Purpose::Version,
             &self.store_id,
