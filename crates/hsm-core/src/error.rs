@@ -134,6 +134,9 @@ impl From<StoreError> for Error {
             StoreError::UserPinNotInitialized => Error::UserPinNotInitialized,
             StoreError::NotLoggedIn => Error::UserNotLoggedIn,
             StoreError::Invalid(m) => Error::General(m),
+            StoreError::BackupInvalid(_) | StoreError::BackupKey(_) => {
+                Error::General(e.to_string())
+            }
         }
     }
 }

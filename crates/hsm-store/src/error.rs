@@ -40,6 +40,10 @@ pub enum StoreError {
     NotLoggedIn,
     #[error("invalid argument: {0}")]
     Invalid(String),
+    #[error("backup refused: {0}")]
+    BackupInvalid(String),
+    #[error("backup key: {0}")]
+    BackupKey(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -5,6 +5,7 @@
 //! indexes). `schema/` at the repository root is the normative description.
 #![forbid(unsafe_code)]
 
+pub mod archive;
 pub mod backend;
 pub mod cf;
 pub mod crypto;

@@ -1,0 +1,709 @@
+//! Backup archives: a consistent snapshot of a live store, encrypted and authenticated
+//! as a whole. Normative layout: `schema/backup.md`.
+//!
+//! The snapshot is logical: every record of every column family, read from a RocksDB
+//! secondary instance (consistent as of its catch-up, whole write batches only), so it can
+//! be taken while the module holds the store. Records stay sealed as they are on disk; the
+//! archive adds a second, whole-archive AEAD layer under a key from a passphrase (Argon2id)
+//! or a key file.
+
+use crate::backend::rocks::{OpenMode, RocksBackend};
+use crate::backend::{Batch, Flow, KvBackend};
+use crate::cf::Cf;
+use crate::crypto::{self, KdfParams, Key32};
+use crate::error::{Result, StoreError};
+use crate::store::{Store, now};
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use aws_lc_rs::digest::{Context, SHA256};
+use hsm_types::{SecretBytes, SecretString};
+use serde::{Deserialize, Serialize};
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use zeroize::Zeroize;
+
+pub const MAGIC: &[u8; 16] = b"FERROHSM-BACKUP\0";
+pub const FORMAT: u32 = 1;
+const CHUNK: usize = 1 << 20;
+const MAX_HEADER: usize = 64 * 1024;
+const RECORDS_PER_FRAME: usize = 4096;
+
+/// Long work reports through this; the CLI draws a progress bar.
+pub trait Progress {
+    fn start(&self, what: &str, total: u64);
+    fn advance(&self, n: u64);
+    fn finish(&self);
+}
+
+/// For callers that want no progress output.
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn start(&self, _: &str, _: u64) {}
+    fn advance(&self, _: u64) {}
+    fn finish(&self) {}
+}
+
+/// What unlocks an archive.
+pub enum BackupSecret {
+    Passphrase(SecretString),
+    /// The contents of a key file (at least 32 bytes of randomness).
+    KeyFile(SecretBytes),
+}
+
+/// Cleartext header: how to derive the key; nothing about the store.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Header {
+    format: u32,
+    key_source: String,
+    kdf: Option<KdfParams>,
+    #[serde(with = "serde_bytes")]
+    salt: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    nonce_prefix: Vec<u8>,
+    chunk_size: u32,
+    /// HMAC-SHA256 of a fixed string under the archive key, truncated: tells a wrong key
+    /// apart from a damaged archive without decrypting anything.
+    #[serde(with = "serde_bytes")]
+    key_check: Vec<u8>,
+}
+
+fn key_check(key: &Key32) -> Vec<u8> {
+    let k = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key.expose());
+    aws_lc_rs::hmac::sign(&k, b"ferrohsm-backup-key-check").as_ref()[..16].to_vec()
+}
+
+/// The manifest: the first frame inside the encryption.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Manifest {
+    pub format: u32,
+    pub store_id: String,
+    pub schema_version: u32,
+    pub created_at: u64,
+    pub tokens: Vec<ManifestToken>,
+    pub families: Vec<ManifestFamily>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ManifestToken {
+    pub id: u32,
+    pub label: String,
+    pub serial: String,
+    pub objects: u64,
+}
+
+/// One column family's records: count and SHA-256 over `(key length, key, value length,
+/// value)` of every record in key order.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ManifestFamily {
+    pub name: String,
+    pub records: u64,
+    pub sha256: String,
+}
+
+#[derive(Serialize, Deserialize)]
+enum Frame {
+    Manifest(Manifest),
+    Records {
+        family: String,
+        #[serde(with = "records_bytes")]
+        records: Vec<(Vec<u8>, Vec<u8>)>,
+    },
+    End,
+}
+
+mod records_bytes {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde_bytes::ByteBuf;
+
+    pub fn serialize<S: Serializer>(v: &[(Vec<u8>, Vec<u8>)], s: S) -> Result<S::Ok, S::Error> {
+        let as_bufs: Vec<(&serde_bytes::Bytes, &serde_bytes::Bytes)> = v
+            .iter()
+            .map(|(k, v)| (serde_bytes::Bytes::new(k), serde_bytes::Bytes::new(v)))
+            .collect();
+        as_bufs.serialize(s)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, D::Error> {
+        let v: Vec<(ByteBuf, ByteBuf)> = Vec::deserialize(d)?;
+        Ok(v.into_iter()
+            .map(|(k, v)| (k.into_vec(), v.into_vec()))
+            .collect())
+    }
+}
+
+fn bad(what: impl Into<String>) -> StoreError {
+    StoreError::BackupInvalid(what.into())
+}
+
+fn io(path: &Path, e: std::io::Error) -> StoreError {
+    if e.raw_os_error() == Some(libc::ENOSPC) {
+        StoreError::NoSpace(format!("{}: {e}", path.display()))
+    } else {
+        StoreError::Io(format!("{}: {e}", path.display()))
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn derive_key(secret: &BackupSecret, h: &Header) -> Result<Key32> {
+    match (secret, h.key_source.as_str()) {
+        (BackupSecret::Passphrase(p), "passphrase") => {
+            let kdf = h
+                .kdf
+                .ok_or_else(|| bad("passphrase archive without KDF parameters"))?;
+            crypto::pin_key(&kdf, &h.salt, p.expose().as_bytes())
+        }
+        (BackupSecret::KeyFile(k), "keyfile") => {
+            if k.len() < 32 {
+                return Err(StoreError::BackupKey(
+                    "a key file needs at least 32 bytes".into(),
+                ));
+            }
+            let base =
+                Key32::from_bytes(&aws_lc_rs::digest::digest(&SHA256, k.expose()).as_ref()[..32])?;
+            let mut info = b"backup-key".to_vec();
+            info.extend_from_slice(&h.salt);
+            Ok(base.derive(&info))
+        }
+        (_, source) => Err(StoreError::BackupKey(format!(
+            "this archive is locked with a {source}, not with what was given"
+        ))),
+    }
+}
+
+fn chunk_aad(header_hash: &[u8], index: u64, last: bool) -> Vec<u8> {
+    let mut a = header_hash.to_vec();
+    a.extend_from_slice(&index.to_be_bytes());
+    a.push(last as u8);
+    a
+}
+
+fn nonce(prefix: &[u8], index: u64) -> Result<Nonce> {
+    let idx = u32::try_from(index).map_err(|_| bad("archive has too many chunks"))?;
+    let mut n = [0u8; 12];
+    n[..8].copy_from_slice(prefix);
+    n[8..].copy_from_slice(&idx.to_be_bytes());
+    Ok(Nonce::assume_unique_for_key(n))
+}
+
+/// Writes length-prefixed frames into encrypted chunks.
+struct SealedWriter<W: Write> {
+    out: W,
+    key: LessSafeKey,
+    header_hash: Vec<u8>,
+    nonce_prefix: Vec<u8>,
+    buf: Vec<u8>,
+    index: u64,
+}
+
+impl<W: Write> SealedWriter<W> {
+    fn frame(&mut self, f: &Frame) -> Result<()> {
+        let bytes = rmp_serde::to_vec_named(f).map_err(|e| bad(format!("encoding: {e}")))?;
+        self.buf
+            .extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+        self.buf.extend_from_slice(&bytes);
+        while self.buf.len() >= CHUNK {
+            let rest = self.buf.split_off(CHUNK);
+            let chunk = std::mem::replace(&mut self.buf, rest);
+            self.seal(chunk, false)?;
+        }
+        Ok(())
+    }
+
+    fn seal(&mut self, mut chunk: Vec<u8>, last: bool) -> Result<()> {
+        let aad = chunk_aad(&self.header_hash, self.index, last);
+        self.key
+            .seal_in_place_append_tag(
+                nonce(&self.nonce_prefix, self.index)?,
+                Aad::from(aad),
+                &mut chunk,
+            )
+            .map_err(|_| bad("sealing failed"))?;
+        self.out
+            .write_all(&(chunk.len() as u32).to_be_bytes())
+            .map_err(|e| StoreError::Io(e.to_string()))?;
+        self.out
+            .write_all(&chunk)
+            .map_err(|e| StoreError::Io(e.to_string()))?;
+        self.index += 1;
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<W> {
+        let rest = std::mem::take(&mut self.buf);
+        self.seal(rest, true)?;
+        Ok(self.out)
+    }
+}
+
+/// Reads and authenticates chunks, yielding frames.
+struct SealedReader<R: Read> {
+    input: R,
+    key: LessSafeKey,
+    header_hash: Vec<u8>,
+    nonce_prefix: Vec<u8>,
+    buf: Vec<u8>,
+    pos: usize,
+    index: u64,
+    done: bool,
+}
+
+impl<R: Read> SealedReader<R> {
+    fn next_chunk(&mut self) -> Result<bool> {
+        if self.done {
+            return Ok(false);
+        }
+        let mut len = [0u8; 4];
+        match self.input.read_exact(&mut len) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Err(bad(format!(
+                    "truncated: the archive ends after chunk {} without its final chunk",
+                    self.index
+                )));
+            }
+            Err(e) => return Err(StoreError::Io(e.to_string())),
+        }
+        let len = u32::from_be_bytes(len) as usize;
+        if len > CHUNK + 16 || len < 16 {
+            return Err(bad(format!(
+                "chunk {} has an impossible length {len}",
+                self.index
+            )));
+        }
+        let mut chunk = vec![0u8; len];
+        self.input.read_exact(&mut chunk).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                bad(format!("truncated inside chunk {}", self.index))
+            } else {
+                StoreError::Io(e.to_string())
+            }
+        })?;
+        // A chunk is the last one exactly when it authenticates as the last one.
+        for last in [false, true] {
+            let mut attempt = chunk.clone();
+            let aad = chunk_aad(&self.header_hash, self.index, last);
+            if let Ok(plain) = self.key.open_in_place(
+                nonce(&self.nonce_prefix, self.index)?,
+                Aad::from(aad),
+                &mut attempt,
+            ) {
+                let n = plain.len();
+                attempt.truncate(n);
+                self.buf.drain(..self.pos);
+                self.pos = 0;
+                self.buf.extend_from_slice(&attempt);
+                attempt.zeroize();
+                self.index += 1;
+                if last {
+                    self.done = true;
+                    let mut extra = [0u8; 1];
+                    if self
+                        .input
+                        .read(&mut extra)
+                        .map_err(|e| StoreError::Io(e.to_string()))?
+                        > 0
+                    {
+                        return Err(bad("data follows the final chunk"));
+                    }
+                }
+                return Ok(true);
+            }
+        }
+        // The key was checked against the header, so this chunk is damaged or misplaced.
+        Err(bad(format!(
+            "chunk {} failed authentication: the archive is damaged or its chunks were reordered",
+            self.index
+        )))
+    }
+
+    fn take(&mut self, n: usize) -> Result<Vec<u8>> {
+        while self.buf.len() - self.pos < n {
+            if !self.next_chunk()? {
+                return Err(bad("the archive ends inside a frame"));
+            }
+        }
+        let out = self.buf[self.pos..self.pos + n].to_vec();
+        self.pos += n;
+        Ok(out)
+    }
+
+    fn frame(&mut self) -> Result<Frame> {
+        let len = self.take(4)?;
+        let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        if len > 64 << 20 {
+            return Err(bad("a frame claims more than 64 MiB"));
+        }
+        let bytes = self.take(len)?;
+        rmp_serde::from_slice(&bytes).map_err(|e| bad(format!("a frame does not decode: {e}")))
+    }
+}
+
+fn family_digest_update(ctx: &mut Context, k: &[u8], v: &[u8]) {
+    ctx.update(&(k.len() as u32).to_be_bytes());
+    ctx.update(k);
+    ctx.update(&(v.len() as u32).to_be_bytes());
+    ctx.update(v);
+}
+
+/// Writes an archive of the store in `store_dir` (which may be open in another process)
+/// to `out`, through a temporary file renamed into place. Refuses to overwrite.
+pub fn create(
+    store_dir: &Path,
+    out: &Path,
+    secret: &BackupSecret,
+    kdf: KdfParams,
+    progress: &dyn Progress,
+) -> Result<Manifest> {
+    if out.exists() {
+        return Err(StoreError::Invalid(format!(
+            "{} already exists; choose a new file",
+            out.display()
+        )));
+    }
+    let store = Store::open_dir_read_only(store_dir)?;
+    let kv = store.backend();
+    // Pass 1: counts and digests (the secondary instance does not move between passes).
+    let mut families = Vec::new();
+    let mut total = 0u64;
+    for cf in Cf::ALL {
+        let mut ctx = Context::new(&SHA256);
+        let mut n = 0u64;
+        kv.scan_prefix(cf, &[], &mut |k, v| {
+            family_digest_update(&mut ctx, k, v);
+            n += 1;
+            Ok(Flow::Continue)
+        })?;
+        total += n;
+        families.push(ManifestFamily {
+            name: cf.name().into(),
+            records: n,
+            sha256: hex(ctx.finish().as_ref()),
+        });
+    }
+    let mut tokens = Vec::new();
+    for t in store.tokens()? {
+        tokens.push(ManifestToken {
+            id: t.id.0,
+            label: t.label,
+            serial: t.serial,
+            objects: store.object_count(t.id)?,
+        });
+    }
+    let manifest = Manifest {
+        format: FORMAT,
+        store_id: store.store_id_hex(),
+        schema_version: store.schema_version(),
+        created_at: now(),
+        tokens,
+        families,
+    };
+
+    let mut salt = vec![0u8; 16];
+    crypto::fill_random(&mut salt)?;
+    let mut nonce_prefix = vec![0u8; 8];
+    crypto::fill_random(&mut nonce_prefix)?;
+    let header = Header {
+        format: FORMAT,
+        key_source: match secret {
+            BackupSecret::Passphrase(_) => "passphrase".into(),
+            BackupSecret::KeyFile(_) => "keyfile".into(),
+        },
+        kdf: matches!(secret, BackupSecret::Passphrase(_)).then_some(kdf),
+        salt,
+        nonce_prefix: nonce_prefix.clone(),
+        chunk_size: CHUNK as u32,
+        key_check: Vec::new(),
+    };
+    let key = derive_key(secret, &header)?;
+    let header = Header {
+        key_check: key_check(&key),
+        ..header
+    };
+    let header_bytes = rmp_serde::to_vec_named(&header).map_err(|e| bad(e.to_string()))?;
+    let tmp = tmp_path(out);
+    let file = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
+    let result = (|| {
+        let mut w = BufWriter::new(file);
+        w.write_all(MAGIC).map_err(|e| io(&tmp, e))?;
+        w.write_all(&(header_bytes.len() as u32).to_be_bytes())
+            .map_err(|e| io(&tmp, e))?;
+        w.write_all(&header_bytes).map_err(|e| io(&tmp, e))?;
+        let mut sw = SealedWriter {
+            out: w,
+            key: LessSafeKey::new(
+                UnboundKey::new(&AES_256_GCM, key.expose()).map_err(|_| bad("key"))?,
+            ),
+            header_hash: header_hash(&header_bytes),
+            nonce_prefix,
+            buf: Vec::new(),
+            index: 0,
+        };
+        sw.frame(&Frame::Manifest(manifest.clone()))?;
+        progress.start("backing up", total);
+        for cf in Cf::ALL {
+            let mut batch = Vec::with_capacity(RECORDS_PER_FRAME);
+            let mut err = None;
+            kv.scan_prefix(cf, &[], &mut |k, v| {
+                batch.push((k.to_vec(), v.to_vec()));
+                if batch.len() == RECORDS_PER_FRAME {
+                    let records = std::mem::take(&mut batch);
+                    progress.advance(records.len() as u64);
+                    if let Err(e) = sw.frame(&Frame::Records {
+                        family: cf.name().into(),
+                        records,
+                    }) {
+                        err = Some(e);
+                        return Ok(Flow::Stop);
+                    }
+                }
+                Ok(Flow::Continue)
+            })?;
+            if let Some(e) = err {
+                return Err(e);
+            }
+            if !batch.is_empty() {
+                progress.advance(batch.len() as u64);
+                sw.frame(&Frame::Records {
+                    family: cf.name().into(),
+                    records: batch,
+                })?;
+            }
+        }
+        sw.frame(&Frame::End)?;
+        let w = sw.finish()?;
+        let file = w.into_inner().map_err(|e| io(&tmp, e.into_error()))?;
+        file.sync_all().map_err(|e| io(&tmp, e))?;
+        progress.finish();
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    std::fs::rename(&tmp, out).map_err(|e| io(out, e))?;
+    sync_parent(out);
+    Ok(manifest)
+}
+
+fn tmp_path(p: &Path) -> PathBuf {
+    let mut name = p.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(format!(".partial-{}", std::process::id()));
+    p.with_file_name(name)
+}
+
+fn sync_parent(p: &Path) {
+    if let Some(parent) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Ok(d) = std::fs::File::open(parent) {
+            let _ = d.sync_all();
+        }
+    }
+}
+
+fn header_hash(header_bytes: &[u8]) -> Vec<u8> {
+    let mut ctx = Context::new(&SHA256);
+    ctx.update(MAGIC);
+    ctx.update(header_bytes);
+    ctx.finish().as_ref().to_vec()
+}
+
+fn open_reader(
+    file: &Path,
+    secret: &BackupSecret,
+) -> Result<SealedReader<BufReader<std::fs::File>>> {
+    let f = std::fs::File::open(file).map_err(|e| io(file, e))?;
+    let mut r = BufReader::new(f);
+    let mut magic = [0u8; 16];
+    r.read_exact(&mut magic).map_err(|_| {
+        bad(format!(
+            "{} is not a FerroHSM backup (too short)",
+            file.display()
+        ))
+    })?;
+    if &magic != MAGIC {
+        return Err(bad(format!("{} is not a FerroHSM backup", file.display())));
+    }
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)
+        .map_err(|_| bad("truncated header"))?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_HEADER {
+        return Err(bad("header too long"));
+    }
+    let mut header_bytes = vec![0u8; len];
+    r.read_exact(&mut header_bytes)
+        .map_err(|_| bad("truncated header"))?;
+    let header: Header = rmp_serde::from_slice(&header_bytes)
+        .map_err(|e| bad(format!("header does not decode: {e}")))?;
+    if header.format != FORMAT {
+        return Err(bad(format!(
+            "archive format {} is not supported by this build (it reads {FORMAT})",
+            header.format
+        )));
+    }
+    if header.nonce_prefix.len() != 8 || header.salt.len() != 16 {
+        return Err(bad("header has malformed salt or nonce"));
+    }
+    let key = derive_key(secret, &header)?;
+    if aws_lc_rs::constant_time::verify_slices_are_equal(&key_check(&key), &header.key_check)
+        .is_err()
+    {
+        return Err(StoreError::BackupKey(
+            "wrong passphrase or key file for this archive".into(),
+        ));
+    }
+    Ok(SealedReader {
+        input: r,
+        key: LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key.expose()).map_err(|_| bad("key"))?),
+        header_hash: header_hash(&header_bytes),
+        nonce_prefix: header.nonce_prefix,
+        buf: Vec::new(),
+        pos: 0,
+        index: 0,
+        done: false,
+    })
+}
+
+/// Reads the whole archive, checking every chunk, the frame order, and every family's
+/// count and digest against the manifest; `sink` receives the records.
+fn read_all(
+    file: &Path,
+    secret: &BackupSecret,
+    progress: &dyn Progress,
+    mut sink: impl FnMut(Cf, Vec<(Vec<u8>, Vec<u8>)>) -> Result<()>,
+) -> Result<Manifest> {
+    let mut r = open_reader(file, secret)?;
+    let Frame::Manifest(manifest) = r.frame()? else {
+        return Err(bad("the archive does not start with a manifest"));
+    };
+    if manifest.format != FORMAT {
+        return Err(bad(format!(
+            "manifest format {} is not supported",
+            manifest.format
+        )));
+    }
+    let total = manifest.families.iter().map(|f| f.records).sum();
+    progress.start("reading backup", total);
+    let mut digests: Vec<(Context, u64)> =
+        Cf::ALL.iter().map(|_| (Context::new(&SHA256), 0)).collect();
+    let mut last_family = 0usize;
+    loop {
+        match r.frame()? {
+            Frame::End => break,
+            Frame::Manifest(_) => return Err(bad("a second manifest inside the archive")),
+            Frame::Records { family, records } => {
+                let idx = Cf::ALL
+                    .iter()
+                    .position(|c| c.name() == family)
+                    .ok_or_else(|| bad(format!("unknown column family {family:?}")))?;
+                if idx < last_family {
+                    return Err(bad(format!("records of {family} out of order")));
+                }
+                last_family = idx;
+                let (ctx, n) = &mut digests[idx];
+                for (k, v) in &records {
+                    family_digest_update(ctx, k, v);
+                }
+                *n += records.len() as u64;
+                progress.advance(records.len() as u64);
+                sink(Cf::ALL[idx], records)?;
+            }
+        }
+    }
+    // Nothing may follow the end frame but the end of the final chunk.
+    if r.pos != r.buf.len() || r.next_chunk()? {
+        return Err(bad("data after the end of the archive"));
+    }
+    for (cf, (ctx, n)) in Cf::ALL.iter().zip(digests) {
+        let want = manifest
+            .families
+            .iter()
+            .find(|f| f.name == cf.name())
+            .ok_or_else(|| bad(format!("manifest lacks {}", cf.name())))?;
+        let got = hex(ctx.finish().as_ref());
+        if want.records != n || want.sha256 != got {
+            return Err(bad(format!(
+                "{}: {} records with digest {got}, the manifest says {} with {}",
+                cf.name(),
+                n,
+                want.records,
+                want.sha256
+            )));
+        }
+    }
+    progress.finish();
+    Ok(manifest)
+}
+
+/// Checks an archive end to end without restoring it.
+pub fn verify(file: &Path, secret: &BackupSecret, progress: &dyn Progress) -> Result<Manifest> {
+    read_all(file, secret, progress, |_, _| Ok(()))
+}
+
+/// The manifest only (the first frame; the rest is not read).
+pub fn manifest(file: &Path, secret: &BackupSecret) -> Result<Manifest> {
+    let mut r = open_reader(file, secret)?;
+    match r.frame()? {
+        Frame::Manifest(m) => Ok(m),
+        _ => Err(bad("the archive does not start with a manifest")),
+    }
+}
+
+/// Restores into `target`, which must not exist or be an empty directory: records go into
+/// a new store in a temporary directory beside it, which is renamed into place only after
+/// the whole archive verified. On any failure the target is left as it was.
+pub fn restore(
+    file: &Path,
+    secret: &BackupSecret,
+    target: &Path,
+    progress: &dyn Progress,
+) -> Result<Manifest> {
+    if target.exists() {
+        let empty = std::fs::read_dir(target)
+            .map_err(|e| io(target, e))?
+            .next()
+            .is_none();
+        if !empty {
+            return Err(StoreError::Invalid(format!(
+                "restore target {} is not empty",
+                target.display()
+            )));
+        }
+    }
+    let tmp = tmp_path(target);
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+    }
+    let result = (|| {
+        let kv = RocksBackend::open(&tmp, OpenMode::ReadWrite)?;
+        let manifest = read_all(file, secret, progress, |cf, records| {
+            let mut b = Batch::new();
+            for (k, v) in records {
+                b.put(cf, k, v);
+            }
+            kv.write(b)
+        })?;
+        // Settle everything into table files before the store is handed over.
+        kv.purge(&[])?;
+        drop(kv);
+        let _ = std::fs::remove_file(tmp.join(crate::backend::rocks::HOLDER_FILE));
+        Ok(manifest)
+    })();
+    match result {
+        Ok(m) => {
+            if target.exists() {
+                std::fs::remove_dir(target).map_err(|e| io(target, e))?;
+            }
+            std::fs::rename(&tmp, target).map_err(|e| io(target, e))?;
+            sync_parent(target);
+            Ok(m)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            Err(e)
+        }
+    }
+}
