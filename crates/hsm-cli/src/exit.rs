@@ -10,6 +10,9 @@ pub enum CliError {
     Usage(String),
     #[error("{0}")]
     Io(String),
+    /// An integrity check ran and found problems (the report is already printed).
+    #[error("{0}")]
+    CheckFailed(String),
 }
 
 impl CliError {
@@ -17,17 +20,26 @@ impl CliError {
         match self {
             CliError::Usage(_) => 2,
             CliError::Io(_) => 1,
+            CliError::CheckFailed(_) => 5,
             CliError::Store(e) => match e {
                 StoreError::Locked { .. } => 3,
                 StoreError::PinIncorrect { .. }
                 | StoreError::PinLocked
                 | StoreError::PinLenRange { .. }
                 | StoreError::UserPinNotInitialized => 4,
+                StoreError::BackupKey(_) => 4,
                 StoreError::Corruption { .. }
                 | StoreError::Tampered { .. }
-                | StoreError::NotAStore => 5,
+                | StoreError::NotAStore
+                | StoreError::BackupInvalid(_) => 5,
                 StoreError::SchemaTooNew { .. } | StoreError::Migration { .. } => 6,
-                _ => 1,
+                StoreError::NoSpace(_)
+                | StoreError::Io(_)
+                | StoreError::TokenNotFound(_)
+                | StoreError::ObjectNotFound(..)
+                | StoreError::VersionNotFound(..)
+                | StoreError::NotLoggedIn
+                | StoreError::Invalid(_) => 1,
             },
         }
     }

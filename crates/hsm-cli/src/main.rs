@@ -28,6 +28,11 @@ enum Command {
     /// Create, list and administer tokens.
     #[command(subcommand)]
     Token(commands::token::TokenCommand),
+    /// Look inside a store without changing it (works beside the running module).
+    Inspect(commands::inspect::InspectArgs),
+    /// Back up a live store, verify and restore backups.
+    #[command(subcommand)]
+    Backup(commands::backup::BackupCommand),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +40,8 @@ fn main() -> ExitCode {
     let out = output::Output { json: cli.json };
     let result = match cli.command {
         Command::Token(c) => commands::token::run(c, &out),
+        Command::Inspect(a) => commands::inspect::run(a, &out),
+        Command::Backup(c) => commands::backup::run(c, &out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

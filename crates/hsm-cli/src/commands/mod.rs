@@ -1,1 +1,3 @@
+pub mod backup;
+pub mod inspect;
 pub mod token;
