@@ -86,3 +86,28 @@ pub fn run_child(child: &str, envs: &[(&str, &Path)]) -> String {
 pub fn is_child(name: &str) -> bool {
     std::env::var("FERROHSM_TEST_CHILD").is_ok_and(|c| c == name)
 }
+
+/// The `ferrohsm` CLI built next to the module.
+pub fn cli_path() -> PathBuf {
+    let so = module_path();
+    let cli = so.with_file_name("ferrohsm");
+    assert!(
+        cli.exists(),
+        "{} is missing: build it with `cargo build -p hsm-cli` (tools/test does)",
+        cli.display()
+    );
+    cli
+}
+
+/// A configuration file for an existing store directory.
+pub fn config_for(store: &Path, at: &Path) -> PathBuf {
+    std::fs::write(
+        at,
+        format!(
+            "store = {:?}\nlog_level = \"warn\"\n[kdf]\nm_kib = 256\nt_cost = 1\np_cost = 1\n",
+            store.display().to_string()
+        ),
+    )
+    .expect("write config");
+    at.to_path_buf()
+}
