@@ -31,6 +31,9 @@ struct Args {
     /// Directory for the stores (default: a temporary directory).
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
+    /// Also time backup create, verify and restore at this object count (one of --sizes).
+    #[arg(long)]
+    backup_at: Option<u64>,
 }
 
 fn object(n: u64) -> AttributeSet {
@@ -112,6 +115,7 @@ fn main() {
     let _ = std::fs::remove_dir_all(&path);
     let pin = || SecretString::from("bench-pin-1234");
     let mut rows = Vec::new();
+    let mut backup_rows: Vec<String> = Vec::new();
     let mut sizes = args.sizes.clone();
     sizes.sort_unstable();
     let mut loaded = 0u64;
@@ -221,6 +225,9 @@ fn main() {
             disk_mib: dir_size(&path) as f64 / (1024.0 * 1024.0),
         });
         eprintln!("size {size}: done");
+        if args.backup_at == Some(size) {
+            backup_rows.push(time_backup(&path, &base, size));
+        }
     }
     let mut md = String::new();
     md.push_str("| objects | bulk load (objects/s) | durable create (µs) | read (µs) | find by label (µs) | find by CKA_ID (µs) | find class+ID (µs) | reopen (ms) | peak RSS (MiB) | on disk (MiB) |\n");
@@ -252,9 +259,45 @@ fn main() {
             last.find_id_us / first.find_id_us
         ));
     }
+    if !backup_rows.is_empty() {
+        md.push_str("\n| objects | archive (MiB) | backup create (s) | verify (s) | restore (s) | create (objects/s) | restore (objects/s) |\n|---:|---:|---:|---:|---:|---:|---:|\n");
+        for r in &backup_rows {
+            md.push_str(r);
+        }
+    }
     print!("{md}");
     if let Some(out) = args.out {
         let mut f = std::fs::File::create(&out).expect("create output file");
         f.write_all(md.as_bytes()).expect("write output");
     }
+}
+
+/// Backup create, verify and restore of the store as it is (its objects plus the durable
+/// creates), through the same library calls the CLI makes.
+fn time_backup(path: &std::path::Path, base: &std::path::Path, size: u64) -> String {
+    use hsm_store::archive::{self, BackupSecret, NoProgress};
+    let file = base.join(format!("bench-{size}.fhb"));
+    let target = base.join(format!("bench-restore-{size}"));
+    let _ = std::fs::remove_file(&file);
+    let _ = std::fs::remove_dir_all(&target);
+    let secret = BackupSecret::Passphrase(SecretString::from("bench-passphrase"));
+    let t = Instant::now();
+    let m = archive::create(path, &file, &secret, KdfParams::INSECURE_FAST, &NoProgress)
+        .expect("backup");
+    let create = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    archive::verify(&file, &secret, &NoProgress).expect("verify");
+    let verify = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    archive::restore(&file, &secret, &target, &NoProgress).expect("restore");
+    let restore = t.elapsed().as_secs_f64();
+    let objects: u64 = m.tokens.iter().map(|t| t.objects).sum();
+    let mib = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0) as f64 / (1024.0 * 1024.0);
+    let _ = std::fs::remove_file(&file);
+    let _ = std::fs::remove_dir_all(&target);
+    format!(
+        "| {objects} | {mib:.0} | {create:.1} | {verify:.1} | {restore:.1} | {:.0} | {:.0} |\n",
+        objects as f64 / create,
+        objects as f64 / restore
+    )
 }
