@@ -467,6 +467,39 @@ impl Store {
         }
     }
 
+    /// Checks a PIN on a store opened read-only (offline inspection). A locked PIN is
+    /// refused as always, but a failure cannot be counted: nothing is written. This gives
+    /// nothing away — whoever can open the files read-only can copy them and guess offline.
+    pub fn login_read_only(
+        &self,
+        token: TokenId,
+        who: UserKind,
+        pin: &SecretString,
+    ) -> Result<TokenKeys> {
+        let rec = self.token_record(token)?;
+        check_pin_len(&rec.pin_policy, pin)?;
+        let slot = match who {
+            UserKind::So => rec.so.clone(),
+            UserKind::User => rec.user.clone().ok_or(StoreError::UserPinNotInitialized)?,
+        };
+        let max = rec.pin_policy.max_failures;
+        let failures = self.pin_failures(token, who)?;
+        if max > 0 && failures >= max {
+            return Err(StoreError::PinLocked);
+        }
+        let kek = crypto::pin_key(&rec.kdf, &slot.salt, pin.expose().as_bytes())?;
+        match crypto::unwrap(
+            &kek,
+            &self.master_aad(token, who),
+            &slot.wrapped_master,
+            String::new,
+        ) {
+            Ok(master) => self.keys_from(token, &rec, Some((who, master))),
+            Err(StoreError::Tampered { .. }) => Err(StoreError::PinIncorrect { failures, max }),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Sets (or resets) the user PIN with the SO's keys; clears the user's lockout.
     pub fn init_user_pin(&self, keys: &TokenKeys, new_pin: &SecretString) -> Result<()> {
         let m = keys.master()?;

@@ -123,3 +123,36 @@ fn check_store_finds_records_of_no_token() {
         "{p:?}"
     );
 }
+
+#[test]
+fn read_only_login_checks_without_writing_and_respects_lockout() {
+    let (d, store, k, private, _) = populated();
+    let t = k.token();
+    drop((k, store));
+    let ro = Store::open_dir_read_only(d.path()).unwrap();
+    assert!(matches!(
+        ro.login_read_only(t, UserKind::User, &pin("wrong-pin")),
+        Err(hsm_store::StoreError::PinIncorrect { failures: 0, .. })
+    ));
+    assert_eq!(
+        ro.pin_failures(t, UserKind::User).unwrap(),
+        0,
+        "nothing written"
+    );
+    let k = ro
+        .login_read_only(t, UserKind::User, &pin(USER_PIN))
+        .unwrap();
+    assert!(ro.read_object(&k, private).is_ok());
+    drop((k, ro));
+    // Lock the PIN through a writer; the read-only check then refuses even the right PIN.
+    let rw = Store::open_dir(d.path()).unwrap();
+    for _ in 0..5 {
+        let _ = rw.login(t, UserKind::User, &pin("wrong-pin"));
+    }
+    drop(rw);
+    let ro = Store::open_dir_read_only(d.path()).unwrap();
+    assert!(matches!(
+        ro.login_read_only(t, UserKind::User, &pin(USER_PIN)),
+        Err(hsm_store::StoreError::PinLocked)
+    ));
+}

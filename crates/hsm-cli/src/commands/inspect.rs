@@ -2,7 +2,6 @@
 //! file per subcommand under `inspect/`; this one holds what they share: opening the
 //! store, choosing the token, and the user PIN that unlocks private objects.
 
-mod backend;
 mod check;
 mod objects;
 mod render;
@@ -77,7 +76,10 @@ fn open(dir: &Path) -> CliResult<Store> {
             dir.display()
         )));
     }
-    backend::open(dir)
+    Store::open_dir_read_only(dir).map_err(|e| match e {
+        hsm_core::store::StoreError::NotAStore => CliError::Store(e),
+        e => e.into(),
+    })
 }
 
 impl Access {
@@ -129,11 +131,12 @@ impl Access {
     }
 
     /// Public access, or the user's keys when a PIN was given. A wrong PIN fails here
-    /// (exit code 4); a locked PIN is refused without being tried.
+    /// (exit code 4) without being counted (inspection never writes); a locked PIN is
+    /// refused without being tried.
     fn keys(&self, store: &Store, token: TokenId) -> CliResult<TokenKeys> {
         match self.pin()? {
             None => Ok(store.public_access(token)?),
-            Some(pin) => Ok(store.login(token, UserKind::User, &pin)?),
+            Some(pin) => Ok(store.login_read_only(token, UserKind::User, &pin)?),
         }
     }
 }

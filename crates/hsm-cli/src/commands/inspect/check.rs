@@ -48,8 +48,11 @@ pub(super) fn run(dir: &Path, store: &Store, a: CheckArgs, out: &Output) -> CliR
             report: store.check_token(&keys)?,
         });
     }
-    let problems =
-        store_problems.len() + tokens.iter().map(|t| t.report.problems.len()).sum::<usize>();
+    let problems = store_problems.len()
+        + tokens
+            .iter()
+            .map(|t| t.report.problems.len())
+            .sum::<usize>();
     let report = Report {
         store: dir.display().to_string(),
         clean: problems == 0,

@@ -21,21 +21,29 @@ pub(super) struct ObjectsArgs {
     #[arg(long, value_name = "LABEL")]
     label: Option<String>,
     /// Exact CKA_ID, in hex.
-    #[arg(long, value_name = "HEX", value_parser = render::parse_hex)]
-    id: Option<Vec<u8>>,
+    #[arg(long, value_name = "HEX", value_parser = parse_id)]
+    id: Option<HexId>,
     /// An allowed mechanism (CKA_ALLOWED_MECHANISMS): a name (CKM_ECDSA, aes_gcm) or a number.
     #[arg(long, value_name = "MECHANISM", value_parser = parse_mechanism)]
     mechanism: Option<MechanismType>,
 }
 
+/// A CKA_ID from the command line (a newtype, so clap takes it as one value).
+#[derive(Clone)]
+struct HexId(Vec<u8>);
+
+fn parse_id(s: &str) -> Result<HexId, String> {
+    render::parse_hex(s).map(HexId)
+}
 fn parse_class(s: &str) -> Result<ObjectClass, String> {
     ObjectClass::parse(s).ok_or_else(|| {
         format!("unknown object class '{s}': use a name such as private_key or CKO_SECRET_KEY, or a number")
     })
 }
 fn parse_key_type(s: &str) -> Result<KeyType, String> {
-    KeyType::parse(s)
-        .ok_or_else(|| format!("unknown key type '{s}': use a name such as aes or CKK_EC, or a number"))
+    KeyType::parse(s).ok_or_else(|| {
+        format!("unknown key type '{s}': use a name such as aes or CKK_EC, or a number")
+    })
 }
 fn parse_mechanism(s: &str) -> Result<MechanismType, String> {
     MechanismType::parse(s).ok_or_else(|| {
@@ -74,7 +82,7 @@ pub(super) fn run(store: &Store, a: ObjectsArgs, out: &Output) -> CliResult {
     let q = Query {
         class: a.class,
         label: a.label.map(String::into_bytes),
-        id: a.id,
+        id: a.id.map(|h| h.0),
         key_type: a.key_type,
         mechanism: a.mechanism,
     };

@@ -1,10 +1,10 @@
 //! How inspection shows values: names for PKCS#11 constants, hex for bytes, text where an
 //! attribute is text, RFC 3339 for times — and never key material.
 
+use hsm_core::store::VersionCause;
 use hsm_core::types::policy;
 use hsm_core::types::{AttrValue, AttributeSet, AttributeType as A, KeyType, MechanismType};
 use hsm_core::types::{ObjectClass, VersionNo};
-use hsm_core::store::VersionCause;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -19,7 +19,7 @@ pub(super) fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
         .strip_prefix("0x")
         .or_else(|| t.strip_prefix("0X"))
         .unwrap_or(t);
-    if t.len() % 2 != 0 {
+    if !t.len().is_multiple_of(2) {
         return Err(format!("'{s}' is not hex: odd number of digits"));
     }
     (0..t.len())
@@ -63,16 +63,20 @@ pub(super) fn text_or_hex(b: &[u8]) -> String {
 }
 
 pub(super) fn class_name(c: ObjectClass) -> String {
-    c.name().map_or_else(|| format!("{:#x}", c.0), str::to_owned)
+    c.name()
+        .map_or_else(|| format!("{:#x}", c.0), str::to_owned)
 }
 pub(super) fn key_type_name(k: KeyType) -> String {
-    k.name().map_or_else(|| format!("{:#x}", k.0), str::to_owned)
+    k.name()
+        .map_or_else(|| format!("{:#x}", k.0), str::to_owned)
 }
 pub(super) fn mechanism_name(m: MechanismType) -> String {
-    m.name().map_or_else(|| format!("{:#x}", m.0), str::to_owned)
+    m.name()
+        .map_or_else(|| format!("{:#x}", m.0), str::to_owned)
 }
 pub(super) fn attribute_name(a: A) -> String {
-    a.name().map_or_else(|| format!("{:#x}", a.0), str::to_owned)
+    a.name()
+        .map_or_else(|| format!("{:#x}", a.0), str::to_owned)
 }
 
 pub(super) fn cause(c: &VersionCause) -> String {
@@ -167,9 +171,7 @@ fn value(t: A, v: &AttrValue) -> (String, Value) {
             let text = match t {
                 A::CLASS => class_name(ObjectClass(*u)),
                 A::KEY_TYPE => key_type_name(KeyType(*u)),
-                A::KEY_GEN_MECHANISM | A::NAME_HASH_ALGORITHM => {
-                    mechanism_name(MechanismType(*u))
-                }
+                A::KEY_GEN_MECHANISM | A::NAME_HASH_ALGORITHM => mechanism_name(MechanismType(*u)),
                 A::CERTIFICATE_TYPE => match u {
                     0 => "X_509".into(),
                     1 => "X_509_ATTR_CERT".into(),
@@ -295,7 +297,11 @@ mod tests {
         );
         assert_eq!(value(A::KEY_TYPE, &AttrValue::Ulong(0x1f)).0, "AES");
         assert_eq!(
-            value(A::ALLOWED_MECHANISMS, &AttrValue::Mechanisms(vec![0x1041, 0x8000_0000])).0,
+            value(
+                A::ALLOWED_MECHANISMS,
+                &AttrValue::Mechanisms(vec![0x1041, 0x8000_0000])
+            )
+            .0,
             "ECDSA, 0x80000000"
         );
         assert_eq!(attribute_name(A(0x8000_1234)), "0x80001234");

@@ -77,8 +77,8 @@ pub(super) fn run(store: &Store, a: ShowArgs, out: &Output) -> CliResult {
     out.emit(&shown, &["ATTRIBUTE", "VALUE"], rows);
     if !out.json && shown.secrets_withheld {
         println!(
-            "note: this object's key material is sealed under the master key and was not opened ({})",
-            needs_pin_hint()
+            "note: this object's key material is sealed apart and was not opened without the \
+             user PIN (with it, its attributes are listed, their values never)"
         );
     }
     Ok(())

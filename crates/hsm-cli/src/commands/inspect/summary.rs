@@ -44,8 +44,8 @@ pub(super) fn run(dir: &Path, store: &Store, a: SummaryArgs, out: &Output) -> Cl
         let with_user_pin = keys.logged_in().is_some();
         let note = (!with_user_pin && counts.private_objects > 0).then(|| {
             format!(
-                "token {}: by class and key type count public objects only; the {} private \
-                 objects need the user PIN ({})",
+                "token {}: by class and by key type count public objects only, not the {} \
+                 private ones ({})",
                 t.id,
                 counts.private_objects,
                 needs_pin_hint()
