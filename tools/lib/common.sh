@@ -15,7 +15,8 @@ say() { printf '\n==> %s\n' "$*"; }
 #   gnutls-bin    p11tool
 #   softhsm2      the token we compare against and the passthrough adapter's test peer
 #   openssl       independent verification of signatures
-REQUIRED_PACKAGES=(libclang-dev opensc gnutls-bin softhsm2 openssl)
+#   python3-pykcs11, xxd   the Python interop tests (Debian's /usr/bin/python3)
+REQUIRED_PACKAGES=(libclang-dev opensc gnutls-bin softhsm2 openssl python3-pykcs11 xxd)
 
 ensure_packages() {
   local missing=()

@@ -175,7 +175,7 @@ pub unsafe extern "C" fn C_GetTokenInfo(slot: CK_SLOT_ID, info: *mut CK_TOKEN_IN
         pad(&mut info.manufacturerID, crate::MANUFACTURER);
         pad(&mut info.model, "FerroHSM");
         pad(&mut info.serialNumber, &t.serial);
-        let mut flags = CKF_RNG | CKF_LOGIN_REQUIRED | CKF_DUAL_CRYPTO_OPERATIONS;
+        let mut flags = CKF_RNG | CKF_LOGIN_REQUIRED;
         if t.initialized {
             flags |= CKF_TOKEN_INITIALIZED;
         }
