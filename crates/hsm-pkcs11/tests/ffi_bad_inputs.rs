@@ -670,3 +670,175 @@ fn no_thread_outlives_finalize() {
     assert!(rocksdb_threads() > 0);
     drop(env);
 }
+
+#[test]
+fn interfaces_offer_the_3_0_and_2_40_tables() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    // SAFETY: valid out pointers; the returned interfaces point to static tables.
+    unsafe {
+        let mut n: CK_ULONG = 0;
+        assert_eq!(C_GetInterfaceList(null_mut(), &mut n), CKR_OK);
+        assert_eq!(n, 2);
+        let mut list: [CK_INTERFACE; 2] = std::mem::zeroed();
+        assert_eq!(C_GetInterfaceList(list.as_mut_ptr(), &mut n), CKR_OK);
+        let versions: Vec<(u8, u8)> = list
+            .iter()
+            .map(|i| {
+                let v = &*(i.pFunctionList as *const CK_VERSION);
+                (v.major, v.minor)
+            })
+            .collect();
+        assert_eq!(versions, vec![(3, 0), (2, 40)]);
+        let mut iface: *mut CK_INTERFACE = null_mut();
+        assert_eq!(
+            C_GetInterface(null_mut(), null_mut(), &mut iface, 0),
+            CKR_OK
+        );
+        let table = &*((*iface).pFunctionList as *const CK_FUNCTION_LIST_3_0);
+        assert_eq!((table.version.major, table.version.minor), (3, 0));
+        assert!(table.C_SessionCancel.is_some() && table.C_Sign.is_some());
+        let mut v2 = CK_VERSION {
+            major: 2,
+            minor: 40,
+        };
+        assert_eq!(
+            C_GetInterface(b"PKCS 11\0".as_ptr() as *mut _, &mut v2, &mut iface, 0),
+            CKR_OK
+        );
+        let mut v9 = CK_VERSION { major: 9, minor: 9 };
+        assert_eq!(
+            C_GetInterface(null_mut(), &mut v9, &mut iface, 0),
+            CKR_ARGUMENTS_BAD
+        );
+        assert_eq!(
+            C_GetInterface(b"Vendor\0".as_ptr() as *mut _, null_mut(), &mut iface, 0),
+            CKR_ARGUMENTS_BAD
+        );
+    }
+}
+
+#[test]
+fn always_authenticate_keys_need_a_context_specific_login() {
+    let _env = setup();
+    let h = token_session();
+    let mut params = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+    let mut pt = [bytes_attr(CKA_EC_PARAMS, &mut params)];
+    let (mut yes, mut yes2): (CK_BBOOL, CK_BBOOL) = (1, 1);
+    let mut st = [
+        bool_attr(CKA_SIGN, &mut yes),
+        bool_attr(CKA_ALWAYS_AUTHENTICATE, &mut yes2),
+    ];
+    let mut keygen = CK_MECHANISM {
+        mechanism: CKM_EC_KEY_PAIR_GEN,
+        pParameter: null_mut(),
+        ulParameterLen: 0,
+    };
+    let (mut p, mut s) = (0, 0);
+    let mut data = *b"x";
+    let mut sig = [0u8; 64];
+    // SAFETY: valid templates and buffers.
+    unsafe {
+        assert_eq!(
+            C_GenerateKeyPair(
+                h,
+                &mut keygen,
+                pt.as_mut_ptr(),
+                1,
+                st.as_mut_ptr(),
+                2,
+                &mut p,
+                &mut s
+            ),
+            CKR_OK
+        );
+        let mut m = CK_MECHANISM {
+            mechanism: CKM_ECDSA_SHA256,
+            pParameter: null_mut(),
+            ulParameterLen: 0,
+        };
+        assert_eq!(C_SignInit(h, &mut m, s), CKR_OK);
+        let mut n = 64;
+        assert_eq!(
+            C_Sign(h, data.as_mut_ptr(), 1, sig.as_mut_ptr(), &mut n),
+            CKR_USER_NOT_LOGGED_IN
+        );
+        let wrong = b"wrong-pin";
+        assert_eq!(
+            C_Login(
+                h,
+                CKU_CONTEXT_SPECIFIC,
+                wrong.as_ptr() as *mut _,
+                wrong.len() as _
+            ),
+            CKR_PIN_INCORRECT
+        );
+        assert_eq!(
+            C_Login(
+                h,
+                CKU_CONTEXT_SPECIFIC,
+                USER.as_ptr() as *mut _,
+                USER.len() as _
+            ),
+            CKR_OK
+        );
+        assert_eq!(
+            C_Sign(h, data.as_mut_ptr(), 1, sig.as_mut_ptr(), &mut n),
+            CKR_OK
+        );
+        // Each use needs its own authentication.
+        assert_eq!(C_SignInit(h, &mut m, s), CKR_OK);
+        assert_eq!(
+            C_Sign(h, data.as_mut_ptr(), 1, sig.as_mut_ptr(), &mut n),
+            CKR_USER_NOT_LOGGED_IN
+        );
+        assert_eq!(C_SessionCancel(h, CKF_SIGN), CKR_OK);
+        assert_eq!(
+            C_Sign(h, data.as_mut_ptr(), 1, sig.as_mut_ptr(), &mut n),
+            CKR_OPERATION_NOT_INITIALIZED
+        );
+    }
+}
+
+#[test]
+fn copy_object_keeps_the_sticky_rules() {
+    let _env = setup();
+    let h = token_session();
+    let mut class: CK_ULONG = CKO_SECRET_KEY;
+    let mut kt: CK_ULONG = CKK_AES;
+    let mut value = [5u8; 16];
+    let (mut sensitive, mut label) = (1 as CK_BBOOL, *b"orig");
+    let mut t = [
+        ulong_attr(CKA_CLASS, &mut class),
+        ulong_attr(CKA_KEY_TYPE, &mut kt),
+        bytes_attr(CKA_VALUE, &mut value),
+        bool_attr(CKA_SENSITIVE, &mut sensitive),
+        bytes_attr(CKA_LABEL, &mut label),
+    ];
+    let mut o = 0;
+    // SAFETY: valid templates.
+    unsafe {
+        assert_eq!(C_CreateObject(h, t.as_mut_ptr(), 5, &mut o), CKR_OK);
+        let mut new_label = *b"copy";
+        let mut ct = [bytes_attr(CKA_LABEL, &mut new_label)];
+        let mut c = 0;
+        assert_eq!(C_CopyObject(h, o, ct.as_mut_ptr(), 1, &mut c), CKR_OK);
+        assert_ne!(c, o);
+        let mut got = [0u8; 4];
+        let mut q = [bytes_attr(CKA_LABEL, &mut got)];
+        assert_eq!(C_GetAttributeValue(h, c, q.as_mut_ptr(), 1), CKR_OK);
+        assert_eq!(&got, b"copy");
+        let mut no: CK_BBOOL = 0;
+        let mut relax = [bool_attr(CKA_SENSITIVE, &mut no)];
+        assert_eq!(
+            C_CopyObject(h, o, relax.as_mut_ptr(), 1, &mut c),
+            CKR_ATTRIBUTE_READ_ONLY
+        );
+        let mut copyable: CK_BBOOL = 0;
+        let mut freeze = [bool_attr(CKA_COPYABLE, &mut copyable)];
+        assert_eq!(C_SetAttributeValue(h, o, freeze.as_mut_ptr(), 1), CKR_OK);
+        assert_eq!(
+            C_CopyObject(h, o, ct.as_mut_ptr(), 1, &mut c),
+            CKR_ACTION_PROHIBITED
+        );
+    }
+}
