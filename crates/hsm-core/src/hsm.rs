@@ -1346,68 +1346,60 @@ impl Hsm {
         Ok((op.buffer.len() + len).saturating_sub((op.tag_bits as usize).div_ceil(8)))
     }
 
-    pub fn encrypt(&self, h: u64, data: &[u8]) -> Result<Vec<u8>> {
+    /// Single-part (or final) AES-GCM in one direction; ends the operation.
+    fn aead_run(&self, h: u64, d: Dir, data: &[u8]) -> Result<Vec<u8>> {
         let s = self.session(h)?;
-        let mut op = lock(&s)
-            .encrypt
+        let mut op = d
+            .slot(&mut lock(&s))
             .take()
             .ok_or(Error::OperationNotInitialized)?;
         op.buffer.extend_from_slice(data);
-        Ok(crypto::aes_gcm_encrypt(
-            &op.key,
-            &op.iv,
-            &op.aad,
-            op.tag_bits,
-            &op.buffer,
-        )?)
+        let run = match d {
+            Dir::Encrypt => crypto::aes_gcm_encrypt,
+            Dir::Decrypt => crypto::aes_gcm_decrypt,
+        };
+        Ok(run(&op.key, &op.iv, &op.aad, op.tag_bits, &op.buffer)?)
+    }
+
+    /// Buffers a part: GCM output comes at the end, after the tag is known or checked.
+    fn aead_update(&self, h: u64, d: Dir, data: &[u8]) -> Result<()> {
+        let s = self.session(h)?;
+        let mut g = lock(&s);
+        let slot = d.slot(&mut g);
+        let op = slot.as_mut().ok_or(Error::OperationNotInitialized)?;
+        if op.buffer.len() + data.len() > MAX_AEAD_INPUT {
+            *slot = None;
+            return Err(match d {
+                Dir::Encrypt => Error::DataLenRange,
+                Dir::Decrypt => Error::EncryptedDataLenRange,
+            });
+        }
+        op.buffer.extend_from_slice(data);
+        Ok(())
+    }
+
+    pub fn encrypt(&self, h: u64, data: &[u8]) -> Result<Vec<u8>> {
+        self.aead_run(h, Dir::Encrypt, data)
     }
 
     pub fn encrypt_update(&self, h: u64, data: &[u8]) -> Result<()> {
-        let s = self.session(h)?;
-        let mut g = lock(&s);
-        let op = g.encrypt.as_mut().ok_or(Error::OperationNotInitialized)?;
-        if op.buffer.len() + data.len() > MAX_AEAD_INPUT {
-            g.encrypt = None;
-            return Err(Error::DataLenRange);
-        }
-        op.buffer.extend_from_slice(data);
-        Ok(())
+        self.aead_update(h, Dir::Encrypt, data)
     }
 
     pub fn encrypt_final(&self, h: u64) -> Result<Vec<u8>> {
-        self.encrypt(h, &[])
+        self.aead_run(h, Dir::Encrypt, &[])
     }
 
     pub fn decrypt(&self, h: u64, data: &[u8]) -> Result<Vec<u8>> {
-        let s = self.session(h)?;
-        let mut op = lock(&s)
-            .decrypt
-            .take()
-            .ok_or(Error::OperationNotInitialized)?;
-        op.buffer.extend_from_slice(data);
-        Ok(crypto::aes_gcm_decrypt(
-            &op.key,
-            &op.iv,
-            &op.aad,
-            op.tag_bits,
-            &op.buffer,
-        )?)
+        self.aead_run(h, Dir::Decrypt, data)
     }
 
     pub fn decrypt_update(&self, h: u64, data: &[u8]) -> Result<()> {
-        let s = self.session(h)?;
-        let mut g = lock(&s);
-        let op = g.decrypt.as_mut().ok_or(Error::OperationNotInitialized)?;
-        if op.buffer.len() + data.len() > MAX_AEAD_INPUT {
-            g.decrypt = None;
-            return Err(Error::EncryptedDataLenRange);
-        }
-        op.buffer.extend_from_slice(data);
-        Ok(())
+        self.aead_update(h, Dir::Decrypt, data)
     }
 
     pub fn decrypt_final(&self, h: u64) -> Result<Vec<u8>> {
-        self.decrypt(h, &[])
+        self.aead_run(h, Dir::Decrypt, &[])
     }
 
     // ------------------------------------------------------------ digest and random
@@ -1508,6 +1500,22 @@ impl Hsm {
             OpKind::Digest => g.digest.is_some(),
             OpKind::Find => g.find.is_some(),
         })
+    }
+}
+
+/// The direction of an AES-GCM operation.
+#[derive(Clone, Copy)]
+enum Dir {
+    Encrypt,
+    Decrypt,
+}
+
+impl Dir {
+    fn slot(self, s: &mut Session) -> &mut Option<AeadOp> {
+        match self {
+            Dir::Encrypt => &mut s.encrypt,
+            Dir::Decrypt => &mut s.decrypt,
+        }
     }
 }
 
