@@ -842,3 +842,73 @@ fn copy_object_keeps_the_sticky_rules() {
         );
     }
 }
+
+#[test]
+fn reinitialising_a_token_wipes_its_objects() {
+    let _env = setup();
+    let h = token_session();
+    let mut class: CK_ULONG = CKO_DATA;
+    let (mut token, mut label) = (1 as CK_BBOOL, *b"old-data");
+    let mut t = [
+        ulong_attr(CKA_CLASS, &mut class),
+        bool_attr(CKA_TOKEN, &mut token),
+        bytes_attr(CKA_LABEL, &mut label),
+    ];
+    let mut o = 0;
+    let mut new_label = [b' '; 32];
+    new_label[..5].copy_from_slice(b"fresh");
+    // SAFETY: valid templates and buffers.
+    unsafe {
+        assert_eq!(C_CreateObject(h, t.as_mut_ptr(), 3, &mut o), CKR_OK);
+        // Not while sessions are open.
+        assert_eq!(
+            C_InitToken(
+                1,
+                SO.as_ptr() as *mut _,
+                SO.len() as _,
+                new_label.as_mut_ptr()
+            ),
+            CKR_SESSION_EXISTS
+        );
+        assert_eq!(C_CloseAllSessions(1), CKR_OK);
+        let wrong = b"wrong-so";
+        assert_eq!(
+            C_InitToken(
+                1,
+                wrong.as_ptr() as *mut _,
+                wrong.len() as _,
+                new_label.as_mut_ptr()
+            ),
+            CKR_PIN_INCORRECT
+        );
+        assert_eq!(
+            C_InitToken(
+                1,
+                SO.as_ptr() as *mut _,
+                SO.len() as _,
+                new_label.as_mut_ptr()
+            ),
+            CKR_OK
+        );
+        let mut ti: CK_TOKEN_INFO = std::mem::zeroed();
+        assert_eq!(C_GetTokenInfo(1, &mut ti), CKR_OK);
+        assert_eq!(&ti.label[..5], b"fresh");
+        assert_eq!(
+            ti.flags & CKF_USER_PIN_INITIALIZED,
+            0,
+            "the user PIN is gone with the old token"
+        );
+        let mut h2 = 0;
+        assert_eq!(
+            C_OpenSession(1, CKF_SERIAL_SESSION, null_mut(), None, &mut h2),
+            CKR_OK
+        );
+        let mut q = [bytes_attr(CKA_LABEL, &mut label)];
+        assert_eq!(C_FindObjectsInit(h2, q.as_mut_ptr(), 1), CKR_OK);
+        let mut found = [0 as CK_OBJECT_HANDLE; 4];
+        let mut n = 0;
+        assert_eq!(C_FindObjects(h2, found.as_mut_ptr(), 4, &mut n), CKR_OK);
+        assert_eq!(n, 0, "the old token's objects are gone");
+        assert_eq!(C_FindObjectsFinal(h2), CKR_OK);
+    }
+}
