@@ -158,6 +158,8 @@ pub struct Hsm {
     next_session: AtomicU64,
     session_objects: RwLock<HashMap<u64, SessionObject>>,
     next_session_object: AtomicU64,
+    /// The power-on self-tests' verdict; a failure stops all cryptography.
+    health: std::result::Result<(), String>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -180,13 +182,30 @@ impl Hsm {
             next_session: AtomicU64::new(1),
             session_objects: RwLock::new(HashMap::new()),
             next_session_object: AtomicU64::new(1),
+            health: crate::selftest::run_all(),
         };
+        if let Err(e) = &hsm.health {
+            tracing::error!("{e}: the module is in its error state and performs no cryptography");
+        }
         hsm.refresh_slots()?;
         Ok(hsm)
     }
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Refuses cryptography after a failed self-test.
+    fn check_health(&self) -> Result<()> {
+        self.health
+            .as_ref()
+            .map_err(|e| Error::DeviceError(e.clone()))
+            .copied()
+    }
+
+    /// Whether the module is in its error state (a self-test failed).
+    pub fn error_state(&self) -> bool {
+        self.health.is_err()
     }
 
     fn refresh_slots(&self) -> Result<()> {
@@ -897,6 +916,7 @@ impl Hsm {
     // ------------------------------------------------------------ key generation
 
     pub fn generate_key(&self, h: u64, mech: &Mechanism, template: AttributeSet) -> Result<u64> {
+        self.check_health()?;
         let (sess, slot, token) = self.session_slot(h)?;
         let m = mech.kind();
         let key_type = match m {
@@ -929,6 +949,7 @@ impl Hsm {
         public: AttributeSet,
         private: AttributeSet,
     ) -> Result<(u64, u64)> {
+        self.check_health()?;
         let (sess, slot, token) = self.session_slot(h)?;
         let m = mech.kind();
         let actor = Self::actor(&slot);
@@ -1082,6 +1103,7 @@ impl Hsm {
     }
 
     fn sign_verify_init(&self, h: u64, mech: &Mechanism, key: u64, sign: bool) -> Result<()> {
+        self.check_health()?;
         let (sess, slot, token) = self.session_slot(h)?;
         {
             let g = lock(&sess);
@@ -1273,6 +1295,7 @@ impl Hsm {
     }
 
     fn aead_init(&self, h: u64, mech: &Mechanism, key: u64, encrypt: bool) -> Result<()> {
+        self.check_health()?;
         let (sess, slot, token) = self.session_slot(h)?;
         {
             let g = lock(&sess);
@@ -1405,6 +1428,7 @@ impl Hsm {
     // ------------------------------------------------------------ digest and random
 
     pub fn digest_init(&self, h: u64, mech: &Mechanism) -> Result<()> {
+        self.check_health()?;
         let s = self.session(h)?;
         let mut g = lock(&s);
         if g.digest.is_some() {
@@ -1459,6 +1483,7 @@ impl Hsm {
     }
 
     pub fn generate_random(&self, h: u64, out: &mut [u8]) -> Result<()> {
+        self.check_health()?;
         self.session(h)?;
         Ok(crypto::random_bytes(out)?)
     }

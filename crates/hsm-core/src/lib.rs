@@ -9,6 +9,7 @@ pub mod crypto;
 mod error;
 pub mod hsm;
 pub mod mechanisms;
+pub mod selftest;
 
 pub use error::{Error, Result};
 

@@ -176,6 +176,9 @@ pub unsafe extern "C" fn C_GetTokenInfo(slot: CK_SLOT_ID, info: *mut CK_TOKEN_IN
         pad(&mut info.model, "FerroHSM");
         pad(&mut info.serialNumber, &t.serial);
         let mut flags = CKF_RNG | CKF_LOGIN_REQUIRED;
+        if h.error_state() {
+            flags |= CKF_ERROR_STATE;
+        }
         if t.initialized {
             flags |= CKF_TOKEN_INITIALIZED;
         }

@@ -20,6 +20,11 @@ struct Env {
 
 /// Points the module at a fresh store and initialises it.
 fn setup() -> Env {
+    setup_with_injected_failure(None)
+}
+
+/// As `setup`, with one self-test made to fail during this C_Initialize.
+fn setup_with_injected_failure(selftest: Option<&str>) -> Env {
     let guard = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("ferrohsm.toml");
@@ -33,9 +38,17 @@ fn setup() -> Env {
     .unwrap();
     // SAFETY: every test holds SERIAL, so no other test thread reads the environment
     // while it changes; the module reads it only inside C_Initialize below.
-    unsafe { std::env::set_var("FERROHSM_CONF", &conf) };
+    unsafe {
+        std::env::set_var("FERROHSM_CONF", &conf);
+        match selftest {
+            Some(name) => std::env::set_var(hsm_core::selftest::INJECT_ENV, name),
+            None => std::env::remove_var(hsm_core::selftest::INJECT_ENV),
+        }
+    }
     // SAFETY: NULL arguments are allowed.
     assert_eq!(unsafe { C_Initialize(null_mut()) }, CKR_OK);
+    // SAFETY: as above.
+    unsafe { std::env::remove_var(hsm_core::selftest::INJECT_ENV) };
     Env {
         _dir: dir,
         _guard: guard,
@@ -911,4 +924,65 @@ fn reinitialising_a_token_wipes_its_objects() {
         assert_eq!(n, 0, "the old token's objects are gone");
         assert_eq!(C_FindObjectsFinal(h2), CKR_OK);
     }
+}
+
+#[test]
+fn a_failed_self_test_leaves_the_module_in_its_error_state() {
+    let env = setup_with_injected_failure(Some("aes-gcm"));
+    let h = token_session();
+    let mut random = [0u8; 16];
+    let mut data = *b"abc";
+    let mut out = [0u8; 32];
+    let mut n = out.len() as CK_ULONG;
+    // SAFETY: valid buffers.
+    unsafe {
+        let mut ti: CK_TOKEN_INFO = std::mem::zeroed();
+        assert_eq!(C_GetTokenInfo(1, &mut ti), CKR_OK);
+        assert_ne!(ti.flags & CKF_ERROR_STATE, 0);
+        assert_eq!(
+            C_GenerateRandom(h, random.as_mut_ptr(), 16),
+            CKR_DEVICE_ERROR
+        );
+        assert_eq!(random, [0u8; 16], "no output in the error state");
+        let mut m = CK_MECHANISM {
+            mechanism: CKM_SHA256,
+            pParameter: null_mut(),
+            ulParameterLen: 0,
+        };
+        assert_eq!(C_DigestInit(h, &mut m), CKR_DEVICE_ERROR);
+        assert_eq!(
+            C_Digest(h, data.as_mut_ptr(), 3, out.as_mut_ptr(), &mut n),
+            CKR_OPERATION_NOT_INITIALIZED
+        );
+        let mut params = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+        let mut pt = [bytes_attr(CKA_EC_PARAMS, &mut params)];
+        let mut keygen = CK_MECHANISM {
+            mechanism: CKM_EC_KEY_PAIR_GEN,
+            pParameter: null_mut(),
+            ulParameterLen: 0,
+        };
+        let (mut p, mut s) = (0, 0);
+        assert_eq!(
+            C_GenerateKeyPair(
+                h,
+                &mut keygen,
+                pt.as_mut_ptr(),
+                1,
+                null_mut(),
+                0,
+                &mut p,
+                &mut s
+            ),
+            CKR_DEVICE_ERROR
+        );
+    }
+    drop(env);
+    // A clean start runs the self-tests again and passes.
+    let _env = setup();
+    let h = token_session();
+    // SAFETY: valid buffer.
+    assert_eq!(
+        unsafe { C_GenerateRandom(h, random.as_mut_ptr(), 16) },
+        CKR_OK
+    );
 }
