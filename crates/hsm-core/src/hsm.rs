@@ -96,16 +96,39 @@ struct SessionObject {
     attrs: AttributeSet,
 }
 
-enum SignState {
-    Sign(Arc<CachedKey>),
-    Verify(Arc<CachedKey>),
+/// What a sign or verify operation computes with.
+enum SignAlgo {
+    Asym {
+        mech: SignMechanism,
+        key: Arc<CachedKey>,
+        /// Hashed mechanisms hash parts as they come; raw ones buffer them.
+        hasher: Option<Digester>,
+        buffer: Vec<u8>,
+    },
+    Mac(crypto::Mac),
+}
+
+impl SignAlgo {
+    /// Feeds a part; raw input beyond the cap is refused.
+    fn update(&mut self, data: &[u8]) -> std::result::Result<(), ()> {
+        match self {
+            SignAlgo::Asym {
+                hasher: Some(d), ..
+            } => d.update(data),
+            SignAlgo::Asym { buffer, .. } => {
+                if buffer.len() + data.len() > MAX_RAW_INPUT {
+                    return Err(());
+                }
+                buffer.extend_from_slice(data)
+            }
+            SignAlgo::Mac(m) => m.update(data),
+        }
+        Ok(())
+    }
 }
 
 struct SignOp {
-    mech: SignMechanism,
-    key: SignState,
-    hasher: Option<Digester>,
-    buffer: Vec<u8>,
+    algo: SignAlgo,
     needs_context_login: bool,
     multi_part: bool,
 }
@@ -1111,25 +1134,47 @@ impl Hsm {
                 return Err(Error::OperationActive);
             }
         }
-        let sm = sign_mechanism(mech)?;
+        let kind = sign_kind(mech)?;
         let k = self.prepared_key(&slot, token, key)?;
-        let class = k.attrs.class();
-        let (want_class, usage, what) = if sign {
-            (ObjectClass::PRIVATE_KEY, A::SIGN, "CKA_SIGN is FALSE")
+        let (usage, what) = if sign {
+            (A::SIGN, "CKA_SIGN is FALSE")
         } else {
-            (ObjectClass::PUBLIC_KEY, A::VERIFY, "CKA_VERIFY is FALSE")
+            (A::VERIFY, "CKA_VERIFY is FALSE")
         };
-        if class != Some(want_class) {
-            return Err(Error::KeyTypeInconsistent);
-        }
         let key_type = k.attrs.key_type();
-        let fits = match &sm {
-            SignMechanism::Ecdsa | SignMechanism::EcdsaHash(_) => key_type == Some(KeyType::EC),
-            _ => key_type == Some(KeyType::RSA),
+        let algo = match kind {
+            SignKind::Asym(sm) => {
+                let want_class = if sign {
+                    ObjectClass::PRIVATE_KEY
+                } else {
+                    ObjectClass::PUBLIC_KEY
+                };
+                let fits = match &sm {
+                    SignMechanism::Ecdsa | SignMechanism::EcdsaHash(_) => {
+                        key_type == Some(KeyType::EC)
+                    }
+                    _ => key_type == Some(KeyType::RSA),
+                };
+                if k.attrs.class() != Some(want_class) || !fits {
+                    return Err(Error::KeyTypeInconsistent);
+                }
+                SignAlgo::Asym {
+                    hasher: sm.multi_part_hash().map(Digester::new),
+                    mech: sm,
+                    key: k.clone(),
+                    buffer: Vec::new(),
+                }
+            }
+            SignKind::Hmac(alg) => {
+                if k.attrs.class() != Some(ObjectClass::SECRET_KEY)
+                    || key_type != Some(KeyType::GENERIC_SECRET)
+                {
+                    return Err(Error::KeyTypeInconsistent);
+                }
+                let value = k.attrs.bytes(A::VALUE).ok_or(Error::UserNotLoggedIn)?;
+                SignAlgo::Mac(crypto::Mac::new(alg, value)?)
+            }
         };
-        if !fits {
-            return Err(Error::KeyTypeInconsistent);
-        }
         if k.attrs.bool(usage) != Some(true) {
             return Err(Error::KeyFunctionNotPermitted(what));
         }
@@ -1139,14 +1184,7 @@ impl Hsm {
         }
         let needs_context_login = sign && k.attrs.bool(A::ALWAYS_AUTHENTICATE) == Some(true);
         let op = SignOp {
-            hasher: sm.multi_part_hash().map(Digester::new),
-            mech: sm,
-            key: if sign {
-                SignState::Sign(k)
-            } else {
-                SignState::Verify(k)
-            },
-            buffer: Vec::new(),
+            algo,
             needs_context_login,
             multi_part: false,
         };
@@ -1159,37 +1197,48 @@ impl Hsm {
         Ok(())
     }
 
-    /// Length of the signature the active sign operation will produce.
+    /// Length of the signature or MAC the active sign operation will produce.
     pub fn sign_len(&self, h: u64) -> Result<usize> {
         let s = self.session(h)?;
         let g = lock(&s);
-        match &g.sign.as_ref().ok_or(Error::OperationNotInitialized)?.key {
-            SignState::Sign(k) => Ok(k
+        match &g.sign.as_ref().ok_or(Error::OperationNotInitialized)?.algo {
+            SignAlgo::Asym { key, .. } => key
                 .signer
                 .as_ref()
                 .map(SigningKey::signature_len)
-                .unwrap_or(0)),
-            SignState::Verify(_) => Err(Error::OperationNotInitialized),
+                .ok_or(Error::KeyTypeInconsistent),
+            SignAlgo::Mac(m) => Ok(m.len()),
+        }
+    }
+
+    /// Takes the active sign operation, unless it still waits for a context-specific login.
+    fn take_sign(&self, s: &Mutex<Session>) -> Result<SignOp> {
+        let mut g = lock(s);
+        match &g.sign {
+            None => Err(Error::OperationNotInitialized),
+            Some(op) if op.needs_context_login => Err(Error::UserNotLoggedIn),
+            Some(_) => g.sign.take().ok_or(Error::OperationNotInitialized),
         }
     }
 
     /// Single-part sign; ends the operation (on success and on failure).
     pub fn sign(&self, h: u64, data: &[u8]) -> Result<Vec<u8>> {
         let s = self.session(h)?;
-        let mut op = lock(&s).sign.take().ok_or(Error::OperationNotInitialized)?;
-        if op.needs_context_login {
-            lock(&s).sign = Some(op);
-            return Err(Error::UserNotLoggedIn);
-        }
+        let op = self.take_sign(&s)?;
         if op.multi_part {
             return Err(Error::OperationActive);
         }
-        let SignState::Sign(k) = &op.key else {
-            return Err(Error::OperationNotInitialized);
-        };
-        let signer = k.signer.as_ref().ok_or(Error::KeyTypeInconsistent)?;
-        op.buffer.clear();
-        Ok(signer.sign(&op.mech, data)?)
+        match op.algo {
+            SignAlgo::Asym { mech, key, .. } => Ok(key
+                .signer
+                .as_ref()
+                .ok_or(Error::KeyTypeInconsistent)?
+                .sign(&mech, data)?),
+            SignAlgo::Mac(mut m) => {
+                m.update(data);
+                Ok(m.finish())
+            }
+        }
     }
 
     pub fn sign_update(&self, h: u64, data: &[u8]) -> Result<()> {
@@ -1197,37 +1246,34 @@ impl Hsm {
         let mut g = lock(&s);
         let op = g.sign.as_mut().ok_or(Error::OperationNotInitialized)?;
         op.multi_part = true;
-        match &mut op.hasher {
-            Some(d) => d.update(data),
-            None => {
-                if op.buffer.len() + data.len() > MAX_RAW_INPUT {
-                    g.sign = None;
-                    return Err(Error::DataLenRange);
-                }
-                op.buffer.extend_from_slice(data)
-            }
+        if op.algo.update(data).is_err() {
+            g.sign = None;
+            return Err(Error::DataLenRange);
         }
         Ok(())
     }
 
     pub fn sign_final(&self, h: u64) -> Result<Vec<u8>> {
         let s = self.session(h)?;
-        let op = lock(&s).sign.take().ok_or(Error::OperationNotInitialized)?;
-        if op.needs_context_login {
-            lock(&s).sign = Some(op);
-            return Err(Error::UserNotLoggedIn);
+        let op = self.take_sign(&s)?;
+        match op.algo {
+            SignAlgo::Asym {
+                mech,
+                key,
+                hasher,
+                buffer,
+            } => {
+                let signer = key.signer.as_ref().ok_or(Error::KeyTypeInconsistent)?;
+                Ok(match hasher {
+                    Some(d) => signer.sign_prehashed(&mech, &d.finish())?,
+                    None => signer.sign(&mech, &buffer)?,
+                })
+            }
+            SignAlgo::Mac(m) => Ok(m.finish()),
         }
-        let SignState::Sign(k) = &op.key else {
-            return Err(Error::OperationNotInitialized);
-        };
-        let signer = k.signer.as_ref().ok_or(Error::KeyTypeInconsistent)?;
-        Ok(match op.hasher {
-            Some(d) => signer.sign_prehashed(&op.mech, &d.finish())?,
-            None => signer.sign(&op.mech, &op.buffer)?,
-        })
     }
 
-    /// Puts a sign operation back after a length query or a too-small buffer.
+    /// Whether a sign operation is active.
     pub fn sign_is_active(&self, h: u64) -> Result<bool> {
         let s = self.session(h)?;
         let g = lock(&s);
@@ -1243,11 +1289,17 @@ impl Hsm {
         if op.multi_part {
             return Err(Error::OperationActive);
         }
-        let SignState::Verify(k) = &op.key else {
-            return Err(Error::OperationNotInitialized);
-        };
-        let v = k.verifier.as_ref().ok_or(Error::KeyTypeInconsistent)?;
-        Ok(v.verify(&op.mech, data, signature)?)
+        match op.algo {
+            SignAlgo::Asym { mech, key, .. } => Ok(key
+                .verifier
+                .as_ref()
+                .ok_or(Error::KeyTypeInconsistent)?
+                .verify(&mech, data, signature)?),
+            SignAlgo::Mac(mut m) => {
+                m.update(data);
+                Ok(m.verify(signature)?)
+            }
+        }
     }
 
     pub fn verify_update(&self, h: u64, data: &[u8]) -> Result<()> {
@@ -1255,15 +1307,9 @@ impl Hsm {
         let mut g = lock(&s);
         let op = g.verify.as_mut().ok_or(Error::OperationNotInitialized)?;
         op.multi_part = true;
-        match &mut op.hasher {
-            Some(d) => d.update(data),
-            None => {
-                if op.buffer.len() + data.len() > MAX_RAW_INPUT {
-                    g.verify = None;
-                    return Err(Error::DataLenRange);
-                }
-                op.buffer.extend_from_slice(data)
-            }
+        if op.algo.update(data).is_err() {
+            g.verify = None;
+            return Err(Error::DataLenRange);
         }
         Ok(())
     }
@@ -1274,14 +1320,21 @@ impl Hsm {
             .verify
             .take()
             .ok_or(Error::OperationNotInitialized)?;
-        let SignState::Verify(k) = &op.key else {
-            return Err(Error::OperationNotInitialized);
-        };
-        let v = k.verifier.as_ref().ok_or(Error::KeyTypeInconsistent)?;
-        Ok(match op.hasher {
-            Some(d) => v.verify_prehashed(&op.mech, &d.finish(), signature)?,
-            None => v.verify(&op.mech, &op.buffer, signature)?,
-        })
+        match op.algo {
+            SignAlgo::Asym {
+                mech,
+                key,
+                hasher,
+                buffer,
+            } => {
+                let v = key.verifier.as_ref().ok_or(Error::KeyTypeInconsistent)?;
+                Ok(match hasher {
+                    Some(d) => v.verify_prehashed(&mech, &d.finish(), signature)?,
+                    None => v.verify(&mech, &buffer, signature)?,
+                })
+            }
+            SignAlgo::Mac(m) => Ok(m.verify(signature)?),
+        }
     }
 
     // ------------------------------------------------------------ AES-GCM
@@ -1617,6 +1670,21 @@ fn implied(mut t: AttributeSet, class: ObjectClass, key_type: KeyType) -> Result
         }
     }
     Ok(t)
+}
+
+/// A signing mechanism: an asymmetric one, or an HMAC.
+enum SignKind {
+    Asym(SignMechanism),
+    Hmac(HashAlg),
+}
+
+fn sign_kind(m: &Mechanism) -> Result<SignKind> {
+    Ok(match m {
+        Mechanism::Plain(M::SHA256_HMAC) => SignKind::Hmac(HashAlg::Sha256),
+        Mechanism::Plain(M::SHA384_HMAC) => SignKind::Hmac(HashAlg::Sha384),
+        Mechanism::Plain(M::SHA512_HMAC) => SignKind::Hmac(HashAlg::Sha512),
+        other => SignKind::Asym(sign_mechanism(other)?),
+    })
 }
 
 fn sign_mechanism(m: &Mechanism) -> Result<SignMechanism> {

@@ -986,3 +986,90 @@ fn a_failed_self_test_leaves_the_module_in_its_error_state() {
         CKR_OK
     );
 }
+
+#[test]
+fn hmac_sign_and_verify_with_generic_secret_keys() {
+    let _env = setup();
+    let h = token_session();
+    let mut class: CK_ULONG = CKO_SECRET_KEY;
+    let mut kt: CK_ULONG = CKK_GENERIC_SECRET;
+    let mut value = *b"Jefe";
+    let mut t = [
+        ulong_attr(CKA_CLASS, &mut class),
+        ulong_attr(CKA_KEY_TYPE, &mut kt),
+        bytes_attr(CKA_VALUE, &mut value),
+    ];
+    let mut key = 0;
+    let mut data = *b"what do ya want for nothing?";
+    let rfc4231 = [
+        0x5b, 0xdc, 0xc1, 0x46, 0xbf, 0x60, 0x75, 0x4e, 0x6a, 0x04, 0x24, 0x26, 0x08, 0x95, 0x75,
+        0xc7, 0x5a, 0x00, 0x3f, 0x08, 0x9d, 0x27, 0x39, 0x83, 0x9d, 0xec, 0x58, 0xb9, 0x64, 0xec,
+        0x38, 0x43,
+    ];
+    // SAFETY: valid templates and buffers.
+    unsafe {
+        assert_eq!(C_CreateObject(h, t.as_mut_ptr(), 3, &mut key), CKR_OK);
+        let mut m = CK_MECHANISM {
+            mechanism: CKM_SHA256_HMAC,
+            pParameter: null_mut(),
+            ulParameterLen: 0,
+        };
+        assert_eq!(C_SignInit(h, &mut m, key), CKR_OK);
+        let mut n: CK_ULONG = 0;
+        assert_eq!(
+            C_Sign(h, data.as_mut_ptr(), data.len() as _, null_mut(), &mut n),
+            CKR_OK
+        );
+        assert_eq!(n, 32);
+        let mut tag = [0u8; 32];
+        assert_eq!(
+            C_Sign(
+                h,
+                data.as_mut_ptr(),
+                data.len() as _,
+                tag.as_mut_ptr(),
+                &mut n
+            ),
+            CKR_OK
+        );
+        assert_eq!(tag, rfc4231, "RFC 4231 test case 2");
+        // Multi-part gives the same tag.
+        assert_eq!(C_SignInit(h, &mut m, key), CKR_OK);
+        assert_eq!(C_SignUpdate(h, data.as_mut_ptr(), 10), CKR_OK);
+        assert_eq!(
+            C_SignUpdate(h, data.as_mut_ptr().add(10), data.len() as CK_ULONG - 10),
+            CKR_OK
+        );
+        let mut tag2 = [0u8; 32];
+        let mut n2: CK_ULONG = 32;
+        assert_eq!(C_SignFinal(h, tag2.as_mut_ptr(), &mut n2), CKR_OK);
+        assert_eq!(tag2, rfc4231);
+        assert_eq!(C_VerifyInit(h, &mut m, key), CKR_OK);
+        assert_eq!(
+            C_Verify(h, data.as_mut_ptr(), data.len() as _, tag.as_mut_ptr(), 32),
+            CKR_OK
+        );
+        tag[3] ^= 1;
+        assert_eq!(C_VerifyInit(h, &mut m, key), CKR_OK);
+        assert_eq!(
+            C_Verify(h, data.as_mut_ptr(), data.len() as _, tag.as_mut_ptr(), 32),
+            CKR_SIGNATURE_INVALID
+        );
+        assert_eq!(C_VerifyInit(h, &mut m, key), CKR_OK);
+        assert_eq!(
+            C_Verify(h, data.as_mut_ptr(), data.len() as _, tag.as_mut_ptr(), 31),
+            CKR_SIGNATURE_LEN_RANGE
+        );
+        // HMAC wants a generic secret, not an AES key.
+        let mut aes_kt: CK_ULONG = CKK_AES;
+        let mut aes_value = [1u8; 16];
+        let mut t = [
+            ulong_attr(CKA_CLASS, &mut class),
+            ulong_attr(CKA_KEY_TYPE, &mut aes_kt),
+            bytes_attr(CKA_VALUE, &mut aes_value),
+        ];
+        let mut aes = 0;
+        assert_eq!(C_CreateObject(h, t.as_mut_ptr(), 3, &mut aes), CKR_OK);
+        assert_eq!(C_SignInit(h, &mut m, aes), CKR_KEY_TYPE_INCONSISTENT);
+    }
+}

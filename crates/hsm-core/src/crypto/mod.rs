@@ -28,6 +28,7 @@
 
 mod digest;
 mod ec;
+mod mac;
 mod rsa_key;
 mod sign;
 mod symmetric;
@@ -37,6 +38,7 @@ mod sign_tests;
 
 pub use digest::{Digester, HashAlg};
 pub use ec::{Curve, EcPrivateParts, ec_point_der, ec_point_from_der, generate_ec};
+pub use mac::Mac;
 pub use rsa_key::{RsaPrivateParts, generate_rsa};
 pub use sign::{SignMechanism, SigningKey, VerifyingKey, pairwise_check};
 pub use symmetric::{
