@@ -133,12 +133,33 @@ struct SignOp {
     multi_part: bool,
 }
 
+/// An AES encrypt or decrypt operation. Input is buffered and processed at the end:
+/// GCM must see the tag first, and the block modes then need no carried state.
 struct AeadOp {
     key: Vec<u8>,
     iv: Vec<u8>,
-    aad: Vec<u8>,
-    tag_bits: u32,
+    cipher: CipherKind,
     buffer: Vec<u8>,
+}
+
+enum CipherKind {
+    Gcm { aad: Vec<u8>, tag_bits: u32 },
+    Block(crypto::BlockMode),
+}
+
+impl AeadOp {
+    fn output_len(&self, encrypt: bool, extra: usize) -> usize {
+        let n = self.buffer.len() + extra;
+        match (&self.cipher, encrypt) {
+            (CipherKind::Gcm { tag_bits, .. }, true) => n + (*tag_bits as usize).div_ceil(8),
+            (CipherKind::Gcm { tag_bits, .. }, false) => {
+                n.saturating_sub((*tag_bits as usize).div_ceil(8))
+            }
+            (CipherKind::Block(mode), true) => crypto::encrypted_len(*mode, n),
+            // Padding is only known after decryption: the length is an upper bound.
+            (CipherKind::Block(_), false) => n,
+        }
+    }
 }
 
 impl Drop for AeadOp {
@@ -1356,17 +1377,45 @@ impl Hsm {
                 return Err(Error::OperationActive);
             }
         }
-        let Mechanism::Gcm { iv, aad, tag_bits } = mech else {
-            return Err(if mechanisms::mechanism_info(mech.kind()).is_some() {
-                Error::MechanismParamInvalid("CK_GCM_PARAMS required".into())
-            } else {
-                Error::MechanismInvalid
-            });
+        let (iv, cipher) = match mech {
+            Mechanism::Gcm { iv, aad, tag_bits } => {
+                if *tag_bits == 0 || *tag_bits > 128 || iv.is_empty() {
+                    return Err(Error::MechanismParamInvalid(
+                        "GCM needs an IV and a tag of 1 to 128 bits".into(),
+                    ));
+                }
+                (
+                    iv.clone(),
+                    CipherKind::Gcm {
+                        aad: aad.clone(),
+                        tag_bits: *tag_bits as u32,
+                    },
+                )
+            }
+            Mechanism::Iv { mechanism, iv } => {
+                let mode = match *mechanism {
+                    M::AES_CBC => crypto::BlockMode::Cbc,
+                    M::AES_CBC_PAD => crypto::BlockMode::CbcPad,
+                    M::AES_CTR => crypto::BlockMode::Ctr,
+                    _ => return Err(Error::MechanismInvalid),
+                };
+                (iv.clone(), CipherKind::Block(mode))
+            }
+            Mechanism::Plain(M::AES_ECB) => (Vec::new(), CipherKind::Block(crypto::BlockMode::Ecb)),
+            Mechanism::Plain(M::AES_GCM | M::AES_CBC | M::AES_CBC_PAD | M::AES_CTR) => {
+                return Err(Error::MechanismParamInvalid(
+                    "this AES mode needs its parameters (IV)".into(),
+                ));
+            }
+            _ => return Err(Error::MechanismInvalid),
         };
-        if *tag_bits == 0 || *tag_bits > 128 || iv.is_empty() {
-            return Err(Error::MechanismParamInvalid(
-                "GCM needs an IV and a tag of 1 to 128 bits".into(),
-            ));
+        if let CipherKind::Block(mode) = cipher {
+            if mode != crypto::BlockMode::Ecb && iv.len() != 16 {
+                return Err(Error::MechanismParamInvalid(format!(
+                    "the IV must be 16 bytes, not {}",
+                    iv.len()
+                )));
+            }
         }
         let o = self.prepared_key(&slot, token, key)?;
         if o.attrs.class() != Some(ObjectClass::SECRET_KEY)
@@ -1383,7 +1432,7 @@ impl Hsm {
             }));
         }
         let allowed = o.attrs.mechanisms();
-        if !allowed.is_empty() && !allowed.contains(&M::AES_GCM.0) {
+        if !allowed.is_empty() && !allowed.contains(&mech.kind().0) {
             return Err(Error::MechanismInvalid);
         }
         let value = o
@@ -1393,9 +1442,8 @@ impl Hsm {
             .to_vec();
         let op = AeadOp {
             key: value,
-            iv: iv.clone(),
-            aad: aad.clone(),
-            tag_bits: *tag_bits as u32,
+            iv,
+            cipher,
             buffer: Vec::new(),
         };
         let mut g = lock(&sess);
@@ -1407,22 +1455,27 @@ impl Hsm {
         Ok(())
     }
 
-    /// Output length of a single-part encrypt of `len` bytes.
+    /// Output length of a single-part encrypt of `len` bytes (with what is buffered).
     pub fn encrypt_len(&self, h: u64, len: usize) -> Result<usize> {
         let s = self.session(h)?;
         let g = lock(&s);
-        let op = g.encrypt.as_ref().ok_or(Error::OperationNotInitialized)?;
-        Ok(op.buffer.len() + len + (op.tag_bits as usize).div_ceil(8))
+        Ok(g.encrypt
+            .as_ref()
+            .ok_or(Error::OperationNotInitialized)?
+            .output_len(true, len))
     }
 
+    /// Output length (an upper bound for padded modes) of decrypting `len` more bytes.
     pub fn decrypt_len(&self, h: u64, len: usize) -> Result<usize> {
         let s = self.session(h)?;
         let g = lock(&s);
-        let op = g.decrypt.as_ref().ok_or(Error::OperationNotInitialized)?;
-        Ok((op.buffer.len() + len).saturating_sub((op.tag_bits as usize).div_ceil(8)))
+        Ok(g.decrypt
+            .as_ref()
+            .ok_or(Error::OperationNotInitialized)?
+            .output_len(false, len))
     }
 
-    /// Single-part (or final) AES-GCM in one direction; ends the operation.
+    /// Single-part (or final) AES in one direction; ends the operation.
     fn aead_run(&self, h: u64, d: Dir, data: &[u8]) -> Result<Vec<u8>> {
         let s = self.session(h)?;
         let mut op = d
@@ -1430,14 +1483,24 @@ impl Hsm {
             .take()
             .ok_or(Error::OperationNotInitialized)?;
         op.buffer.extend_from_slice(data);
-        let run = match d {
-            Dir::Encrypt => crypto::aes_gcm_encrypt,
-            Dir::Decrypt => crypto::aes_gcm_decrypt,
-        };
-        Ok(run(&op.key, &op.iv, &op.aad, op.tag_bits, &op.buffer)?)
+        Ok(match (&op.cipher, d) {
+            (CipherKind::Gcm { aad, tag_bits }, Dir::Encrypt) => {
+                crypto::aes_gcm_encrypt(&op.key, &op.iv, aad, *tag_bits, &op.buffer)?
+            }
+            (CipherKind::Gcm { aad, tag_bits }, Dir::Decrypt) => {
+                crypto::aes_gcm_decrypt(&op.key, &op.iv, aad, *tag_bits, &op.buffer)?
+            }
+            (CipherKind::Block(mode), Dir::Encrypt) => {
+                crypto::aes_encrypt(*mode, &op.key, &op.iv, &op.buffer)?
+            }
+            (CipherKind::Block(mode), Dir::Decrypt) => {
+                crypto::aes_decrypt(*mode, &op.key, &op.iv, &op.buffer)?
+            }
+        })
     }
 
-    /// Buffers a part: GCM output comes at the end, after the tag is known or checked.
+    /// Buffers a part: the output comes at the end (for GCM after the tag is known or
+    /// checked).
     fn aead_update(&self, h: u64, d: Dir, data: &[u8]) -> Result<()> {
         let s = self.session(h)?;
         let mut g = lock(&s);

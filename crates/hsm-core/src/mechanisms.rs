@@ -90,6 +90,13 @@ pub const TABLE: &[(M, MechanismInfo)] = &[
     ),
     (M::AES_KEY_GEN, info(16, 32, flags::GENERATE)),
     (M::AES_GCM, info(16, 32, flags::ENCRYPT | flags::DECRYPT)),
+    (M::AES_CBC, info(16, 32, flags::ENCRYPT | flags::DECRYPT)),
+    (
+        M::AES_CBC_PAD,
+        info(16, 32, flags::ENCRYPT | flags::DECRYPT),
+    ),
+    (M::AES_CTR, info(16, 32, flags::ENCRYPT | flags::DECRYPT)),
+    (M::AES_ECB, info(16, 32, flags::ENCRYPT | flags::DECRYPT)),
     (M::GENERIC_SECRET_KEY_GEN, info(1, 512, flags::GENERATE)),
     (M::SHA256_HMAC, info(1, 512, flags::SIGN | flags::VERIFY)),
     (M::SHA384_HMAC, info(1, 512, flags::SIGN | flags::VERIFY)),
@@ -123,12 +130,17 @@ pub enum Mechanism {
         aad: Vec<u8>,
         tag_bits: u64,
     },
+    /// AES-CBC and CBC-PAD (the IV is the parameter) and AES-CTR (`CK_AES_CTR_PARAMS`'s
+    /// counter block).
+    Iv { mechanism: M, iv: Vec<u8> },
 }
 
 impl Mechanism {
     pub fn kind(&self) -> M {
         match self {
-            Mechanism::Plain(m) | Mechanism::Pss { mechanism: m, .. } => *m,
+            Mechanism::Plain(m)
+            | Mechanism::Pss { mechanism: m, .. }
+            | Mechanism::Iv { mechanism: m, .. } => *m,
             Mechanism::Gcm { .. } => M::AES_GCM,
         }
     }

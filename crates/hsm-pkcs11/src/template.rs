@@ -277,6 +277,31 @@ pub unsafe fn mechanism(m: *const CK_MECHANISM) -> Result<Mechanism, Error> {
                 tag_bits: p.ulTagBits as u64,
             })
         }
+        MechanismType::AES_CBC | MechanismType::AES_CBC_PAD => {
+            // SAFETY: pointer valid for its length per the contract; capped.
+            let iv = unsafe { slice(m.pParameter as *const u8, m.ulParameterLen, 64, "IV") }
+                .map_err(|_| param_invalid("IV"))?;
+            Ok(Mechanism::Iv {
+                mechanism: kind,
+                iv: iv.to_vec(),
+            })
+        }
+        MechanismType::AES_CTR => {
+            if m.pParameter.is_null() || plen != std::mem::size_of::<CK_AES_CTR_PARAMS>() {
+                return Err(param_invalid("CK_AES_CTR_PARAMS expected"));
+            }
+            // SAFETY: size checked; the caller passes a CK_AES_CTR_PARAMS.
+            let p = unsafe { &*(m.pParameter as *const CK_AES_CTR_PARAMS) };
+            // The whole 128-bit block counts; a narrower counter would only differ after
+            // 2^bits blocks, which the input caps never reach for bits >= 32.
+            if p.ulCounterBits < 32 || p.ulCounterBits > 128 {
+                return Err(param_invalid("ulCounterBits must be 32 to 128"));
+            }
+            Ok(Mechanism::Iv {
+                mechanism: kind,
+                iv: p.cb.to_vec(),
+            })
+        }
         _ => Ok(Mechanism::Plain(kind)),
     }
 }

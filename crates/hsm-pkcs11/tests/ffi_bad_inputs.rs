@@ -1073,3 +1073,168 @@ fn hmac_sign_and_verify_with_generic_secret_keys() {
         assert_eq!(C_SignInit(h, &mut m, aes), CKR_KEY_TYPE_INCONSISTENT);
     }
 }
+
+/// An AES session key with this value and ENCRYPT/DECRYPT.
+fn aes_key(h: CK_SESSION_HANDLE, value: &mut [u8]) -> CK_OBJECT_HANDLE {
+    let mut class: CK_ULONG = CKO_SECRET_KEY;
+    let mut kt: CK_ULONG = CKK_AES;
+    let (mut e, mut d): (CK_BBOOL, CK_BBOOL) = (1, 1);
+    let mut t = [
+        ulong_attr(CKA_CLASS, &mut class),
+        ulong_attr(CKA_KEY_TYPE, &mut kt),
+        bytes_attr(CKA_VALUE, value),
+        bool_attr(CKA_ENCRYPT, &mut e),
+        bool_attr(CKA_DECRYPT, &mut d),
+    ];
+    let mut key = 0;
+    // SAFETY: valid template.
+    assert_eq!(
+        unsafe { C_CreateObject(h, t.as_mut_ptr(), 5, &mut key) },
+        CKR_OK
+    );
+    key
+}
+
+fn hexv(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// One C_EncryptInit + C_Encrypt (or decrypt) with the given mechanism.
+fn crypt(
+    h: CK_SESSION_HANDLE,
+    m: &mut CK_MECHANISM,
+    key: CK_OBJECT_HANDLE,
+    data: &[u8],
+    encrypt: bool,
+) -> Result<Vec<u8>, CK_RV> {
+    let mut input = data.to_vec();
+    let mut out = vec![0u8; data.len() + 32];
+    let mut n = out.len() as CK_ULONG;
+    // SAFETY: valid buffers of the stated lengths.
+    unsafe {
+        let rv = if encrypt {
+            C_EncryptInit(h, m, key)
+        } else {
+            C_DecryptInit(h, m, key)
+        };
+        if rv != CKR_OK {
+            return Err(rv);
+        }
+        let rv = if encrypt {
+            C_Encrypt(
+                h,
+                input.as_mut_ptr(),
+                input.len() as _,
+                out.as_mut_ptr(),
+                &mut n,
+            )
+        } else {
+            C_Decrypt(
+                h,
+                input.as_mut_ptr(),
+                input.len() as _,
+                out.as_mut_ptr(),
+                &mut n,
+            )
+        };
+        if rv != CKR_OK {
+            return Err(rv);
+        }
+    }
+    out.truncate(n as usize);
+    Ok(out)
+}
+
+#[test]
+fn aes_block_modes_match_sp800_38a() {
+    let _env = setup();
+    let h = token_session();
+    let mut value = hexv("2b7e151628aed2a6abf7158809cf4f3c");
+    let key = aes_key(h, &mut value);
+    let pt = hexv("6bc1bee22e409f96e93d7e117393172a");
+    let mut iv = hexv("000102030405060708090a0b0c0d0e0f");
+    let mut cbc = CK_MECHANISM {
+        mechanism: CKM_AES_CBC,
+        pParameter: iv.as_mut_ptr() as *mut _,
+        ulParameterLen: 16,
+    };
+    assert_eq!(
+        crypt(h, &mut cbc, key, &pt, true).unwrap(),
+        hexv("7649abac8119b246cee98e9b12e9197d")
+    );
+    assert_eq!(
+        crypt(
+            h,
+            &mut cbc,
+            key,
+            &hexv("7649abac8119b246cee98e9b12e9197d"),
+            false
+        )
+        .unwrap(),
+        pt
+    );
+    let mut ecb = CK_MECHANISM {
+        mechanism: CKM_AES_ECB,
+        pParameter: null_mut(),
+        ulParameterLen: 0,
+    };
+    assert_eq!(
+        crypt(h, &mut ecb, key, &pt, true).unwrap(),
+        hexv("3ad77bb40d7a3660a89ecaf32466ef97")
+    );
+    let mut ctr = CK_AES_CTR_PARAMS {
+        ulCounterBits: 128,
+        cb: hexv("f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff").try_into().unwrap(),
+    };
+    let mut mctr = CK_MECHANISM {
+        mechanism: CKM_AES_CTR,
+        pParameter: &mut ctr as *mut _ as *mut _,
+        ulParameterLen: std::mem::size_of::<CK_AES_CTR_PARAMS>() as _,
+    };
+    assert_eq!(
+        crypt(h, &mut mctr, key, &pt, true).unwrap(),
+        hexv("874d6191b620e3261bef6864990db6ce")
+    );
+    // CBC-PAD: any length in, whole blocks out, the padding removed on the way back.
+    let mut pad = CK_MECHANISM {
+        mechanism: CKM_AES_CBC_PAD,
+        pParameter: iv.as_mut_ptr() as *mut _,
+        ulParameterLen: 16,
+    };
+    let ct = crypt(h, &mut pad, key, b"seventeen bytes!!", true).unwrap();
+    assert_eq!(ct.len(), 32);
+    assert_eq!(
+        crypt(h, &mut pad, key, &ct, false).unwrap(),
+        b"seventeen bytes!!"
+    );
+    // Bad lengths and parameters.
+    assert_eq!(
+        crypt(h, &mut cbc, key, &[0u8; 15], true),
+        Err(CKR_DATA_LEN_RANGE)
+    );
+    assert_eq!(
+        crypt(h, &mut pad, key, &[0u8; 15], false),
+        Err(CKR_ENCRYPTED_DATA_LEN_RANGE)
+    );
+    let mut short_iv = CK_MECHANISM {
+        mechanism: CKM_AES_CBC,
+        pParameter: iv.as_mut_ptr() as *mut _,
+        ulParameterLen: 8,
+    };
+    assert_eq!(
+        crypt(h, &mut short_iv, key, &pt, true),
+        Err(CKR_MECHANISM_PARAM_INVALID)
+    );
+    let mut no_iv = CK_MECHANISM {
+        mechanism: CKM_AES_CBC,
+        pParameter: null_mut(),
+        ulParameterLen: 0,
+    };
+    assert_eq!(
+        crypt(h, &mut no_iv, key, &pt, true),
+        Err(CKR_MECHANISM_PARAM_INVALID)
+    );
+}
