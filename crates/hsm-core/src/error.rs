@@ -72,6 +72,22 @@ pub enum Error {
     KeyFunctionNotPermitted(&'static str),
     #[error("key type inconsistent")]
     KeyTypeInconsistent,
+    #[error("key is not extractable")]
+    KeyUnextractable,
+    #[error("key cannot be wrapped: {0}")]
+    KeyNotWrappable(String),
+    #[error("wrapping key handle invalid")]
+    WrappingKeyHandleInvalid,
+    #[error("wrapping key type inconsistent")]
+    WrappingKeyTypeInconsistent,
+    #[error("unwrapping key handle invalid")]
+    UnwrappingKeyHandleInvalid,
+    #[error("unwrapping key type inconsistent")]
+    UnwrappingKeyTypeInconsistent,
+    #[error("wrapped key invalid")]
+    WrappedKeyInvalid,
+    #[error("wrapped key length out of range")]
+    WrappedKeyLenRange,
     #[error("key size out of range")]
     KeySizeRange,
     #[error("mechanism invalid")]

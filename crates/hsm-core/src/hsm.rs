@@ -1541,6 +1541,180 @@ impl Hsm {
         self.aead_run(h, Dir::Decrypt, &[])
     }
 
+    // ------------------------------------------------------------ wrap and unwrap
+
+    /// The AES key-wrap variant a mechanism names, refusing any IV but the default one.
+    fn key_wrap_mode(mech: &Mechanism) -> Result<bool> {
+        match mech {
+            Mechanism::Plain(M::AES_KEY_WRAP) => Ok(false),
+            Mechanism::Plain(M::AES_KEY_WRAP_KWP) => Ok(true),
+            Mechanism::Iv {
+                mechanism: M::AES_KEY_WRAP,
+                iv,
+            } if iv.as_slice() == [0xa6; 8] => Ok(false),
+            Mechanism::Iv {
+                mechanism: M::AES_KEY_WRAP_KWP,
+                iv,
+            } if iv.as_slice() == [0xa6, 0x59, 0x59, 0xa6] => Ok(true),
+            Mechanism::Iv {
+                mechanism: M::AES_KEY_WRAP | M::AES_KEY_WRAP_KWP,
+                ..
+            } => Err(Error::MechanismParamInvalid(
+                "only the default key-wrap IV is supported".into(),
+            )),
+            _ => Err(Error::MechanismInvalid),
+        }
+    }
+
+    /// Checks a wrapping or unwrapping key: an AES secret key with the usage bit, allowing
+    /// the mechanism.
+    fn kek_attrs(
+        attrs: &AttributeSet,
+        usage: A,
+        mech: &Mechanism,
+        type_err: Error,
+    ) -> Result<Vec<u8>> {
+        if attrs.class() != Some(ObjectClass::SECRET_KEY) || attrs.key_type() != Some(KeyType::AES)
+        {
+            return Err(type_err);
+        }
+        if attrs.bool(usage) != Some(true) {
+            return Err(Error::KeyFunctionNotPermitted(if usage == A::WRAP {
+                "CKA_WRAP is FALSE"
+            } else {
+                "CKA_UNWRAP is FALSE"
+            }));
+        }
+        let allowed = attrs.mechanisms();
+        if !allowed.is_empty() && !allowed.contains(&mech.kind().0) {
+            return Err(Error::MechanismInvalid);
+        }
+        attrs
+            .bytes(A::VALUE)
+            .map(<[u8]>::to_vec)
+            .ok_or(Error::UserNotLoggedIn)
+    }
+
+    /// `C_WrapKey` with AES key wrap. The key must be extractable; a key marked
+    /// `CKA_WRAP_WITH_TRUSTED` only leaves under a trusted key; a key never leaves under a
+    /// weaker one; the wrapping key's `CKA_WRAP_TEMPLATE` must match the key.
+    pub fn wrap_key(&self, h: u64, mech: &Mechanism, wrapping: u64, key: u64) -> Result<Vec<u8>> {
+        self.check_health()?;
+        let (_, slot, token) = self.session_slot(h)?;
+        let padded = Self::key_wrap_mode(mech)?;
+        let w = self.load(&slot, token, wrapping).map_err(|e| match e {
+            Error::ObjectHandleInvalid => Error::WrappingKeyHandleInvalid,
+            e => e,
+        })?;
+        let kek = Self::kek_attrs(&w.attrs, A::WRAP, mech, Error::WrappingKeyTypeInconsistent)?;
+        let k = self.load(&slot, token, key).map_err(key_handle)?;
+        if k.attrs.class() != Some(ObjectClass::SECRET_KEY) {
+            return Err(Error::KeyNotWrappable(
+                "only secret keys are wrapped (private keys: not built)".into(),
+            ));
+        }
+        if k.attrs.bool(A::EXTRACTABLE) != Some(true) {
+            return Err(Error::KeyUnextractable);
+        }
+        if k.attrs.bool(A::WRAP_WITH_TRUSTED) == Some(true)
+            && w.attrs.bool(A::TRUSTED) != Some(true)
+        {
+            return Err(Error::KeyNotWrappable(
+                "CKA_WRAP_WITH_TRUSTED: the wrapping key is not trusted".into(),
+            ));
+        }
+        if let Some(AttrValue::Template(t)) = w.attrs.get(A::WRAP_TEMPLATE) {
+            if !attrs::matches(&k.attrs, t) && !t.is_empty() {
+                return Err(Error::KeyNotWrappable(
+                    "the key does not match the wrapping key's CKA_WRAP_TEMPLATE".into(),
+                ));
+            }
+        }
+        let value = k.attrs.bytes(A::VALUE).ok_or(Error::UserNotLoggedIn)?;
+        if kek.len() < value.len().min(32) {
+            return Err(Error::KeyNotWrappable(format!(
+                "a {}-bit key does not wrap a {}-bit key",
+                kek.len() * 8,
+                value.len().min(32) * 8
+            )));
+        }
+        crypto::aes_key_wrap(&kek, value, padded).map_err(|e| match e {
+            crypto::CryptoError::DataLenRange => Error::KeyNotWrappable(
+                "RFC 3394 wraps whole 8-byte blocks of at least 16 bytes; use CKM_AES_KEY_WRAP_KWP"
+                    .into(),
+            ),
+            e => e.into(),
+        })
+    }
+
+    /// `C_UnwrapKey` with AES key wrap: a new secret key from the caller's template merged
+    /// with the unwrapping key's `CKA_UNWRAP_TEMPLATE`. Unwrapped keys are never local,
+    /// always-sensitive or never-extractable.
+    pub fn unwrap_key(
+        &self,
+        h: u64,
+        mech: &Mechanism,
+        unwrapping: u64,
+        wrapped: &[u8],
+        template: AttributeSet,
+    ) -> Result<u64> {
+        self.check_health()?;
+        let (sess, slot, token) = self.session_slot(h)?;
+        let padded = Self::key_wrap_mode(mech)?;
+        let u = self.load(&slot, token, unwrapping).map_err(|e| match e {
+            Error::ObjectHandleInvalid => Error::UnwrappingKeyHandleInvalid,
+            e => e,
+        })?;
+        let kek = Self::kek_attrs(
+            &u.attrs,
+            A::UNWRAP,
+            mech,
+            Error::UnwrappingKeyTypeInconsistent,
+        )?;
+        if template.contains(A::VALUE) {
+            return Err(Error::TemplateInconsistent(
+                "CKA_VALUE comes from the wrapped key".into(),
+            ));
+        }
+        let mut t = template;
+        if let Some(AttrValue::Template(ut)) = u.attrs.get(A::UNWRAP_TEMPLATE) {
+            for (a, v) in ut.iter() {
+                match t.get(a) {
+                    Some(mine) if mine != v => {
+                        return Err(Error::TemplateInconsistent(format!(
+                            "{a:?} conflicts with the unwrapping key's CKA_UNWRAP_TEMPLATE"
+                        )));
+                    }
+                    _ => t.set(a, v.clone()),
+                }
+            }
+        }
+        if t.class() != Some(ObjectClass::SECRET_KEY) {
+            return Err(if t.class().is_none() {
+                Error::TemplateIncomplete("CKA_CLASS".into())
+            } else {
+                Error::TemplateInconsistent(
+                    "only secret keys are unwrapped (private keys: not built)".into(),
+                )
+            });
+        }
+        let mut value = crypto::aes_key_unwrap(&kek, wrapped, padded).map_err(|e| match e {
+            crypto::CryptoError::EncryptedDataInvalid => Error::WrappedKeyInvalid,
+            crypto::CryptoError::EncryptedDataLenRange => Error::WrappedKeyLenRange,
+            e => e.into(),
+        })?;
+        t.set(A::VALUE, AttrValue::Bytes(value.clone()));
+        {
+            use zeroize::Zeroize;
+            value.zeroize();
+        }
+        let mut attrs = attrs::build_new(&t, Origin::Created, Self::actor(&slot))?;
+        validate_key_material(&attrs).map_err(|_| Error::WrappedKeyInvalid)?;
+        let n = attrs.bytes(A::VALUE).map(<[u8]>::len).unwrap_or(0);
+        attrs.set(A::VALUE_LEN, AttrValue::Ulong(n as u64));
+        Ok(self.store_new(&sess, &slot, token, vec![attrs])?[0])
+    }
+
     // ------------------------------------------------------------ digest and random
 
     pub fn digest_init(&self, h: u64, mech: &Mechanism) -> Result<()> {

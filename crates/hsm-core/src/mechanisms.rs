@@ -13,6 +13,8 @@ pub mod flags {
     pub const VERIFY: u64 = 0x2000;
     pub const GENERATE: u64 = 0x8000;
     pub const GENERATE_KEY_PAIR: u64 = 0x10000;
+    pub const WRAP: u64 = 0x20000;
+    pub const UNWRAP: u64 = 0x40000;
     pub const EC_F_P: u64 = 0x100000;
     pub const EC_NAMEDCURVE: u64 = 0x800000;
     pub const EC_UNCOMPRESS: u64 = 0x1000000;
@@ -97,6 +99,11 @@ pub const TABLE: &[(M, MechanismInfo)] = &[
     ),
     (M::AES_CTR, info(16, 32, flags::ENCRYPT | flags::DECRYPT)),
     (M::AES_ECB, info(16, 32, flags::ENCRYPT | flags::DECRYPT)),
+    (M::AES_KEY_WRAP, info(16, 32, flags::WRAP | flags::UNWRAP)),
+    (
+        M::AES_KEY_WRAP_KWP,
+        info(16, 32, flags::WRAP | flags::UNWRAP),
+    ),
     (M::GENERIC_SECRET_KEY_GEN, info(1, 512, flags::GENERATE)),
     (M::SHA256_HMAC, info(1, 512, flags::SIGN | flags::VERIFY)),
     (M::SHA384_HMAC, info(1, 512, flags::SIGN | flags::VERIFY)),

@@ -65,6 +65,8 @@ pub const IMPLEMENTED: &[&str] = &[
     "C_Digest",
     "C_DigestUpdate",
     "C_DigestFinal",
+    "C_WrapKey",
+    "C_UnwrapKey",
     "C_GenerateRandom",
     "C_SeedRandom",
     "C_GetFunctionStatus",
@@ -991,6 +993,62 @@ pub unsafe extern "C" fn C_DecryptFinal(
         let needed = h.decrypt_len(s, 0)?;
         // SAFETY: forwarded contract.
         unsafe { produce(needed, out, ol, || Ok(h.decrypt_final(s)?)) }
+    })
+}
+
+// ------------------------------------------------------------------ wrap and unwrap
+
+/// # Safety
+/// `m` valid; `out` null or writable for `*ol`; `ol` valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn C_WrapKey(
+    session: CK_SESSION_HANDLE,
+    m: *mut CK_MECHANISM,
+    wrapping: CK_OBJECT_HANDLE,
+    key: CK_OBJECT_HANDLE,
+    out: *mut CK_BYTE,
+    ol: *mut CK_ULONG,
+) -> CK_RV {
+    ffi("C_WrapKey", || {
+        let h = hsm()?;
+        // SAFETY: forwarded contract.
+        let mech = unsafe { mechanism(m) }?;
+        if ol.is_null() {
+            return Err(Error::bad("pulWrappedKeyLen is NULL"));
+        }
+        let wrapped = h.wrap_key(session as u64, &mech, wrapping as u64, key as u64)?;
+        // SAFETY: forwarded contract.
+        unsafe { template::write_out(&wrapped, out, ol) }
+    })
+}
+
+/// # Safety
+/// `m` valid; `w` readable for `wl`; `t` readable for `n`; `out` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn C_UnwrapKey(
+    session: CK_SESSION_HANDLE,
+    m: *mut CK_MECHANISM,
+    unwrapping: CK_OBJECT_HANDLE,
+    w: *mut CK_BYTE,
+    wl: CK_ULONG,
+    t: *mut CK_ATTRIBUTE,
+    n: CK_ULONG,
+    out: *mut CK_OBJECT_HANDLE,
+) -> CK_RV {
+    ffi("C_UnwrapKey", || {
+        let h = hsm()?;
+        // SAFETY: null rejected.
+        let out = unsafe { out_ref(out, "phKey is NULL") }?;
+        // SAFETY: forwarded contract.
+        let mech = unsafe { mechanism(m) }?;
+        // SAFETY: forwarded contract; a wrapped key is small.
+        let wrapped = unsafe { slice(w, wl, 64 * 1024, "pWrappedKey") }
+            .map_err(|_| CoreError::WrappedKeyLenRange)?;
+        // SAFETY: forwarded contract.
+        let template = unsafe { parse(t, n) }?;
+        *out = h.unwrap_key(session as u64, &mech, unwrapping as u64, wrapped, template)?
+            as CK_OBJECT_HANDLE;
+        Ok(())
     })
 }
 

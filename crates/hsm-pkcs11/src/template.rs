@@ -277,7 +277,13 @@ pub unsafe fn mechanism(m: *const CK_MECHANISM) -> Result<Mechanism, Error> {
                 tag_bits: p.ulTagBits as u64,
             })
         }
-        MechanismType::AES_CBC | MechanismType::AES_CBC_PAD => {
+        MechanismType::AES_KEY_WRAP | MechanismType::AES_KEY_WRAP_KWP if m.pParameter.is_null() => {
+            Ok(Mechanism::Plain(kind))
+        }
+        MechanismType::AES_CBC
+        | MechanismType::AES_CBC_PAD
+        | MechanismType::AES_KEY_WRAP
+        | MechanismType::AES_KEY_WRAP_KWP => {
             // SAFETY: pointer valid for its length per the contract; capped.
             let iv = unsafe { slice(m.pParameter as *const u8, m.ulParameterLen, 64, "IV") }
                 .map_err(|_| param_invalid("IV"))?;

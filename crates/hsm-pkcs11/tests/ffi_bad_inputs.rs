@@ -1238,3 +1238,316 @@ fn aes_block_modes_match_sp800_38a() {
         Err(CKR_MECHANISM_PARAM_INVALID)
     );
 }
+
+/// An AES key as a session object from raw attributes.
+fn secret(
+    h: CK_SESSION_HANDLE,
+    value: &[u8],
+    flags: &[(CK_ATTRIBUTE_TYPE, CK_BBOOL)],
+) -> Result<CK_OBJECT_HANDLE, CK_RV> {
+    let mut class: CK_ULONG = CKO_SECRET_KEY;
+    let mut kt: CK_ULONG = CKK_AES;
+    let mut value = value.to_vec();
+    let mut bools: Vec<CK_BBOOL> = flags.iter().map(|(_, v)| *v).collect();
+    let mut t = vec![
+        ulong_attr(CKA_CLASS, &mut class),
+        ulong_attr(CKA_KEY_TYPE, &mut kt),
+        bytes_attr(CKA_VALUE, &mut value),
+    ];
+    for (i, (a, _)) in flags.iter().enumerate() {
+        t.push(CK_ATTRIBUTE {
+            type_: *a,
+            pValue: &mut bools[i] as *mut _ as *mut _,
+            ulValueLen: 1,
+        });
+    }
+    let mut o = 0;
+    // SAFETY: valid template.
+    match unsafe { C_CreateObject(h, t.as_mut_ptr(), t.len() as _, &mut o) } {
+        CKR_OK => Ok(o),
+        rv => Err(rv),
+    }
+}
+
+fn wrap(
+    h: CK_SESSION_HANDLE,
+    mech: CK_MECHANISM_TYPE,
+    w: CK_OBJECT_HANDLE,
+    k: CK_OBJECT_HANDLE,
+) -> Result<Vec<u8>, CK_RV> {
+    let mut m = CK_MECHANISM {
+        mechanism: mech,
+        pParameter: null_mut(),
+        ulParameterLen: 0,
+    };
+    let mut n: CK_ULONG = 0;
+    // SAFETY: length query, then a buffer of that length.
+    unsafe {
+        match C_WrapKey(h, &mut m, w, k, null_mut(), &mut n) {
+            CKR_OK => {}
+            rv => return Err(rv),
+        }
+        let mut out = vec![0u8; n as usize];
+        assert_eq!(C_WrapKey(h, &mut m, w, k, out.as_mut_ptr(), &mut n), CKR_OK);
+        out.truncate(n as usize);
+        Ok(out)
+    }
+}
+
+fn unwrap(
+    h: CK_SESSION_HANDLE,
+    w: CK_OBJECT_HANDLE,
+    blob: &[u8],
+    extractable: Option<CK_BBOOL>,
+) -> Result<CK_OBJECT_HANDLE, CK_RV> {
+    let mut m = CK_MECHANISM {
+        mechanism: CKM_AES_KEY_WRAP,
+        pParameter: null_mut(),
+        ulParameterLen: 0,
+    };
+    let mut class: CK_ULONG = CKO_SECRET_KEY;
+    let mut kt: CK_ULONG = CKK_AES;
+    let (mut e, mut d): (CK_BBOOL, CK_BBOOL) = (1, 1);
+    let mut x = extractable.unwrap_or(0);
+    let mut t = vec![
+        ulong_attr(CKA_CLASS, &mut class),
+        ulong_attr(CKA_KEY_TYPE, &mut kt),
+        bool_attr(CKA_ENCRYPT, &mut e),
+        bool_attr(CKA_DECRYPT, &mut d),
+    ];
+    if extractable.is_some() {
+        t.push(bool_attr(CKA_EXTRACTABLE, &mut x));
+    }
+    let mut blob = blob.to_vec();
+    let mut o = 0;
+    // SAFETY: valid template and blob.
+    match unsafe {
+        C_UnwrapKey(
+            h,
+            &mut m,
+            w,
+            blob.as_mut_ptr(),
+            blob.len() as _,
+            t.as_mut_ptr(),
+            t.len() as _,
+            &mut o,
+        )
+    } {
+        CKR_OK => Ok(o),
+        rv => Err(rv),
+    }
+}
+
+#[test]
+fn wrap_unwrap_and_the_key_separation_attacks() {
+    let _env = setup();
+    let h = token_session();
+    let w = secret(h, &[1; 32], &[(CKA_WRAP, 1), (CKA_UNWRAP, 1)]).unwrap();
+    let k = secret(
+        h,
+        &[2; 32],
+        &[(CKA_EXTRACTABLE, 1), (CKA_ENCRYPT, 1), (CKA_DECRYPT, 1)],
+    )
+    .unwrap();
+    let blob = wrap(h, CKM_AES_KEY_WRAP, w, k).unwrap();
+    assert_eq!(blob.len(), 40);
+    let k2 = unwrap(h, w, &blob, None).unwrap();
+    // The unwrapped key is the same key: what one encrypts, the other decrypts.
+    let mut iv = [3u8; 16];
+    let mut cbc = CK_MECHANISM {
+        mechanism: CKM_AES_CBC,
+        pParameter: iv.as_mut_ptr() as *mut _,
+        ulParameterLen: 16,
+    };
+    let ct = crypt(h, &mut cbc, k, &[9u8; 32], true).unwrap();
+    assert_eq!(crypt(h, &mut cbc, k2, &ct, false).unwrap(), vec![9u8; 32]);
+    // Imported through unwrap: never local, always-sensitive or never-extractable.
+    let (mut local, mut always, mut never) = (1 as CK_BBOOL, 1 as CK_BBOOL, 1 as CK_BBOOL);
+    let mut q = [
+        bool_attr(CKA_LOCAL, &mut local),
+        bool_attr(CKA_ALWAYS_SENSITIVE, &mut always),
+        bool_attr(CKA_NEVER_EXTRACTABLE, &mut never),
+    ];
+    // SAFETY: valid template.
+    assert_eq!(
+        unsafe { C_GetAttributeValue(h, k2, q.as_mut_ptr(), 3) },
+        CKR_OK
+    );
+    assert_eq!((local, always, never), (0, 0, 0));
+
+    // Clulow: wrap K under W, then decrypt the blob with W. W cannot decrypt.
+    let mut ecb = CK_MECHANISM {
+        mechanism: CKM_AES_ECB,
+        pParameter: null_mut(),
+        ulParameterLen: 0,
+    };
+    assert_eq!(
+        crypt(h, &mut ecb, w, &blob[..32], false),
+        Err(CKR_KEY_FUNCTION_NOT_PERMITTED)
+    );
+    // ... or encrypt chosen data with W and unwrap it as a key. W cannot encrypt.
+    assert_eq!(
+        crypt(h, &mut ecb, w, &[0u8; 32], true),
+        Err(CKR_KEY_FUNCTION_NOT_PERMITTED)
+    );
+    // No key holds both roles: not at creation, not later.
+    assert_eq!(
+        secret(h, &[4; 32], &[(CKA_WRAP, 1), (CKA_DECRYPT, 1)]),
+        Err(CKR_TEMPLATE_INCONSISTENT)
+    );
+    assert_eq!(
+        secret(h, &[4; 32], &[(CKA_UNWRAP, 1), (CKA_ENCRYPT, 1)]),
+        Err(CKR_TEMPLATE_INCONSISTENT)
+    );
+    let mut yes: CK_BBOOL = 1;
+    let mut set = [bool_attr(CKA_DECRYPT, &mut yes)];
+    // SAFETY: valid template.
+    assert_eq!(
+        unsafe { C_SetAttributeValue(h, w, set.as_mut_ptr(), 1) },
+        CKR_ATTRIBUTE_READ_ONLY
+    );
+    let mut set = [bool_attr(CKA_WRAP, &mut yes)];
+    // SAFETY: valid template.
+    assert_eq!(
+        unsafe { C_SetAttributeValue(h, k, set.as_mut_ptr(), 1) },
+        CKR_ATTRIBUTE_READ_ONLY
+    );
+
+    // Unextractable keys never leave; nor under a weaker key; nor, when marked so, under an
+    // untrusted key.
+    let sealed = secret(h, &[5; 32], &[(CKA_EXTRACTABLE, 0)]).unwrap();
+    assert_eq!(
+        wrap(h, CKM_AES_KEY_WRAP, w, sealed),
+        Err(CKR_KEY_UNEXTRACTABLE)
+    );
+    let weak = secret(h, &[6; 16], &[(CKA_WRAP, 1)]).unwrap();
+    assert_eq!(
+        wrap(h, CKM_AES_KEY_WRAP, weak, k),
+        Err(CKR_KEY_NOT_WRAPPABLE)
+    );
+    let picky = secret(
+        h,
+        &[7; 32],
+        &[(CKA_EXTRACTABLE, 1), (CKA_WRAP_WITH_TRUSTED, 1)],
+    )
+    .unwrap();
+    assert_eq!(
+        wrap(h, CKM_AES_KEY_WRAP, w, picky),
+        Err(CKR_KEY_NOT_WRAPPABLE)
+    );
+    // A key without CKA_WRAP wraps nothing; a key of the wrong type is refused as such.
+    assert_eq!(
+        wrap(h, CKM_AES_KEY_WRAP, k, k2),
+        Err(CKR_KEY_FUNCTION_NOT_PERMITTED)
+    );
+    assert_eq!(
+        wrap(h, CKM_AES_KEY_WRAP, 0xdead, k),
+        Err(CKR_WRAPPING_KEY_HANDLE_INVALID)
+    );
+    // KWP wraps any length.
+    assert_eq!(wrap(h, CKM_AES_KEY_WRAP_KWP, w, k).unwrap().len(), 40);
+
+    // Damaged or truncated blobs are refused.
+    let mut bad = blob.clone();
+    bad[7] ^= 1;
+    assert_eq!(unwrap(h, w, &bad, None), Err(CKR_WRAPPED_KEY_INVALID));
+    assert_eq!(
+        unwrap(h, w, &blob[..12], None),
+        Err(CKR_WRAPPED_KEY_LEN_RANGE)
+    );
+    assert_eq!(
+        unwrap(h, k, &blob, None),
+        Err(CKR_KEY_FUNCTION_NOT_PERMITTED)
+    );
+}
+
+#[test]
+fn unwrap_template_and_trusted_wrapping() {
+    let _env = setup();
+    let h = token_session();
+    // An unwrapping key whose CKA_UNWRAP_TEMPLATE pins CKA_EXTRACTABLE = FALSE.
+    let mut f: CK_BBOOL = 0;
+    let mut inner = [bool_attr(CKA_EXTRACTABLE, &mut f)];
+    let mut class: CK_ULONG = CKO_SECRET_KEY;
+    let mut kt: CK_ULONG = CKK_AES;
+    let mut value = [8u8; 32];
+    let (mut wr, mut un): (CK_BBOOL, CK_BBOOL) = (1, 1);
+    let mut t = [
+        ulong_attr(CKA_CLASS, &mut class),
+        ulong_attr(CKA_KEY_TYPE, &mut kt),
+        bytes_attr(CKA_VALUE, &mut value),
+        bool_attr(CKA_WRAP, &mut wr),
+        bool_attr(CKA_UNWRAP, &mut un),
+        CK_ATTRIBUTE {
+            type_: CKA_UNWRAP_TEMPLATE,
+            pValue: inner.as_mut_ptr() as *mut _,
+            ulValueLen: std::mem::size_of::<CK_ATTRIBUTE>() as _,
+        },
+    ];
+    let mut w = 0;
+    // SAFETY: valid template with a nested template.
+    assert_eq!(
+        unsafe { C_CreateObject(h, t.as_mut_ptr(), 6, &mut w) },
+        CKR_OK
+    );
+    let k = secret(h, &[9; 32], &[(CKA_EXTRACTABLE, 1)]).unwrap();
+    let blob = wrap(h, CKM_AES_KEY_WRAP, w, k).unwrap();
+    assert_eq!(
+        unwrap(h, w, &blob, Some(1)),
+        Err(CKR_TEMPLATE_INCONSISTENT),
+        "conflicts with CKA_UNWRAP_TEMPLATE"
+    );
+    let k2 = unwrap(h, w, &blob, None).unwrap();
+    let mut x: CK_BBOOL = 1;
+    let mut q = [bool_attr(CKA_EXTRACTABLE, &mut x)];
+    // SAFETY: valid template.
+    assert_eq!(
+        unsafe { C_GetAttributeValue(h, k2, q.as_mut_ptr(), 1) },
+        CKR_OK
+    );
+    assert_eq!(x, 0, "the unwrap template applied");
+
+    // CKA_WRAP_WITH_TRUSTED keys leave only under a key the SO marked trusted.
+    let picky = secret(
+        h,
+        &[10; 32],
+        &[(CKA_EXTRACTABLE, 1), (CKA_WRAP_WITH_TRUSTED, 1)],
+    )
+    .unwrap();
+    assert_eq!(
+        wrap(h, CKM_AES_KEY_WRAP, w, picky),
+        Err(CKR_KEY_NOT_WRAPPABLE)
+    );
+    // The user cannot mark a key trusted.
+    let mut yes: CK_BBOOL = 1;
+    let mut trust = [bool_attr(CKA_TRUSTED, &mut yes)];
+    // SAFETY: valid template.
+    assert_eq!(
+        unsafe { C_SetAttributeValue(h, w, trust.as_mut_ptr(), 1) },
+        CKR_ATTRIBUTE_READ_ONLY
+    );
+    // The SO can (on a public key it can see).
+    // SAFETY: valid buffers.
+    unsafe {
+        assert_eq!(C_Logout(h), CKR_OK);
+        assert_eq!(
+            C_Login(h, CKU_SO, SO.as_ptr() as *mut _, SO.len() as _),
+            CKR_OK
+        );
+    }
+    let trusted = secret(
+        h,
+        &[11; 32],
+        &[(CKA_PRIVATE, 0), (CKA_WRAP, 1), (CKA_TRUSTED, 1)],
+    )
+    .unwrap();
+    // SAFETY: valid buffers.
+    unsafe {
+        assert_eq!(C_Logout(h), CKR_OK);
+        assert_eq!(
+            C_Login(h, CKU_USER, USER.as_ptr() as *mut _, USER.len() as _),
+            CKR_OK
+        );
+    }
+    assert_eq!(wrap(h, CKM_AES_KEY_WRAP, trusted, picky).unwrap().len(), 40);
+}
