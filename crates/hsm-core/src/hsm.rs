@@ -1195,6 +1195,15 @@ impl Hsm {
                 let value = k.attrs.bytes(A::VALUE).ok_or(Error::UserNotLoggedIn)?;
                 SignAlgo::Mac(crypto::Mac::new(alg, value)?)
             }
+            SignKind::Cmac => {
+                if k.attrs.class() != Some(ObjectClass::SECRET_KEY)
+                    || key_type != Some(KeyType::AES)
+                {
+                    return Err(Error::KeyTypeInconsistent);
+                }
+                let value = k.attrs.bytes(A::VALUE).ok_or(Error::UserNotLoggedIn)?;
+                SignAlgo::Mac(crypto::Mac::aes_cmac(value)?)
+            }
         };
         if k.attrs.bool(usage) != Some(true) {
             return Err(Error::KeyFunctionNotPermitted(what));
@@ -1913,6 +1922,7 @@ fn implied(mut t: AttributeSet, class: ObjectClass, key_type: KeyType) -> Result
 enum SignKind {
     Asym(SignMechanism),
     Hmac(HashAlg),
+    Cmac,
 }
 
 fn sign_kind(m: &Mechanism) -> Result<SignKind> {
@@ -1920,6 +1930,7 @@ fn sign_kind(m: &Mechanism) -> Result<SignKind> {
         Mechanism::Plain(M::SHA256_HMAC) => SignKind::Hmac(HashAlg::Sha256),
         Mechanism::Plain(M::SHA384_HMAC) => SignKind::Hmac(HashAlg::Sha384),
         Mechanism::Plain(M::SHA512_HMAC) => SignKind::Hmac(HashAlg::Sha512),
+        Mechanism::Plain(M::AES_CMAC) => SignKind::Cmac,
         other => SignKind::Asym(sign_mechanism(other)?),
     })
 }

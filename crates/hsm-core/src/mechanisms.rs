@@ -99,6 +99,7 @@ pub const TABLE: &[(M, MechanismInfo)] = &[
     ),
     (M::AES_CTR, info(16, 32, flags::ENCRYPT | flags::DECRYPT)),
     (M::AES_ECB, info(16, 32, flags::ENCRYPT | flags::DECRYPT)),
+    (M::AES_CMAC, info(16, 32, flags::SIGN | flags::VERIFY)),
     (M::AES_KEY_WRAP, info(16, 32, flags::WRAP | flags::UNWRAP)),
     (
         M::AES_KEY_WRAP_KWP,

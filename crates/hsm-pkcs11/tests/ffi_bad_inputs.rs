@@ -1551,3 +1551,47 @@ fn unwrap_template_and_trusted_wrapping() {
     }
     assert_eq!(wrap(h, CKM_AES_KEY_WRAP, trusted, picky).unwrap().len(), 40);
 }
+
+#[test]
+fn aes_cmac_matches_sp800_38b() {
+    let _env = setup();
+    let h = token_session();
+    let mut value = hexv("2b7e151628aed2a6abf7158809cf4f3c");
+    let mut class: CK_ULONG = CKO_SECRET_KEY;
+    let mut kt: CK_ULONG = CKK_AES;
+    let mut t = [
+        ulong_attr(CKA_CLASS, &mut class),
+        ulong_attr(CKA_KEY_TYPE, &mut kt),
+        bytes_attr(CKA_VALUE, &mut value),
+    ];
+    let mut key = 0;
+    let mut data = hexv("6bc1bee22e409f96e93d7e117393172a");
+    let mut m = CK_MECHANISM {
+        mechanism: CKM_AES_CMAC,
+        pParameter: null_mut(),
+        ulParameterLen: 0,
+    };
+    let mut tag = [0u8; 16];
+    let mut n: CK_ULONG = 16;
+    // SAFETY: valid template and buffers.
+    unsafe {
+        assert_eq!(C_CreateObject(h, t.as_mut_ptr(), 3, &mut key), CKR_OK);
+        assert_eq!(C_SignInit(h, &mut m, key), CKR_OK);
+        assert_eq!(
+            C_Sign(h, data.as_mut_ptr(), 16, tag.as_mut_ptr(), &mut n),
+            CKR_OK
+        );
+        assert_eq!(tag.to_vec(), hexv("070a16b46b4d4144f79bdd9dd04a287c"));
+        assert_eq!(C_VerifyInit(h, &mut m, key), CKR_OK);
+        assert_eq!(
+            C_Verify(h, data.as_mut_ptr(), 16, tag.as_mut_ptr(), 16),
+            CKR_OK
+        );
+        tag[0] ^= 1;
+        assert_eq!(C_VerifyInit(h, &mut m, key), CKR_OK);
+        assert_eq!(
+            C_Verify(h, data.as_mut_ptr(), 16, tag.as_mut_ptr(), 16),
+            CKR_SIGNATURE_INVALID
+        );
+    }
+}

@@ -275,25 +275,36 @@ fn take_holder_lock(dir: &Path) -> Result<File> {
         .truncate(false)
         .open(&path)
         .map_err(|e| StoreError::Io(format!("cannot open {}: {e}", path.display())))?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let mut who = String::new();
-            let _ = file.read_to_string(&mut who);
-            let who = who.trim();
-            return Err(StoreError::Locked {
-                holder: if who.is_empty() {
-                    format!("unknown process (lock file {})", path.display())
-                } else {
-                    who.to_owned()
-                },
-            });
-        }
-        Err(std::fs::TryLockError::Error(e)) => {
-            return Err(StoreError::Io(format!(
-                "cannot lock {}: {e}",
-                path.display()
-            )));
+    // A lock can look held for a moment after its holder closed it: a thread of the same
+    // process that forked a child keeps the lock's file description alive in the child
+    // until the child execs. Such a transient holder is gone within milliseconds; a real
+    // one is reported after a quarter of a second.
+    let mut attempts = 0;
+    loop {
+        match file.try_lock() {
+            Ok(()) => break,
+            Err(std::fs::TryLockError::WouldBlock) if attempts < 25 => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut who = String::new();
+                let _ = file.read_to_string(&mut who);
+                let who = who.trim();
+                return Err(StoreError::Locked {
+                    holder: if who.is_empty() {
+                        format!("unknown process (lock file {})", path.display())
+                    } else {
+                        who.to_owned()
+                    },
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(StoreError::Io(format!(
+                    "cannot lock {}: {e}",
+                    path.display()
+                )));
+            }
         }
     }
     let program = std::fs::read_to_string("/proc/self/comm")
