@@ -93,6 +93,7 @@ run pkcs11-tool bash "$HERE/pkcs11-tool.sh" "$MODULE"
 run p11tool bash "$HERE/p11tool.sh" "$MODULE"
 run python_semantics /usr/bin/python3 "$HERE/python_semantics.py" "$MODULE"
 run openssl_crosscheck /usr/bin/python3 "$HERE/openssl_crosscheck.py" "$MODULE"
+run java bash "$HERE/java.sh" "$MODULE"
 
 echo
 echo "==> interop summary (module: $ORIGINAL_MODULE)"

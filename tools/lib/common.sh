@@ -20,6 +20,8 @@ REQUIRED_PACKAGES=(libclang-dev opensc gnutls-bin softhsm2 openssl python3-pykcs
 
 ensure_packages() {
   local missing=()
+  # The Java interop test needs a JDK; most machines of this kind ship one.
+  command -v javac >/dev/null || missing+=(openjdk-17-jdk-headless)
   for p in "${REQUIRED_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done

@@ -1,0 +1,233 @@
+//! What the measuring child processes send back to the parent (JSON on stdout), and the
+//! timing loop they share.
+
+use serde::{Deserialize, Serialize};
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type Res<T> = Result<T, BoxError>;
+
+/// One crypto row: the same operation through PKCS#11 and through aws-lc-rs directly.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+pub enum Op {
+    EcP256Sign,
+    EcP256Verify,
+    EcP384Sign,
+    EcP384Verify,
+    RsaPkcs1Sign,
+    RsaPssSign,
+    RsaKeygen,
+    AesGcm4k,
+    AesGcm1m,
+    Sha256_4k,
+    Random32,
+}
+
+impl Op {
+    pub const ALL: [Op; 11] = [
+        Op::EcP256Sign,
+        Op::EcP256Verify,
+        Op::EcP384Sign,
+        Op::EcP384Verify,
+        Op::RsaPkcs1Sign,
+        Op::RsaPssSign,
+        Op::RsaKeygen,
+        Op::AesGcm4k,
+        Op::AesGcm1m,
+        Op::Sha256_4k,
+        Op::Random32,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Op::EcP256Sign => "ECDSA P-256 sign (CKM_ECDSA_SHA256)",
+            Op::EcP256Verify => "ECDSA P-256 verify (CKM_ECDSA_SHA256)",
+            Op::EcP384Sign => "ECDSA P-384 sign (CKM_ECDSA_SHA384)",
+            Op::EcP384Verify => "ECDSA P-384 verify (CKM_ECDSA_SHA384)",
+            Op::RsaPkcs1Sign => "RSA-2048 PKCS#1 v1.5 sign (CKM_SHA256_RSA_PKCS)",
+            Op::RsaPssSign => "RSA-2048 PSS sign (CKM_SHA256_RSA_PKCS_PSS)",
+            Op::RsaKeygen => "RSA-2048 key generation",
+            Op::AesGcm4k => "AES-256-GCM encrypt 4 KiB",
+            Op::AesGcm1m => "AES-256-GCM encrypt 1 MiB",
+            Op::Sha256_4k => "SHA-256 digest 4 KiB",
+            Op::Random32 => "C_GenerateRandom 32 bytes",
+        }
+    }
+
+    /// Short name for the chart.
+    pub fn short(self) -> &'static str {
+        match self {
+            Op::EcP256Sign => "P-256 sign",
+            Op::EcP256Verify => "P-256 verify",
+            Op::EcP384Sign => "P-384 sign",
+            Op::EcP384Verify => "P-384 verify",
+            Op::RsaPkcs1Sign => "RSA-2048 PKCS#1 sign",
+            Op::RsaPssSign => "RSA-2048 PSS sign",
+            Op::RsaKeygen => "RSA-2048 keygen",
+            Op::AesGcm4k => "AES-GCM 4 KiB",
+            Op::AesGcm1m => "AES-GCM 1 MiB",
+            Op::Sha256_4k => "SHA-256 4 KiB",
+            Op::Random32 => "random 32 B",
+        }
+    }
+
+    pub fn is_sign(self) -> bool {
+        matches!(
+            self,
+            Op::EcP256Sign | Op::EcP384Sign | Op::RsaPkcs1Sign | Op::RsaPssSign
+        )
+    }
+}
+
+/// A crypto cell: `ops` operations by `threads` threads in parallel.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct Cell {
+    pub op: Op,
+    pub threads: usize,
+    pub ops: u64,
+    /// Sum over threads of each thread's ops/s.
+    pub rate: f64,
+}
+
+/// Cold start of a fresh process on a token holding some objects.
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
+pub struct Cold {
+    /// C_Initialize + C_GetSlotList + C_OpenSession (the library already loaded).
+    pub init_open_ms: f64,
+    /// C_Login (the PIN KDF and unwrapping the token keys).
+    pub login_ms: f64,
+    /// The first C_FindObjects by label after login.
+    pub first_find_ms: f64,
+    /// VmHWM before C_Login and at the end.
+    pub rss_before_login_kib: u64,
+    pub rss_kib: u64,
+}
+
+/// Figures at one object count.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct SizeResult {
+    pub objects: u64,
+    /// None when population did not finish within the budget.
+    pub measured: Option<Measured>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct Measured {
+    /// Population rate (C_CreateObject, objects/s) from the previous count up to this one.
+    pub populate_rate: f64,
+    pub find_label_rate: f64,
+    pub find_id_rate: f64,
+    /// Medians over the cold runs.
+    pub cold: Cold,
+}
+
+/// Everything one module child measured.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct ModuleResult {
+    pub library: String,
+    /// Where this module needed a different mechanism.
+    pub notes: Vec<String>,
+    /// Durable token-object creation (C_CreateObject of an AES key), objects/s.
+    pub create_rate: f64,
+    pub create_count: u64,
+    /// C_Login in the measuring process, right after token initialisation.
+    pub login_ms: f64,
+    pub sizes: Vec<SizeResult>,
+    pub crypto: Vec<Cell>,
+    pub peak_rss_kib: u64,
+}
+
+/// aws-lc-rs called directly.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct RawResult {
+    pub crypto: Vec<Cell>,
+}
+
+/// Runs `threads` workers in parallel for about `secs` each and returns the summed rate.
+/// `make` runs inside each thread (so it may open a session there) and returns the
+/// operation; it is called once untimed as a warm-up before the threads start together.
+pub fn run_cell<F>(op: Op, threads: usize, secs: f64, make: F) -> Res<Cell>
+where
+    F: Fn() -> Res<Box<dyn FnMut() -> Res<()>>> + Sync,
+{
+    let barrier = Barrier::new(threads);
+    let budget = Duration::from_secs_f64(secs);
+    let results: Vec<Res<(u64, f64)>> = std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                sc.spawn(|| -> Res<(u64, f64)> {
+                    let prepared = make().and_then(|mut f| f().map(|()| f));
+                    // Every thread reaches the barrier, failed or not.
+                    barrier.wait();
+                    let mut f = prepared?;
+                    let start = Instant::now();
+                    let mut n = 0u64;
+                    loop {
+                        f()?;
+                        n += 1;
+                        if start.elapsed() >= budget {
+                            break;
+                        }
+                    }
+                    Ok((n, start.elapsed().as_secs_f64()))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err("worker panicked".into())))
+            .collect()
+    });
+    let mut ops = 0;
+    let mut rate = 0.0;
+    for r in results {
+        let (n, t) = r.map_err(|e| format!("{}, {threads} thread(s): {e}", op.label()))?;
+        ops += n;
+        rate += n as f64 / t;
+    }
+    Ok(Cell {
+        op,
+        threads,
+        ops,
+        rate,
+    })
+}
+
+/// This process's peak resident set size (VmHWM), KiB.
+pub fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+pub fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
+}
+
+/// A small deterministic generator for picking objects to look up.
+pub struct XorShift(pub u64);
+
+impl XorShift {
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
