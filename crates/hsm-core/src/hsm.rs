@@ -1724,6 +1724,124 @@ impl Hsm {
         Ok(self.store_new(&sess, &slot, token, vec![attrs])?[0])
     }
 
+    // ------------------------------------------------------------ derive
+
+    /// `C_DeriveKey` with `CKM_ECDH1_DERIVE` (null KDF) from an EC private key: a new
+    /// secret key from the leading bytes of the shared secret. The caller's template is
+    /// merged with the base key's `CKA_DERIVE_TEMPLATE`; `CKA_ALWAYS_SENSITIVE` and
+    /// `CKA_NEVER_EXTRACTABLE` are the base key's AND the new key's.
+    pub fn derive_key(
+        &self,
+        h: u64,
+        mech: &Mechanism,
+        base: u64,
+        template: AttributeSet,
+    ) -> Result<u64> {
+        self.check_health()?;
+        let (sess, slot, token) = self.session_slot(h)?;
+        let Mechanism::Ecdh {
+            kdf,
+            shared_data,
+            public_data,
+        } = mech
+        else {
+            return Err(if mech.kind() == M::ECDH1_DERIVE {
+                Error::MechanismParamInvalid("CK_ECDH1_DERIVE_PARAMS required".into())
+            } else {
+                Error::MechanismInvalid
+            });
+        };
+        if *kdf != 1 || !shared_data.is_empty() {
+            return Err(Error::MechanismParamInvalid(
+                "only CKD_NULL without shared data is supported".into(),
+            ));
+        }
+        let b = self.load(&slot, token, base).map_err(key_handle)?;
+        if b.attrs.class() != Some(ObjectClass::PRIVATE_KEY)
+            || b.attrs.key_type() != Some(KeyType::EC)
+        {
+            return Err(Error::KeyTypeInconsistent);
+        }
+        if b.attrs.bool(A::DERIVE) != Some(true) {
+            return Err(Error::KeyFunctionNotPermitted("CKA_DERIVE is FALSE"));
+        }
+        let allowed = b.attrs.mechanisms();
+        if !allowed.is_empty() && !allowed.contains(&M::ECDH1_DERIVE.0) {
+            return Err(Error::MechanismInvalid);
+        }
+        let curve = Curve::from_ec_params(b.attrs.bytes(A::EC_PARAMS).unwrap_or_default())
+            .ok_or(Error::KeyTypeInconsistent)?;
+        let peer = crypto::ec_point_from_der(public_data)
+            .ok_or_else(|| Error::MechanismParamInvalid("public data is not an EC point".into()))?;
+        let scalar = b.attrs.bytes(A::VALUE).ok_or(Error::UserNotLoggedIn)?;
+        let z = crypto::ecdh(curve, scalar, &peer)?;
+        if template.contains(A::VALUE) {
+            return Err(Error::TemplateInconsistent(
+                "CKA_VALUE comes from the derivation".into(),
+            ));
+        }
+        let mut t = template;
+        if t.class().is_none() {
+            t.set(A::CLASS, AttrValue::Ulong(ObjectClass::SECRET_KEY.0));
+        }
+        if let Some(AttrValue::Template(dt)) = b.attrs.get(A::DERIVE_TEMPLATE) {
+            for (a, v) in dt.iter() {
+                match t.get(a) {
+                    Some(mine) if mine != v => {
+                        return Err(Error::TemplateInconsistent(format!(
+                            "{a:?} conflicts with the base key's CKA_DERIVE_TEMPLATE"
+                        )));
+                    }
+                    _ => t.set(a, v.clone()),
+                }
+            }
+        }
+        if t.class() != Some(ObjectClass::SECRET_KEY) {
+            return Err(Error::TemplateInconsistent(
+                "ECDH derives secret keys".into(),
+            ));
+        }
+        let len = match (t.key_type(), t.ulong(A::VALUE_LEN)) {
+            (None, _) => return Err(Error::TemplateIncomplete("CKA_KEY_TYPE".into())),
+            (Some(KeyType::AES), Some(n)) if matches!(n, 16 | 24 | 32) => n as usize,
+            (Some(KeyType::AES), None) => 32,
+            (Some(KeyType::AES), Some(_)) => {
+                return Err(Error::TemplateInconsistent(
+                    "an AES key is 16, 24 or 32 bytes".into(),
+                ));
+            }
+            (Some(KeyType::GENERIC_SECRET), Some(n)) if n >= 1 => n as usize,
+            (Some(KeyType::GENERIC_SECRET), None) => z.len(),
+            (Some(_), _) => {
+                return Err(Error::TemplateInconsistent(
+                    "ECDH derives AES or generic secret keys".into(),
+                ));
+            }
+        };
+        if len > z.len() {
+            return Err(Error::TemplateInconsistent(format!(
+                "CKA_VALUE_LEN {len} exceeds the {}-byte shared secret",
+                z.len()
+            )));
+        }
+        t.remove(A::VALUE_LEN);
+        t.set(A::VALUE, AttrValue::Bytes(z.expose()[..len].to_vec()));
+        let mut attrs = attrs::build_new(&t, Origin::Created, Self::actor(&slot))?;
+        attrs.set(A::VALUE_LEN, AttrValue::Ulong(len as u64));
+        attrs.set(A::KEY_GEN_MECHANISM, AttrValue::Ulong(M::ECDH1_DERIVE.0));
+        let sensitive = attrs.bool(A::SENSITIVE) == Some(true);
+        let extractable = attrs.bool(A::EXTRACTABLE) == Some(true);
+        attrs.set(
+            A::ALWAYS_SENSITIVE,
+            AttrValue::Bool(b.attrs.bool(A::ALWAYS_SENSITIVE) == Some(true) && sensitive),
+        );
+        attrs.set(
+            A::NEVER_EXTRACTABLE,
+            AttrValue::Bool(b.attrs.bool(A::NEVER_EXTRACTABLE) == Some(true) && !extractable),
+        );
+        Ok(self.store_new(&sess, &slot, token, vec![attrs])?[0])
+    }
+
     // ------------------------------------------------------------ digest and random
 
     pub fn digest_init(&self, h: u64, mech: &Mechanism) -> Result<()> {

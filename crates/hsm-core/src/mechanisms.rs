@@ -13,6 +13,7 @@ pub mod flags {
     pub const VERIFY: u64 = 0x2000;
     pub const GENERATE: u64 = 0x8000;
     pub const GENERATE_KEY_PAIR: u64 = 0x10000;
+    pub const DERIVE: u64 = 0x80000;
     pub const WRAP: u64 = 0x20000;
     pub const UNWRAP: u64 = 0x40000;
     pub const EC_F_P: u64 = 0x100000;
@@ -90,6 +91,7 @@ pub const TABLE: &[(M, MechanismInfo)] = &[
         M::ECDSA_SHA512,
         info(256, 384, flags::SIGN | flags::VERIFY | EC),
     ),
+    (M::ECDH1_DERIVE, info(256, 384, flags::DERIVE | EC)),
     (M::AES_KEY_GEN, info(16, 32, flags::GENERATE)),
     (M::AES_GCM, info(16, 32, flags::ENCRYPT | flags::DECRYPT)),
     (M::AES_CBC, info(16, 32, flags::ENCRYPT | flags::DECRYPT)),
@@ -141,6 +143,12 @@ pub enum Mechanism {
     /// AES-CBC and CBC-PAD (the IV is the parameter) and AES-CTR (`CK_AES_CTR_PARAMS`'s
     /// counter block).
     Iv { mechanism: M, iv: Vec<u8> },
+    /// `CK_ECDH1_DERIVE_PARAMS`
+    Ecdh {
+        kdf: u64,
+        shared_data: Vec<u8>,
+        public_data: Vec<u8>,
+    },
 }
 
 impl Mechanism {
@@ -150,6 +158,7 @@ impl Mechanism {
             | Mechanism::Pss { mechanism: m, .. }
             | Mechanism::Iv { mechanism: m, .. } => *m,
             Mechanism::Gcm { .. } => M::AES_GCM,
+            Mechanism::Ecdh { .. } => M::ECDH1_DERIVE,
         }
     }
 }

@@ -67,6 +67,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "C_DigestFinal",
     "C_WrapKey",
     "C_UnwrapKey",
+    "C_DeriveKey",
     "C_GenerateRandom",
     "C_SeedRandom",
     "C_GetFunctionStatus",
@@ -1048,6 +1049,30 @@ pub unsafe extern "C" fn C_UnwrapKey(
         let template = unsafe { parse(t, n) }?;
         *out = h.unwrap_key(session as u64, &mech, unwrapping as u64, wrapped, template)?
             as CK_OBJECT_HANDLE;
+        Ok(())
+    })
+}
+
+/// # Safety
+/// `m` valid; `t` readable for `n`; `out` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn C_DeriveKey(
+    session: CK_SESSION_HANDLE,
+    m: *mut CK_MECHANISM,
+    base: CK_OBJECT_HANDLE,
+    t: *mut CK_ATTRIBUTE,
+    n: CK_ULONG,
+    out: *mut CK_OBJECT_HANDLE,
+) -> CK_RV {
+    ffi("C_DeriveKey", || {
+        let h = hsm()?;
+        // SAFETY: null rejected.
+        let out = unsafe { out_ref(out, "phKey is NULL") }?;
+        // SAFETY: forwarded contract.
+        let mech = unsafe { mechanism(m) }?;
+        // SAFETY: forwarded contract.
+        let template = unsafe { parse(t, n) }?;
+        *out = h.derive_key(session as u64, &mech, base as u64, template)? as CK_OBJECT_HANDLE;
         Ok(())
     })
 }

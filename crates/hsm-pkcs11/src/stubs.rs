@@ -31,7 +31,6 @@ pub const NOT_SUPPORTED: &[&str] = &[
     "C_DecryptDigestUpdate",
     "C_SignEncryptUpdate",
     "C_DecryptVerifyUpdate",
-    "C_DeriveKey",
     "C_LoginUser",
     "C_MessageEncryptInit",
     "C_EncryptMessage",
@@ -67,7 +66,6 @@ not_supported! {
     C_DecryptDigestUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG);
     C_SignEncryptUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG);
     C_DecryptVerifyUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG);
-    C_DeriveKey(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE, a4: *mut CK_ATTRIBUTE, a5: CK_ULONG, a6: *mut CK_OBJECT_HANDLE);
     C_LoginUser(a1: CK_SESSION_HANDLE, a2: CK_USER_TYPE, a3: *mut CK_UTF8CHAR, a4: CK_ULONG, a5: *mut CK_UTF8CHAR, a6: CK_ULONG);
     C_MessageEncryptInit(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE);
     C_EncryptMessage(a1: CK_SESSION_HANDLE, a2: *mut c_void, a3: CK_ULONG, a4: *mut CK_BYTE, a5: CK_ULONG, a6: *mut CK_BYTE, a7: CK_ULONG, a8: *mut CK_BYTE, a9: *mut CK_ULONG);

@@ -292,6 +292,24 @@ pub unsafe fn mechanism(m: *const CK_MECHANISM) -> Result<Mechanism, Error> {
                 iv: iv.to_vec(),
             })
         }
+        MechanismType::ECDH1_DERIVE => {
+            if m.pParameter.is_null() || plen != std::mem::size_of::<CK_ECDH1_DERIVE_PARAMS>() {
+                return Err(param_invalid("CK_ECDH1_DERIVE_PARAMS expected"));
+            }
+            // SAFETY: size checked; the caller passes a CK_ECDH1_DERIVE_PARAMS.
+            let p = unsafe { &*(m.pParameter as *const CK_ECDH1_DERIVE_PARAMS) };
+            // SAFETY: pointers valid for their lengths per the contract; capped.
+            let shared = unsafe { slice(p.pSharedData, p.ulSharedDataLen, 4096, "shared data") }
+                .map_err(|_| param_invalid("shared data"))?;
+            // SAFETY: as above.
+            let public = unsafe { slice(p.pPublicData, p.ulPublicDataLen, 1024, "public data") }
+                .map_err(|_| param_invalid("public data"))?;
+            Ok(Mechanism::Ecdh {
+                kdf: p.kdf as u64,
+                shared_data: shared.to_vec(),
+                public_data: public.to_vec(),
+            })
+        }
         MechanismType::AES_CTR => {
             if m.pParameter.is_null() || plen != std::mem::size_of::<CK_AES_CTR_PARAMS>() {
                 return Err(param_invalid("CK_AES_CTR_PARAMS expected"));

@@ -1595,3 +1595,128 @@ fn aes_cmac_matches_sp800_38b() {
         );
     }
 }
+
+/// An EC P-256 pair with CKA_DERIVE on the private half; returns (public point, private).
+fn derive_pair(h: CK_SESSION_HANDLE, derive: CK_BBOOL) -> (Vec<u8>, CK_OBJECT_HANDLE) {
+    let mut params = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+    let mut pt = [bytes_attr(CKA_EC_PARAMS, &mut params)];
+    let mut d = derive;
+    let mut st = [bool_attr(CKA_DERIVE, &mut d)];
+    let mut keygen = CK_MECHANISM {
+        mechanism: CKM_EC_KEY_PAIR_GEN,
+        pParameter: null_mut(),
+        ulParameterLen: 0,
+    };
+    let (mut p, mut s) = (0, 0);
+    let mut point = [0u8; 67];
+    let mut q = [bytes_attr(CKA_EC_POINT, &mut point)];
+    // SAFETY: valid templates and buffers.
+    unsafe {
+        assert_eq!(
+            C_GenerateKeyPair(
+                h,
+                &mut keygen,
+                pt.as_mut_ptr(),
+                1,
+                st.as_mut_ptr(),
+                1,
+                &mut p,
+                &mut s
+            ),
+            CKR_OK
+        );
+        assert_eq!(C_GetAttributeValue(h, p, q.as_mut_ptr(), 1), CKR_OK);
+    }
+    (point[2..].to_vec(), s)
+}
+
+fn ecdh_derive(
+    h: CK_SESSION_HANDLE,
+    base: CK_OBJECT_HANDLE,
+    peer: &[u8],
+    sensitive: CK_BBOOL,
+) -> Result<CK_OBJECT_HANDLE, CK_RV> {
+    let mut peer = peer.to_vec();
+    let mut params = CK_ECDH1_DERIVE_PARAMS {
+        kdf: CKD_NULL,
+        ulSharedDataLen: 0,
+        pSharedData: null_mut(),
+        ulPublicDataLen: peer.len() as _,
+        pPublicData: peer.as_mut_ptr(),
+    };
+    let mut m = CK_MECHANISM {
+        mechanism: CKM_ECDH1_DERIVE,
+        pParameter: &mut params as *mut _ as *mut _,
+        ulParameterLen: std::mem::size_of::<CK_ECDH1_DERIVE_PARAMS>() as _,
+    };
+    let mut class: CK_ULONG = CKO_SECRET_KEY;
+    let mut kt: CK_ULONG = CKK_AES;
+    let mut len: CK_ULONG = 32;
+    let (mut e, mut d, mut s) = (1 as CK_BBOOL, 1 as CK_BBOOL, sensitive);
+    let mut t = [
+        ulong_attr(CKA_CLASS, &mut class),
+        ulong_attr(CKA_KEY_TYPE, &mut kt),
+        ulong_attr(CKA_VALUE_LEN, &mut len),
+        bool_attr(CKA_ENCRYPT, &mut e),
+        bool_attr(CKA_DECRYPT, &mut d),
+        bool_attr(CKA_SENSITIVE, &mut s),
+    ];
+    let mut out = 0;
+    // SAFETY: valid mechanism, template and output.
+    match unsafe { C_DeriveKey(h, &mut m, base, t.as_mut_ptr(), t.len() as _, &mut out) } {
+        CKR_OK => Ok(out),
+        rv => Err(rv),
+    }
+}
+
+#[test]
+fn ecdh_derive_agrees_and_propagates_sensitivity() {
+    let _env = setup();
+    let h = token_session();
+    let (a_point, a) = derive_pair(h, 1);
+    let (b_point, b) = derive_pair(h, 1);
+    let ka = ecdh_derive(h, a, &b_point, 1).unwrap();
+    let kb = ecdh_derive(h, b, &a_point, 1).unwrap();
+    // Both sides hold the same key: what one encrypts the other decrypts.
+    let mut iv = [1u8; 16];
+    let mut cbc = CK_MECHANISM {
+        mechanism: CKM_AES_CBC,
+        pParameter: iv.as_mut_ptr() as *mut _,
+        ulParameterLen: 16,
+    };
+    let ct = crypt(h, &mut cbc, ka, &[7u8; 32], true).unwrap();
+    assert_eq!(crypt(h, &mut cbc, kb, &ct, false).unwrap(), vec![7u8; 32]);
+    // Generated base (always sensitive, never extractable) AND a sensitive new key.
+    let (mut always, mut never, mut local) = (0 as CK_BBOOL, 0 as CK_BBOOL, 1 as CK_BBOOL);
+    let mut q = [
+        bool_attr(CKA_ALWAYS_SENSITIVE, &mut always),
+        bool_attr(CKA_NEVER_EXTRACTABLE, &mut never),
+        bool_attr(CKA_LOCAL, &mut local),
+    ];
+    // SAFETY: valid template.
+    assert_eq!(
+        unsafe { C_GetAttributeValue(h, ka, q.as_mut_ptr(), 3) },
+        CKR_OK
+    );
+    assert_eq!((always, never, local), (1, 1, 0));
+    // A non-sensitive derived key is not "always sensitive".
+    let kc = ecdh_derive(h, a, &b_point, 0).unwrap();
+    let mut q = [bool_attr(CKA_ALWAYS_SENSITIVE, &mut always)];
+    // SAFETY: valid template.
+    assert_eq!(
+        unsafe { C_GetAttributeValue(h, kc, q.as_mut_ptr(), 1) },
+        CKR_OK
+    );
+    assert_eq!(always, 0);
+    // Refusals.
+    let (_, no_derive) = derive_pair(h, 0);
+    assert_eq!(
+        ecdh_derive(h, no_derive, &b_point, 1),
+        Err(CKR_KEY_FUNCTION_NOT_PERMITTED)
+    );
+    assert_eq!(
+        ecdh_derive(h, a, &[4u8; 65], 1),
+        Err(CKR_MECHANISM_PARAM_INVALID),
+        "a point off the curve"
+    );
+}

@@ -26,6 +26,7 @@
 //! point off the curve, a scalar out of range, inconsistent RSA components) answers
 //! `General` with the reason: it is a corrupt or malformed key, not a caller mistake.
 
+mod agree;
 mod block;
 mod digest;
 mod ec;
@@ -37,6 +38,7 @@ mod symmetric;
 #[cfg(test)]
 mod sign_tests;
 
+pub use agree::ecdh;
 pub use block::{BlockMode, aes_decrypt, aes_encrypt, aes_key_unwrap, aes_key_wrap, encrypted_len};
 pub use digest::{Digester, HashAlg};
 pub use ec::{Curve, EcPrivateParts, ec_point_der, ec_point_from_der, generate_ec};
