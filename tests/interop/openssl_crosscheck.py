@@ -52,6 +52,7 @@ def main():
     with open(conf, "w") as f:
         f.write('store = "%s/store"\nlog_level = "error"\n[kdf]\nm_kib = 256\nt_cost = 1\np_cost = 1\n' % work)
     os.environ["FERROHSM_CONF"] = conf
+    os.environ["FERROHSM_WORK"] = work
     try:
         run(module)
     finally:
@@ -137,7 +138,28 @@ def run(module):
         theirs = openssl("enc", "-id-aes256-wrap-pad", "-K", kek.hex(), "-iv", "A65959A6", data=odd)
         same("AES key wrap with padding (RFC 5649)", mine, theirs)
 
+    def oaep():
+        pem = os.path.join(os.environ["FERROHSM_WORK"], "rsa.pem")
+        subprocess.run(["openssl", "genrsa", "-traditional", "-out", pem, "2048"], check=True, capture_output=True)
+        ints = [line.split(":")[-1].strip() for line in
+                subprocess.run(["openssl", "asn1parse", "-in", pem], check=True, capture_output=True, text=True).stdout.splitlines()
+                if "INTEGER" in line]
+        n, e, d, p, q, dp, dq, qi = [bytes.fromhex(x if len(x) % 2 == 0 else "0" + x) for x in ints[1:9]]
+        common = [(CKA_KEY_TYPE, PyKCS11.CKK_RSA), (CKA_TOKEN, False), (PyKCS11.CKA_MODULUS, n), (PyKCS11.CKA_PUBLIC_EXPONENT, e)]
+        pub = s.createObject([(CKA_CLASS, PyKCS11.CKO_PUBLIC_KEY), (CKA_ENCRYPT, True)] + common)
+        priv = s.createObject([(CKA_CLASS, PyKCS11.CKO_PRIVATE_KEY), (CKA_DECRYPT, True),
+                               (PyKCS11.CKA_PRIVATE_EXPONENT, d), (PyKCS11.CKA_PRIME_1, p), (PyKCS11.CKA_PRIME_2, q),
+                               (PyKCS11.CKA_EXPONENT_1, dp), (PyKCS11.CKA_EXPONENT_2, dq), (PyKCS11.CKA_COEFFICIENT, qi)] + common)
+        mech = PyKCS11.RSAOAEPMechanism(PyKCS11.CKM_SHA256, PyKCS11.CKG_MGF1_SHA256)
+        opts = ["-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt", "rsa_oaep_md:sha256", "-pkeyopt", "rsa_mgf1_md:sha256"]
+        secret = os.urandom(32)
+        ct = bytes(s.encrypt(pub, secret, mech))
+        same("openssl decrypts FerroHSM's OAEP", openssl("pkeyutl", "-decrypt", "-inkey", pem, *opts, data=ct), secret)
+        theirs = openssl("pkeyutl", "-encrypt", "-inkey", pem, *opts, data=secret)
+        same("FerroHSM decrypts openssl's OAEP", s.decrypt(priv, theirs, mech), secret)
+
     check("HMAC-SHA-256/384/512 equal openssl dgst -mac HMAC", hmac)
+    check("RSA-OAEP (SHA-256) both ways with openssl pkeyutl", oaep)
     check("AES-CMAC equals openssl mac CMAC", cmac)
     check("AES-CBC, CBC-PAD, ECB and CTR equal openssl enc", block_modes)
     check("AES-GCM ciphertext equals AES-CTR from J0+1 under openssl", gcm)

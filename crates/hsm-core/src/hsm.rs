@@ -143,8 +143,18 @@ struct AeadOp {
 }
 
 enum CipherKind {
-    Gcm { aad: Vec<u8>, tag_bits: u32 },
+    Gcm {
+        aad: Vec<u8>,
+        tag_bits: u32,
+    },
     Block(crypto::BlockMode),
+    Oaep {
+        hash: HashAlg,
+        mgf: HashAlg,
+        label: Vec<u8>,
+        key: Arc<CachedKey>,
+        modulus_len: usize,
+    },
 }
 
 impl AeadOp {
@@ -156,6 +166,7 @@ impl AeadOp {
                 n.saturating_sub((*tag_bits as usize).div_ceil(8))
             }
             (CipherKind::Block(mode), true) => crypto::encrypted_len(*mode, n),
+            (CipherKind::Oaep { modulus_len, .. }, _) => *modulus_len,
             // Padding is only known after decryption: the length is an upper bound.
             (CipherKind::Block(_), false) => n,
         }
@@ -1411,6 +1422,23 @@ impl Hsm {
                 (iv.clone(), CipherKind::Block(mode))
             }
             Mechanism::Plain(M::AES_ECB) => (Vec::new(), CipherKind::Block(crypto::BlockMode::Ecb)),
+            Mechanism::Oaep { hash, mgf, label } => {
+                return self.oaep_init(
+                    h,
+                    &sess,
+                    &slot,
+                    token,
+                    mech,
+                    key,
+                    encrypt,
+                    (*hash, *mgf, label.clone()),
+                );
+            }
+            Mechanism::Plain(M::RSA_PKCS_OAEP) => {
+                return Err(Error::MechanismParamInvalid(
+                    "CK_RSA_PKCS_OAEP_PARAMS required".into(),
+                ));
+            }
             Mechanism::Plain(M::AES_GCM | M::AES_CBC | M::AES_CBC_PAD | M::AES_CTR) => {
                 return Err(Error::MechanismParamInvalid(
                     "this AES mode needs its parameters (IV)".into(),
@@ -1464,6 +1492,73 @@ impl Hsm {
         Ok(())
     }
 
+    /// RSA-OAEP: encryption with a public key, decryption with a private key.
+    #[allow(clippy::too_many_arguments)]
+    fn oaep_init(
+        &self,
+        _h: u64,
+        sess: &Mutex<Session>,
+        slot: &Slot,
+        token: TokenId,
+        mech: &Mechanism,
+        key: u64,
+        encrypt: bool,
+        (hash, mgf, label): (M, u64, Vec<u8>),
+    ) -> Result<()> {
+        let hash = HashAlg::from_mechanism(hash)
+            .ok_or_else(|| Error::MechanismParamInvalid(format!("OAEP hash {hash:?}")))?;
+        let mgf = match mgf {
+            1 => HashAlg::Sha1,
+            2 => HashAlg::Sha256,
+            3 => HashAlg::Sha384,
+            4 => HashAlg::Sha512,
+            5 => HashAlg::Sha224,
+            _ => return Err(Error::MechanismParamInvalid(format!("MGF {mgf:#x}"))),
+        };
+        let o = self.prepared_key(slot, token, key)?;
+        let want = if encrypt {
+            ObjectClass::PUBLIC_KEY
+        } else {
+            ObjectClass::PRIVATE_KEY
+        };
+        if o.attrs.class() != Some(want) || o.attrs.key_type() != Some(KeyType::RSA) {
+            return Err(Error::KeyTypeInconsistent);
+        }
+        let usage = if encrypt { A::ENCRYPT } else { A::DECRYPT };
+        if o.attrs.bool(usage) != Some(true) {
+            return Err(Error::KeyFunctionNotPermitted(if encrypt {
+                "CKA_ENCRYPT is FALSE"
+            } else {
+                "CKA_DECRYPT is FALSE"
+            }));
+        }
+        let allowed = o.attrs.mechanisms();
+        if !allowed.is_empty() && !allowed.contains(&mech.kind().0) {
+            return Err(Error::MechanismInvalid);
+        }
+        let m = o.attrs.bytes(A::MODULUS).unwrap_or_default();
+        let modulus_len = m.len() - m.iter().take_while(|b| **b == 0).count();
+        let op = AeadOp {
+            key: Vec::new(),
+            iv: Vec::new(),
+            cipher: CipherKind::Oaep {
+                hash,
+                mgf,
+                label,
+                key: o,
+                modulus_len,
+            },
+            buffer: Vec::new(),
+        };
+        let mut g = lock(sess);
+        if encrypt {
+            g.encrypt = Some(op);
+        } else {
+            g.decrypt = Some(op);
+        }
+        Ok(())
+    }
+
     /// Output length of a single-part encrypt of `len` bytes (with what is buffered).
     pub fn encrypt_len(&self, h: u64, len: usize) -> Result<usize> {
         let s = self.session(h)?;
@@ -1505,6 +1600,30 @@ impl Hsm {
             (CipherKind::Block(mode), Dir::Decrypt) => {
                 crypto::aes_decrypt(*mode, &op.key, &op.iv, &op.buffer)?
             }
+            (
+                CipherKind::Oaep {
+                    hash,
+                    mgf,
+                    label,
+                    key,
+                    ..
+                },
+                Dir::Encrypt,
+            ) => {
+                let n = key.attrs.bytes(A::MODULUS).unwrap_or_default();
+                let e = key.attrs.bytes(A::PUBLIC_EXPONENT).unwrap_or_default();
+                crypto::rsa_oaep_encrypt(n, e, *hash, *mgf, label, &op.buffer)?
+            }
+            (
+                CipherKind::Oaep {
+                    hash,
+                    mgf,
+                    label,
+                    key,
+                    ..
+                },
+                Dir::Decrypt,
+            ) => crypto::rsa_oaep_decrypt(&rsa_parts(&key.attrs)?, *hash, *mgf, label, &op.buffer)?,
         })
     }
 
@@ -2126,23 +2245,25 @@ fn signing_key(a: &AttributeSet) -> Result<SigningKey> {
                 a.bytes(A::VALUE).ok_or_else(missing)?,
             )?)
         }
-        Some(KeyType::RSA) => {
-            let get = |t: A| a.bytes(t).map(<[u8]>::to_vec).ok_or_else(missing);
-            let secret = |t: A| get(t).map(hsm_types::SecretBytes::new);
-            let parts = crypto::RsaPrivateParts {
-                modulus: get(A::MODULUS)?,
-                public_exponent: get(A::PUBLIC_EXPONENT)?,
-                private_exponent: secret(A::PRIVATE_EXPONENT)?,
-                prime_1: secret(A::PRIME_1)?,
-                prime_2: secret(A::PRIME_2)?,
-                exponent_1: secret(A::EXPONENT_1)?,
-                exponent_2: secret(A::EXPONENT_2)?,
-                coefficient: secret(A::COEFFICIENT)?,
-            };
-            Ok(SigningKey::rsa(&parts)?)
-        }
+        Some(KeyType::RSA) => Ok(SigningKey::rsa(&rsa_parts(a)?)?),
         _ => Err(Error::KeyTypeInconsistent),
     }
+}
+
+/// The private components of an RSA key object (absent without the user's login).
+fn rsa_parts(a: &AttributeSet) -> Result<crypto::RsaPrivateParts> {
+    let get = |t: A| a.bytes(t).map(<[u8]>::to_vec).ok_or(Error::UserNotLoggedIn);
+    let secret = |t: A| get(t).map(hsm_types::SecretBytes::new);
+    Ok(crypto::RsaPrivateParts {
+        modulus: get(A::MODULUS)?,
+        public_exponent: get(A::PUBLIC_EXPONENT)?,
+        private_exponent: secret(A::PRIVATE_EXPONENT)?,
+        prime_1: secret(A::PRIME_1)?,
+        prime_2: secret(A::PRIME_2)?,
+        exponent_1: secret(A::EXPONENT_1)?,
+        exponent_2: secret(A::EXPONENT_2)?,
+        coefficient: secret(A::COEFFICIENT)?,
+    })
 }
 
 fn verifying_key(a: &AttributeSet) -> Result<VerifyingKey> {

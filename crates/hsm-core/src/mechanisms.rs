@@ -47,6 +47,10 @@ pub const TABLE: &[(M, MechanismInfo)] = &[
     ),
     (M::RSA_PKCS, info(2048, 4096, flags::SIGN | flags::VERIFY)),
     (
+        M::RSA_PKCS_OAEP,
+        info(2048, 4096, flags::ENCRYPT | flags::DECRYPT),
+    ),
+    (
         M::SHA256_RSA_PKCS,
         info(2048, 4096, flags::SIGN | flags::VERIFY),
     ),
@@ -144,6 +148,8 @@ pub enum Mechanism {
     /// counter block).
     Iv { mechanism: M, iv: Vec<u8> },
     /// `CK_ECDH1_DERIVE_PARAMS`
+    /// `CK_RSA_PKCS_OAEP_PARAMS` (the label is the source data).
+    Oaep { hash: M, mgf: u64, label: Vec<u8> },
     Ecdh {
         kdf: u64,
         shared_data: Vec<u8>,
@@ -159,6 +165,7 @@ impl Mechanism {
             | Mechanism::Iv { mechanism: m, .. } => *m,
             Mechanism::Gcm { .. } => M::AES_GCM,
             Mechanism::Ecdh { .. } => M::ECDH1_DERIVE,
+            Mechanism::Oaep { .. } => M::RSA_PKCS_OAEP,
         }
     }
 }

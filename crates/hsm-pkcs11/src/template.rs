@@ -292,6 +292,32 @@ pub unsafe fn mechanism(m: *const CK_MECHANISM) -> Result<Mechanism, Error> {
                 iv: iv.to_vec(),
             })
         }
+        MechanismType::RSA_PKCS_OAEP => {
+            if m.pParameter.is_null() || plen != std::mem::size_of::<CK_RSA_PKCS_OAEP_PARAMS>() {
+                return Err(param_invalid("CK_RSA_PKCS_OAEP_PARAMS expected"));
+            }
+            // SAFETY: size checked; the caller passes a CK_RSA_PKCS_OAEP_PARAMS.
+            let p = unsafe { &*(m.pParameter as *const CK_RSA_PKCS_OAEP_PARAMS) };
+            if p.source != 0 && p.source != CKZ_DATA_SPECIFIED {
+                return Err(param_invalid("OAEP source must be CKZ_DATA_SPECIFIED"));
+            }
+            // SAFETY: pointer valid for its length per the contract; capped. NULL with a
+            // length is refused.
+            let label = unsafe {
+                slice(
+                    p.pSourceData as *const u8,
+                    p.ulSourceDataLen,
+                    4096,
+                    "OAEP label",
+                )
+            }
+            .map_err(|_| param_invalid("OAEP label"))?;
+            Ok(Mechanism::Oaep {
+                hash: MechanismType(p.hashAlg as u64),
+                mgf: p.mgf as u64,
+                label: label.to_vec(),
+            })
+        }
         MechanismType::ECDH1_DERIVE => {
             if m.pParameter.is_null() || plen != std::mem::size_of::<CK_ECDH1_DERIVE_PARAMS>() {
                 return Err(param_invalid("CK_ECDH1_DERIVE_PARAMS expected"));

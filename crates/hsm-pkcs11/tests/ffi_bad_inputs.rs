@@ -1102,7 +1102,8 @@ fn hexv(s: &str) -> Vec<u8> {
         .collect()
 }
 
-/// One C_EncryptInit + C_Encrypt (or decrypt) with the given mechanism.
+/// One C_EncryptInit + C_Encrypt (or decrypt) with the given mechanism, sizing the output
+/// with a length query first.
 fn crypt(
     h: CK_SESSION_HANDLE,
     m: &mut CK_MECHANISM,
@@ -1111,38 +1112,36 @@ fn crypt(
     encrypt: bool,
 ) -> Result<Vec<u8>, CK_RV> {
     let mut input = data.to_vec();
-    let mut out = vec![0u8; data.len() + 32];
-    let mut n = out.len() as CK_ULONG;
-    // SAFETY: valid buffers of the stated lengths.
-    unsafe {
-        let rv = if encrypt {
+    let mut n: CK_ULONG = 0;
+    let call = |out: *mut u8, n: &mut CK_ULONG, input: &mut Vec<u8>| {
+        // SAFETY: valid buffers of the stated lengths (or a NULL output for the length).
+        unsafe {
+            if encrypt {
+                C_Encrypt(h, input.as_mut_ptr(), input.len() as _, out, n)
+            } else {
+                C_Decrypt(h, input.as_mut_ptr(), input.len() as _, out, n)
+            }
+        }
+    };
+    // SAFETY: valid mechanism.
+    let rv = unsafe {
+        if encrypt {
             C_EncryptInit(h, m, key)
         } else {
             C_DecryptInit(h, m, key)
-        };
-        if rv != CKR_OK {
-            return Err(rv);
         }
-        let rv = if encrypt {
-            C_Encrypt(
-                h,
-                input.as_mut_ptr(),
-                input.len() as _,
-                out.as_mut_ptr(),
-                &mut n,
-            )
-        } else {
-            C_Decrypt(
-                h,
-                input.as_mut_ptr(),
-                input.len() as _,
-                out.as_mut_ptr(),
-                &mut n,
-            )
-        };
-        if rv != CKR_OK {
-            return Err(rv);
-        }
+    };
+    if rv != CKR_OK {
+        return Err(rv);
+    }
+    match call(null_mut(), &mut n, &mut input) {
+        CKR_OK => {}
+        rv => return Err(rv),
+    }
+    let mut out = vec![0u8; n as usize];
+    match call(out.as_mut_ptr(), &mut n, &mut input) {
+        CKR_OK => {}
+        rv => return Err(rv),
     }
     out.truncate(n as usize);
     Ok(out)
@@ -1718,5 +1717,102 @@ fn ecdh_derive_agrees_and_propagates_sensitivity() {
         ecdh_derive(h, a, &[4u8; 65], 1),
         Err(CKR_MECHANISM_PARAM_INVALID),
         "a point off the curve"
+    );
+}
+
+#[test]
+fn rsa_oaep_encrypt_and_decrypt() {
+    let _env = setup();
+    let h = token_session();
+    let mut bits: CK_ULONG = 2048;
+    let mut pt = [ulong_attr(CKA_MODULUS_BITS, &mut bits)];
+    let mut keygen = CK_MECHANISM {
+        mechanism: CKM_RSA_PKCS_KEY_PAIR_GEN,
+        pParameter: null_mut(),
+        ulParameterLen: 0,
+    };
+    let (mut public, mut private) = (0, 0);
+    // SAFETY: valid templates.
+    assert_eq!(
+        unsafe {
+            C_GenerateKeyPair(
+                h,
+                &mut keygen,
+                pt.as_mut_ptr(),
+                1,
+                null_mut(),
+                0,
+                &mut public,
+                &mut private,
+            )
+        },
+        CKR_OK
+    );
+    let oaep = |label: &mut [u8], mgf: CK_ULONG| CK_RSA_PKCS_OAEP_PARAMS {
+        hashAlg: CKM_SHA256,
+        mgf,
+        source: CKZ_DATA_SPECIFIED,
+        pSourceData: label.as_mut_ptr() as *mut _,
+        ulSourceDataLen: label.len() as _,
+    };
+    let mut label = *b"ferrohsm";
+    let mut params = oaep(&mut label, CKG_MGF1_SHA256);
+    let mut m = CK_MECHANISM {
+        mechanism: CKM_RSA_PKCS_OAEP,
+        pParameter: &mut params as *mut _ as *mut _,
+        ulParameterLen: std::mem::size_of::<CK_RSA_PKCS_OAEP_PARAMS>() as _,
+    };
+    let ct = crypt(h, &mut m, public, b"key material", true).unwrap();
+    assert_eq!(ct.len(), 256);
+    assert_eq!(
+        crypt(h, &mut m, private, &ct, false).unwrap(),
+        b"key material"
+    );
+    let mut other = *b"another!";
+    let mut wrong_label = oaep(&mut other, CKG_MGF1_SHA256);
+    let mut m2 = CK_MECHANISM {
+        mechanism: CKM_RSA_PKCS_OAEP,
+        pParameter: &mut wrong_label as *mut _ as *mut _,
+        ulParameterLen: m.ulParameterLen,
+    };
+    assert_eq!(
+        crypt(h, &mut m2, private, &ct, false),
+        Err(CKR_ENCRYPTED_DATA_INVALID)
+    );
+    let mut mismatched = oaep(&mut label, CKG_MGF1_SHA1);
+    let mut m3 = CK_MECHANISM {
+        mechanism: CKM_RSA_PKCS_OAEP,
+        pParameter: &mut mismatched as *mut _ as *mut _,
+        ulParameterLen: m.ulParameterLen,
+    };
+    assert_eq!(
+        crypt(h, &mut m3, public, b"x", true),
+        Err(CKR_MECHANISM_PARAM_INVALID)
+    );
+    let mut null_label = CK_RSA_PKCS_OAEP_PARAMS {
+        hashAlg: CKM_SHA256,
+        mgf: CKG_MGF1_SHA256,
+        source: CKZ_DATA_SPECIFIED,
+        pSourceData: null_mut(),
+        ulSourceDataLen: 4,
+    };
+    let mut m4 = CK_MECHANISM {
+        mechanism: CKM_RSA_PKCS_OAEP,
+        pParameter: &mut null_label as *mut _ as *mut _,
+        ulParameterLen: m.ulParameterLen,
+    };
+    assert_eq!(
+        crypt(h, &mut m4, public, b"x", true),
+        Err(CKR_MECHANISM_PARAM_INVALID),
+        "NULL label with a length"
+    );
+    assert_eq!(
+        crypt(h, &mut m, private, b"x", true),
+        Err(CKR_KEY_TYPE_INCONSISTENT),
+        "encrypt with the private half"
+    );
+    assert_eq!(
+        crypt(h, &mut m, public, &[1u8; 300], true),
+        Err(CKR_DATA_LEN_RANGE)
     );
 }
