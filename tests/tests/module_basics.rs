@@ -58,7 +58,8 @@ fn child_initialize_info_finalize() {
             Attribute::Value(b"x".to_vec()),
         ])
         .expect("session data object");
-    s.digest_init(&cryptoki::mechanism::Mechanism::Sha256).expect("C_DigestInit");
+    s.digest_init(&cryptoki::mechanism::Mechanism::Sha256)
+        .expect("C_DigestInit");
     match s.digest_key(h) {
         Err(Error::Pkcs11(RvError::FunctionNotSupported, _)) => {}
         other => panic!("C_DigestKey: {other:?}"),
