@@ -46,6 +46,11 @@ pub struct Config {
     /// Tokens to show as slots, in slot order. Empty: every token of the store.
     #[serde(default)]
     pub slots: Vec<SlotConfig>,
+    /// RSA PKCS#1 v1.5 decryption (`CKM_RSA_PKCS` with `C_Decrypt`). Off by default: its
+    /// padding check is an oracle (Bleichenbacher 1998, Marvin 2023). Turn on only for a
+    /// legacy peer that cannot use OAEP.
+    #[serde(default)]
+    pub allow_rsa_pkcs1_v15_decrypt: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]

@@ -155,6 +155,10 @@ enum CipherKind {
         key: Arc<CachedKey>,
         modulus_len: usize,
     },
+    RsaPkcs1 {
+        key: Arc<CachedKey>,
+        modulus_len: usize,
+    },
 }
 
 impl AeadOp {
@@ -166,7 +170,10 @@ impl AeadOp {
                 n.saturating_sub((*tag_bits as usize).div_ceil(8))
             }
             (CipherKind::Block(mode), true) => crypto::encrypted_len(*mode, n),
-            (CipherKind::Oaep { modulus_len, .. }, _) => *modulus_len,
+            (
+                CipherKind::Oaep { modulus_len, .. } | CipherKind::RsaPkcs1 { modulus_len, .. },
+                _,
+            ) => *modulus_len,
             // Padding is only known after decryption: the length is an upper bound.
             (CipherKind::Block(_), false) => n,
         }
@@ -377,7 +384,11 @@ impl Hsm {
 
     pub fn mechanism_info(&self, slot: u64, m: M) -> Result<MechanismInfo> {
         self.slot(slot)?;
-        mechanisms::mechanism_info(m).ok_or(Error::MechanismInvalid)
+        let mut info = mechanisms::mechanism_info(m).ok_or(Error::MechanismInvalid)?;
+        if m == M::RSA_PKCS && self.config.allow_rsa_pkcs1_v15_decrypt {
+            info.flags |= mechanisms::flags::DECRYPT;
+        }
+        Ok(info)
     }
 
     /// `C_InitToken`: creates the token on the spare slot, or wipes and re-creates an
@@ -1422,6 +1433,15 @@ impl Hsm {
                 (iv.clone(), CipherKind::Block(mode))
             }
             Mechanism::Plain(M::AES_ECB) => (Vec::new(), CipherKind::Block(crypto::BlockMode::Ecb)),
+            Mechanism::Plain(M::RSA_PKCS) => {
+                if !encrypt && !self.config.allow_rsa_pkcs1_v15_decrypt {
+                    tracing::warn!(
+                        "CKM_RSA_PKCS decryption is off (allow_rsa_pkcs1_v15_decrypt): use CKM_RSA_PKCS_OAEP"
+                    );
+                    return Err(Error::MechanismInvalid);
+                }
+                return self.oaep_init(h, &sess, &slot, token, mech, key, encrypt, None);
+            }
             Mechanism::Oaep { hash, mgf, label } => {
                 return self.oaep_init(
                     h,
@@ -1431,7 +1451,7 @@ impl Hsm {
                     mech,
                     key,
                     encrypt,
-                    (*hash, *mgf, label.clone()),
+                    Some((*hash, *mgf, label.clone())),
                 );
             }
             Mechanism::Plain(M::RSA_PKCS_OAEP) => {
@@ -1492,7 +1512,8 @@ impl Hsm {
         Ok(())
     }
 
-    /// RSA-OAEP: encryption with a public key, decryption with a private key.
+    /// RSA-OAEP (or PKCS#1 v1.5 when `oaep` is `None`): encryption with a public key,
+    /// decryption with a private key.
     #[allow(clippy::too_many_arguments)]
     fn oaep_init(
         &self,
@@ -1503,17 +1524,23 @@ impl Hsm {
         mech: &Mechanism,
         key: u64,
         encrypt: bool,
-        (hash, mgf, label): (M, u64, Vec<u8>),
+        oaep: Option<(M, u64, Vec<u8>)>,
     ) -> Result<()> {
-        let hash = HashAlg::from_mechanism(hash)
-            .ok_or_else(|| Error::MechanismParamInvalid(format!("OAEP hash {hash:?}")))?;
-        let mgf = match mgf {
-            1 => HashAlg::Sha1,
-            2 => HashAlg::Sha256,
-            3 => HashAlg::Sha384,
-            4 => HashAlg::Sha512,
-            5 => HashAlg::Sha224,
-            _ => return Err(Error::MechanismParamInvalid(format!("MGF {mgf:#x}"))),
+        let oaep = match oaep {
+            None => None,
+            Some((hash, mgf, label)) => {
+                let hash = HashAlg::from_mechanism(hash)
+                    .ok_or_else(|| Error::MechanismParamInvalid(format!("OAEP hash {hash:?}")))?;
+                let mgf = match mgf {
+                    1 => HashAlg::Sha1,
+                    2 => HashAlg::Sha256,
+                    3 => HashAlg::Sha384,
+                    4 => HashAlg::Sha512,
+                    5 => HashAlg::Sha224,
+                    _ => return Err(Error::MechanismParamInvalid(format!("MGF {mgf:#x}"))),
+                };
+                Some((hash, mgf, label))
+            }
         };
         let o = self.prepared_key(slot, token, key)?;
         let want = if encrypt {
@@ -1541,12 +1568,18 @@ impl Hsm {
         let op = AeadOp {
             key: Vec::new(),
             iv: Vec::new(),
-            cipher: CipherKind::Oaep {
-                hash,
-                mgf,
-                label,
-                key: o,
-                modulus_len,
+            cipher: match oaep {
+                Some((hash, mgf, label)) => CipherKind::Oaep {
+                    hash,
+                    mgf,
+                    label,
+                    key: o,
+                    modulus_len,
+                },
+                None => CipherKind::RsaPkcs1 {
+                    key: o,
+                    modulus_len,
+                },
             },
             buffer: Vec::new(),
         };
@@ -1624,6 +1657,14 @@ impl Hsm {
                 },
                 Dir::Decrypt,
             ) => crypto::rsa_oaep_decrypt(&rsa_parts(&key.attrs)?, *hash, *mgf, label, &op.buffer)?,
+            (CipherKind::RsaPkcs1 { key, .. }, Dir::Encrypt) => {
+                let n = key.attrs.bytes(A::MODULUS).unwrap_or_default();
+                let e = key.attrs.bytes(A::PUBLIC_EXPONENT).unwrap_or_default();
+                crypto::rsa_pkcs1_encrypt(n, e, &op.buffer)?
+            }
+            (CipherKind::RsaPkcs1 { key, .. }, Dir::Decrypt) => {
+                crypto::rsa_pkcs1_decrypt(&rsa_parts(&key.attrs)?, &op.buffer)?
+            }
         })
     }
 

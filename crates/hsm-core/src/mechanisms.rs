@@ -45,7 +45,10 @@ pub const TABLE: &[(M, MechanismInfo)] = &[
         M::RSA_PKCS_KEY_PAIR_GEN,
         info(2048, 4096, flags::GENERATE_KEY_PAIR),
     ),
-    (M::RSA_PKCS, info(2048, 4096, flags::SIGN | flags::VERIFY)),
+    (
+        M::RSA_PKCS,
+        info(2048, 4096, flags::SIGN | flags::VERIFY | flags::ENCRYPT),
+    ),
     (
         M::RSA_PKCS_OAEP,
         info(2048, 4096, flags::ENCRYPT | flags::DECRYPT),

@@ -25,13 +25,18 @@ fn setup() -> Env {
 
 /// As `setup`, with one self-test made to fail during this C_Initialize.
 fn setup_with_injected_failure(selftest: Option<&str>) -> Env {
+    setup_with(selftest, "")
+}
+
+/// As `setup`, with extra top-level configuration lines.
+fn setup_with(selftest: Option<&str>, extra_config: &str) -> Env {
     let guard = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("ferrohsm.toml");
     std::fs::write(
         &conf,
         format!(
-            "store = {:?}\nlog_level = \"off\"\n[kdf]\nm_kib = 256\nt_cost = 1\np_cost = 1\n[pin_policy]\nmin_len = 4\nmax_len = 16\nmax_failures = 3\n",
+            "{extra_config}store = {:?}\nlog_level = \"off\"\n[kdf]\nm_kib = 256\nt_cost = 1\np_cost = 1\n[pin_policy]\nmin_len = 4\nmax_len = 16\nmax_failures = 3\n",
             dir.path().join("store").display().to_string()
         ),
     )
@@ -1815,4 +1820,70 @@ fn rsa_oaep_encrypt_and_decrypt() {
         crypt(h, &mut m, public, &[1u8; 300], true),
         Err(CKR_DATA_LEN_RANGE)
     );
+}
+
+fn rsa_pair(h: CK_SESSION_HANDLE) -> (CK_OBJECT_HANDLE, CK_OBJECT_HANDLE) {
+    let mut bits: CK_ULONG = 2048;
+    let mut pt = [ulong_attr(CKA_MODULUS_BITS, &mut bits)];
+    let mut keygen = CK_MECHANISM {
+        mechanism: CKM_RSA_PKCS_KEY_PAIR_GEN,
+        pParameter: null_mut(),
+        ulParameterLen: 0,
+    };
+    let (mut public, mut private) = (0, 0);
+    // SAFETY: valid templates.
+    assert_eq!(
+        unsafe {
+            C_GenerateKeyPair(
+                h,
+                &mut keygen,
+                pt.as_mut_ptr(),
+                1,
+                null_mut(),
+                0,
+                &mut public,
+                &mut private,
+            )
+        },
+        CKR_OK
+    );
+    (public, private)
+}
+
+#[test]
+fn rsa_pkcs1_v15_decryption_is_off_unless_configured() {
+    {
+        let _env = setup();
+        let h = token_session();
+        let (public, private) = rsa_pair(h);
+        let mut m = CK_MECHANISM {
+            mechanism: CKM_RSA_PKCS,
+            pParameter: null_mut(),
+            ulParameterLen: 0,
+        };
+        let ct = crypt(h, &mut m, public, b"legacy", true).unwrap();
+        assert_eq!(ct.len(), 256);
+        assert_eq!(
+            crypt(h, &mut m, private, &ct, false),
+            Err(CKR_MECHANISM_INVALID),
+            "off by default"
+        );
+        let mut info: CK_MECHANISM_INFO = unsafe { std::mem::zeroed() };
+        // SAFETY: valid output.
+        assert_eq!(
+            unsafe { C_GetMechanismInfo(1, CKM_RSA_PKCS, &mut info) },
+            CKR_OK
+        );
+        assert_eq!(info.flags & CKF_DECRYPT, 0);
+    }
+    let _env = setup_with(None, "allow_rsa_pkcs1_v15_decrypt = true\n");
+    let h = token_session();
+    let (public, private) = rsa_pair(h);
+    let mut m = CK_MECHANISM {
+        mechanism: CKM_RSA_PKCS,
+        pParameter: null_mut(),
+        ulParameterLen: 0,
+    };
+    let ct = crypt(h, &mut m, public, b"legacy", true).unwrap();
+    assert_eq!(crypt(h, &mut m, private, &ct, false).unwrap(), b"legacy");
 }

@@ -44,7 +44,7 @@ pub use block::{BlockMode, aes_decrypt, aes_encrypt, aes_key_unwrap, aes_key_wra
 pub use digest::{Digester, HashAlg};
 pub use ec::{Curve, EcPrivateParts, ec_point_der, ec_point_from_der, generate_ec};
 pub use mac::Mac;
-pub use oaep::{rsa_oaep_decrypt, rsa_oaep_encrypt};
+pub use oaep::{rsa_oaep_decrypt, rsa_oaep_encrypt, rsa_pkcs1_decrypt, rsa_pkcs1_encrypt};
 pub use rsa_key::{RsaPrivateParts, generate_rsa};
 pub use sign::{SignMechanism, SigningKey, VerifyingKey, pairwise_check};
 pub use symmetric::{

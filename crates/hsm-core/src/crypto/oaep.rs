@@ -1,5 +1,5 @@
-//! RSA-OAEP encryption and decryption through aws-lc-rs. The `rsa` crate only converts
-//! components to the DER forms aws-lc-rs loads.
+//! RSA encryption (OAEP, and PKCS#1 v1.5) through aws-lc-rs. The `rsa` crate only
+//! converts components to the DER forms aws-lc-rs loads.
 
 use super::rsa_key::RsaPrivateParts;
 use super::{CryptoError, CryptoResult, HashAlg, strip_leading_zeros};
@@ -9,6 +9,7 @@ use aws_lc_rs::rsa::{
     OAEP_SHA384_MGF1SHA384, OAEP_SHA512_MGF1SHA512, OaepAlgorithm, OaepPrivateDecryptingKey,
     OaepPublicEncryptingKey, PrivateDecryptingKey, PublicEncryptingKey, PublicKeyComponents,
 };
+use aws_lc_rs::rsa::{Pkcs1PrivateDecryptingKey, Pkcs1PublicEncryptingKey};
 use rsa::pkcs1::{RsaPublicKeyRef, UintRef};
 use rsa::pkcs8::EncodePublicKey as _;
 use zeroize::Zeroize;
@@ -34,6 +35,75 @@ fn algorithm(hash: HashAlg, mgf: HashAlg) -> CryptoResult<&'static OaepAlgorithm
 
 fn label(l: &[u8]) -> Option<&[u8]> {
     (!l.is_empty()).then_some(l)
+}
+
+fn public_key(n: &[u8], e: &[u8]) -> CryptoResult<PublicEncryptingKey> {
+    let public = RsaPublicKeyRef {
+        modulus: UintRef::new(strip_leading_zeros(n))
+            .map_err(|_| CryptoError::KeyTypeInconsistent)?,
+        public_exponent: UintRef::new(strip_leading_zeros(e))
+            .map_err(|_| CryptoError::KeyTypeInconsistent)?,
+    };
+    let spki = rsa::PublicKey::try_from(public)
+        .map_err(|_| CryptoError::KeyTypeInconsistent)?
+        .to_public_key_der()
+        .map_err(|_| CryptoError::KeyTypeInconsistent)?;
+    PublicEncryptingKey::from_der(spki.as_bytes()).map_err(|_| CryptoError::KeySizeRange)
+}
+
+fn private_key(parts: &RsaPrivateParts) -> CryptoResult<PrivateDecryptingKey> {
+    let components = KeyPairComponents {
+        public_key: PublicKeyComponents {
+            n: strip_leading_zeros(&parts.modulus),
+            e: strip_leading_zeros(&parts.public_exponent),
+        },
+        d: parts.private_exponent.expose(),
+        p: parts.prime_1.expose(),
+        q: parts.prime_2.expose(),
+        dP: parts.exponent_1.expose(),
+        dQ: parts.exponent_2.expose(),
+        qInv: parts.coefficient.expose(),
+    };
+    let pair = lc_rsa::KeyPair::from_components(&components)
+        .map_err(|_| CryptoError::KeyTypeInconsistent)?;
+    let der = pair
+        .as_der()
+        .map_err(|_| CryptoError::General("RSA key export".into()))?;
+    PrivateDecryptingKey::from_pkcs8(der.as_ref()).map_err(|_| CryptoError::KeyTypeInconsistent)
+}
+
+/// PKCS#1 v1.5 encryption with the public key (n, e).
+pub fn rsa_pkcs1_encrypt(n: &[u8], e: &[u8], data: &[u8]) -> CryptoResult<Vec<u8>> {
+    let key =
+        Pkcs1PublicEncryptingKey::new(public_key(n, e)?).map_err(|_| CryptoError::KeySizeRange)?;
+    if data.len() > key.max_plaintext_size() {
+        return Err(CryptoError::DataLenRange);
+    }
+    let mut out = vec![0u8; key.ciphertext_size()];
+    let len = key
+        .encrypt(data, &mut out)
+        .map_err(|_| CryptoError::General("RSA encryption failed".into()))?
+        .len();
+    out.truncate(len);
+    Ok(out)
+}
+
+/// PKCS#1 v1.5 decryption. Only reachable when the configuration enables it: padding
+/// oracles (Bleichenbacher, Marvin) make it unsafe by default. Every failure looks alike.
+pub fn rsa_pkcs1_decrypt(parts: &RsaPrivateParts, data: &[u8]) -> CryptoResult<Vec<u8>> {
+    let key = Pkcs1PrivateDecryptingKey::new(private_key(parts)?)
+        .map_err(|_| CryptoError::KeySizeRange)?;
+    if data.len() != key.key_size_bytes() {
+        return Err(CryptoError::EncryptedDataLenRange);
+    }
+    let mut out = vec![0u8; key.key_size_bytes()];
+    let n = key
+        .decrypt(data, &mut out)
+        .map_err(|_| CryptoError::EncryptedDataInvalid)?
+        .len();
+    let plain = out[..n].to_vec();
+    out.zeroize();
+    Ok(plain)
 }
 
 /// Encrypts with the public key (n, e).
