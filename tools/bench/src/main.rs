@@ -82,9 +82,16 @@ struct RunArgs {
         default_value = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
     )]
     font: PathBuf,
+    /// Rounds per crypto cell, each of --seconds / rounds; the best round is reported
+    /// (RSA key generation: the mean).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Only these crypto rows (e.g. to profile one with perf); default all.
     #[arg(long, value_enum, value_delimiter = ',')]
     ops: Option<Vec<model::Op>>,
+    /// A Markdown file appended after the targets (hand-measured explanations).
+    #[arg(long)]
+    notes: Option<PathBuf>,
     /// Directory for both tokens' files (default: a new temporary directory, removed at the
     /// end). Durable-create figures depend on its file system.
     #[arg(long)]
@@ -115,6 +122,8 @@ enum Cmd {
         threads: Vec<usize>,
         #[arg(long, value_enum, value_delimiter = ',')]
         ops: Vec<model::Op>,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
     /// One cold start (a child process; JSON on stdout).
     #[command(hide = true)]
@@ -133,6 +142,8 @@ enum Cmd {
         threads: Vec<usize>,
         #[arg(long, value_enum, value_delimiter = ',')]
         ops: Vec<model::Op>,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
 }
 
@@ -150,6 +161,7 @@ fn main() {
             cold_runs,
             threads,
             ops,
+            rounds,
         }) => {
             let plan = p11::Plan {
                 seconds,
@@ -158,6 +170,7 @@ fn main() {
                 cold_runs,
                 threads,
                 ops,
+                rounds,
             };
             p11::measure(&name, &module, &plan).and_then(|r| print_json(&r))
         }
@@ -168,7 +181,8 @@ fn main() {
             seconds,
             threads,
             ops,
-        }) => raw::measure(seconds, &threads, &ops)
+            rounds,
+        }) => raw::measure(seconds, rounds, &threads, &ops)
             .and_then(|crypto| print_json(&RawResult { crypto })),
         None => run(cli.run),
     };
@@ -192,6 +206,7 @@ pub struct Setup {
     pub cold_runs: usize,
     pub smoke: bool,
     pub ops: String,
+    pub rounds: usize,
 }
 
 /// The crypto rows to run, as the children's `--ops` argument.
@@ -218,6 +233,7 @@ fn setup(a: &RunArgs) -> Setup {
             cold_runs: 1,
             smoke: true,
             ops: ops_arg(a),
+            rounds: 1,
         };
     }
     let mut sizes = a.sizes.clone().unwrap_or(vec![1000, 10000]);
@@ -236,6 +252,7 @@ fn setup(a: &RunArgs) -> Setup {
         cold_runs: a.cold_runs,
         smoke: false,
         ops: ops_arg(a),
+        rounds: a.rounds,
     }
 }
 
@@ -314,7 +331,9 @@ fn run(a: RunArgs) -> Res<()> {
             .arg("--threads")
             .arg(join(&THREADS))
             .arg("--ops")
-            .arg(&s.ops),
+            .arg(&s.ops)
+            .arg("--rounds")
+            .arg(s.rounds.to_string()),
     )?;
 
     let command = a.command.clone().unwrap_or_else(|| {
@@ -338,7 +357,12 @@ fn run(a: RunArgs) -> Res<()> {
         raw: &raw,
     };
     let rows = rep.rows();
-    let md = rep.markdown(&rows, png_link.as_deref());
+    let mut md = rep.markdown(&rows, png_link.as_deref());
+    if let Some(n) = &a.notes {
+        let text = std::fs::read_to_string(n).map_err(|e| format!("{}: {e}", n.display()))?;
+        md.push_str(text.trim_end());
+        md.push('\n');
+    }
     print!("{md}");
     if let Some(out) = &a.out {
         std::fs::write(out, &md)?;
@@ -381,6 +405,8 @@ fn measure_child(
         .arg(join(&THREADS))
         .arg("--ops")
         .arg(&s.ops)
+        .arg("--rounds")
+        .arg(s.rounds.to_string())
         .env(env.0, env.1);
     if let Some(b) = budget {
         c.arg("--budget").arg(b.to_string());

@@ -86,8 +86,10 @@ pub struct Cell {
     pub op: Op,
     pub threads: usize,
     pub ops: u64,
-    /// Sum over threads of each thread's ops/s.
+    /// The best round's ops/s, summed over threads (RSA key generation: the mean).
     pub rate: f64,
+    /// Every round's ops/s.
+    pub round_rates: Vec<f64>,
 }
 
 /// Cold start of a fresh process on a token holding some objects.
@@ -116,6 +118,8 @@ pub struct SizeResult {
 pub struct Measured {
     /// Population rate (C_CreateObject, objects/s) from the previous count up to this one.
     pub populate_rate: f64,
+    /// Every create so far (the create row's included): objects on the token ÷ seconds.
+    pub create_rate_total: f64,
     pub find_label_rate: f64,
     pub find_id_rate: f64,
     /// Medians over the cold runs.
@@ -144,33 +148,46 @@ pub struct RawResult {
     pub crypto: Vec<Cell>,
 }
 
-/// Runs `threads` workers in parallel for about `secs` each and returns the summed rate.
-/// `make` runs inside each thread (so it may open a session there) and returns the
-/// operation; it is called once untimed as a warm-up before the threads start together.
-pub fn run_cell<F>(op: Op, threads: usize, secs: f64, make: F) -> Res<Cell>
+/// Runs `threads` workers in parallel for `rounds` rounds of `secs / rounds` each and
+/// returns the best round's summed rate: load from other processes on a shared machine
+/// only ever slows a round down. RSA key generation (a few keys per round, its time set
+/// by the prime search) reports the mean over all rounds instead. `make` runs inside each
+/// thread (so it may open a session there) and returns the operation; it is called once
+/// untimed as a warm-up before the threads start together.
+pub fn run_cell<F>(op: Op, threads: usize, secs: f64, rounds: usize, make: F) -> Res<Cell>
 where
     F: Fn() -> Res<Box<dyn FnMut() -> Res<()>>> + Sync,
 {
+    let rounds = rounds.max(1);
     let barrier = Barrier::new(threads);
-    let budget = Duration::from_secs_f64(secs);
-    let results: Vec<Res<(u64, f64)>> = std::thread::scope(|sc| {
+    let budget = Duration::from_secs_f64(secs / rounds as f64);
+    let results: Vec<Res<Vec<(u64, f64)>>> = std::thread::scope(|sc| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
-                sc.spawn(|| -> Res<(u64, f64)> {
-                    let prepared = make().and_then(|mut f| f().map(|()| f));
-                    // Every thread reaches the barrier, failed or not.
-                    barrier.wait();
-                    let mut f = prepared?;
-                    let start = Instant::now();
-                    let mut n = 0u64;
-                    loop {
-                        f()?;
-                        n += 1;
-                        if start.elapsed() >= budget {
-                            break;
+                sc.spawn(|| -> Res<Vec<(u64, f64)>> {
+                    let mut prepared = make().and_then(|mut f| f().map(|()| f));
+                    let mut per_round = Vec::new();
+                    for _ in 0..rounds {
+                        // Every thread reaches every barrier, failed or not.
+                        barrier.wait();
+                        let Ok(f) = prepared.as_mut() else { continue };
+                        let start = Instant::now();
+                        let mut n = 0u64;
+                        let failed = loop {
+                            if let Err(e) = f() {
+                                break Some(e);
+                            }
+                            n += 1;
+                            if start.elapsed() >= budget {
+                                break None;
+                            }
+                        };
+                        match failed {
+                            Some(e) => prepared = Err(e),
+                            None => per_round.push((n, start.elapsed().as_secs_f64())),
                         }
                     }
-                    Ok((n, start.elapsed().as_secs_f64()))
+                    prepared.map(|_| per_round)
                 })
             })
             .collect();
@@ -180,17 +197,25 @@ where
             .collect()
     });
     let mut ops = 0;
-    let mut rate = 0.0;
+    let mut round_rates = vec![0.0; rounds];
     for r in results {
-        let (n, t) = r.map_err(|e| format!("{}, {threads} thread(s): {e}", op.label()))?;
-        ops += n;
-        rate += n as f64 / t;
+        let per_round = r.map_err(|e| format!("{}, {threads} thread(s): {e}", op.label()))?;
+        for (i, (n, t)) in per_round.into_iter().enumerate() {
+            ops += n;
+            round_rates[i] += n as f64 / t;
+        }
     }
+    let rate = if op == Op::RsaKeygen {
+        round_rates.iter().sum::<f64>() / rounds as f64
+    } else {
+        round_rates.iter().copied().fold(0.0, f64::max)
+    };
     Ok(Cell {
         op,
         threads,
         ops,
         rate,
+        round_rates,
     })
 }
 

@@ -242,6 +242,8 @@ pub struct Plan {
     pub threads: Vec<usize>,
     /// The crypto rows to run.
     pub ops: Vec<Op>,
+    /// Rounds per crypto cell (the best is reported).
+    pub rounds: usize,
 }
 
 fn progress(name: &str, what: &str) {
@@ -297,7 +299,9 @@ pub fn measure(name: &str, module: &Path, plan: &Plan) -> Res<ModuleResult> {
     for &op in &plan.ops {
         for &threads in &plan.threads {
             let (p2, keys2) = (&p, &keys);
-            let cell = run_cell(op, threads, plan.seconds, || worker(p2, slot, keys2, op))?;
+            let cell = run_cell(op, threads, plan.seconds, plan.rounds, || {
+                worker(p2, slot, keys2, op)
+            })?;
             progress(
                 name,
                 &format!("{} x{threads}: {:.1} ops/s", op.label(), cell.rate),
@@ -431,6 +435,7 @@ pub fn measure(name: &str, module: &Path, plan: &Plan) -> Res<ModuleResult> {
             objects: size,
             measured: Some(Measured {
                 populate_rate,
+                create_rate_total: size as f64 / populate_secs,
                 find_label_rate,
                 find_id_rate,
                 cold,

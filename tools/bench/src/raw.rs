@@ -8,8 +8,8 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{
     ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED,
-    ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair, RSA_PKCS1_SHA256, RSA_PSS_SHA256,
-    RsaKeyPair, UnparsedPublicKey,
+    ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair, ParsedPublicKey, RSA_PKCS1_SHA256,
+    RSA_PSS_SHA256, RsaKeyPair,
 };
 
 const MSG: &[u8] = b"FerroHSM vs SoftHSM2: the message every signature row signs";
@@ -42,11 +42,12 @@ fn worker(op: Op) -> Res<Box<dyn FnMut() -> Res<()>>> {
             let pair = EcdsaKeyPair::generate(s_alg).map_err(|_| err("EC keygen"))?;
             let sig = pair.sign(&rng, MSG).map_err(|_| err("ECDSA sign"))?;
             let sig = sig.as_ref().to_vec();
-            let public = pair.public_key().as_ref().to_vec();
+            // Parsed once, as a module can keep it prepared.
+            let public = ParsedPublicKey::new(v_alg, pair.public_key().as_ref())
+                .map_err(|_| err("EC public key"))?;
             Box::new(move || {
-                // As a module does per C_VerifyInit: parse the public point each time.
-                UnparsedPublicKey::new(v_alg, &public)
-                    .verify(MSG, &sig)
+                public
+                    .verify_sig(MSG, &sig)
                     .map_err(|_| err("ECDSA verify"))?;
                 Ok(())
             })
@@ -107,11 +108,11 @@ fn worker(op: Op) -> Res<Box<dyn FnMut() -> Res<()>>> {
     Ok(f)
 }
 
-pub fn measure(seconds: f64, threads: &[usize], ops: &[Op]) -> Res<Vec<Cell>> {
+pub fn measure(seconds: f64, rounds: usize, threads: &[usize], ops: &[Op]) -> Res<Vec<Cell>> {
     let mut cells = Vec::new();
     for &op in ops {
         for &t in threads {
-            let cell = run_cell(op, t, seconds, || worker(op))?;
+            let cell = run_cell(op, t, seconds, rounds, || worker(op))?;
             eprintln!("[aws-lc-rs] {} x{t}: {:.1} ops/s", op.label(), cell.rate);
             cells.push(cell);
         }
