@@ -89,7 +89,7 @@ pub fn rsa_pkcs1_encrypt(n: &[u8], e: &[u8], data: &[u8]) -> CryptoResult<Vec<u8
 }
 
 /// PKCS#1 v1.5 decryption. Only reachable when the configuration enables it: padding
-/// oracles (Bleichenbacher, Marvin) make it unsafe by default. Every failure looks alike.
+/// oracles (Bleichenbacher, Marvin) make it dangerous by default. Every failure looks alike.
 pub fn rsa_pkcs1_decrypt(parts: &RsaPrivateParts, data: &[u8]) -> CryptoResult<Vec<u8>> {
     let key = Pkcs1PrivateDecryptingKey::new(private_key(parts)?)
         .map_err(|_| CryptoError::KeySizeRange)?;
