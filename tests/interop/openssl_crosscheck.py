@@ -158,7 +158,32 @@ def run(module):
         theirs = openssl("pkeyutl", "-encrypt", "-inkey", pem, *opts, data=secret)
         same("FerroHSM decrypts openssl's OAEP", s.decrypt(priv, theirs, mech), secret)
 
+    def ed25519():
+        work = os.environ["FERROHSM_WORK"]
+        params = bytes.fromhex("06032b6570")
+        pub, priv = s.generateKeyPair(
+            [(CKA_TOKEN, False), (PyKCS11.CKA_EC_PARAMS, params), (CKA_VERIFY, True)],
+            [(CKA_TOKEN, False), (CKA_SIGN, True)],
+            mecha=PyKCS11.Mechanism(PyKCS11.CKM_EC_EDWARDS_KEY_PAIR_GEN, None))
+        point = bytes(s.getAttributeValue(pub, [PyKCS11.CKA_EC_POINT])[0])
+        if point[:2] != b"\x04\x20":
+            raise AssertionError("CKA_EC_POINT is not an OCTET STRING of 32 bytes: %s" % point.hex())
+        spki = bytes.fromhex("302a300506032b6570032100") + point[2:]
+        with open(os.path.join(work, "ed.der"), "wb") as f:
+            f.write(spki)
+        with open(os.path.join(work, "msg"), "wb") as f:
+            f.write(data)
+        sig = bytes(s.sign(priv, data, PyKCS11.Mechanism(PyKCS11.CKM_EDDSA, None)))
+        with open(os.path.join(work, "ed.sig"), "wb") as f:
+            f.write(sig)
+        out = subprocess.run(["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", os.path.join(work, "ed.der"), "-keyform", "DER",
+                              "-rawin", "-in", os.path.join(work, "msg"), "-sigfile", os.path.join(work, "ed.sig")],
+                             capture_output=True, text=True)
+        if "Signature Verified Successfully" not in out.stdout:
+            raise AssertionError("openssl: %s %s" % (out.stdout, out.stderr))
+
     check("HMAC-SHA-256/384/512 equal openssl dgst -mac HMAC", hmac)
+    check("Ed25519 signature verified by openssl pkeyutl", ed25519)
     check("RSA-OAEP (SHA-256) both ways with openssl pkeyutl", oaep)
     check("AES-CMAC equals openssl mac CMAC", cmac)
     check("AES-CBC, CBC-PAD, ECB and CTR equal openssl enc", block_modes)

@@ -193,11 +193,11 @@ pub fn class_rules(class: ObjectClass, key_type: Option<KeyType>) -> Result<Vec<
                     r(A::EXPONENT_2, GeneratedOnly, None),
                     r(A::COEFFICIENT, GeneratedOnly, None),
                 ]),
-                (ObjectClass::PUBLIC_KEY, KeyType::EC) => v.extend([
+                (ObjectClass::PUBLIC_KEY, KeyType::EC | KeyType::EC_EDWARDS) => v.extend([
                     r(A::EC_PARAMS, Always, None),
                     r(A::EC_POINT, OnCreate, None),
                 ]),
-                (ObjectClass::PRIVATE_KEY, KeyType::EC) => v.extend([
+                (ObjectClass::PRIVATE_KEY, KeyType::EC | KeyType::EC_EDWARDS) => v.extend([
                     r(A::EC_PARAMS, OnCreate, None),
                     r(A::VALUE, GeneratedOnly, None),
                 ]),

@@ -1112,6 +1112,37 @@ impl Hsm {
                 );
                 (pubk, privk)
             }
+            M::EC_EDWARDS_KEY_PAIR_GEN => {
+                let pt = implied(public, ObjectClass::PUBLIC_KEY, KeyType::EC_EDWARDS)?;
+                let mut pubk = attrs::build_new(&pt, Origin::Generated(m), actor)?;
+                let params = pubk
+                    .bytes(A::EC_PARAMS)
+                    .map(<[u8]>::to_vec)
+                    .unwrap_or_default();
+                if !crypto::is_ed25519_params(&params) {
+                    return Err(Error::AttributeValueInvalid(
+                        "CKA_EC_PARAMS: only Ed25519 is supported".into(),
+                    ));
+                }
+                let mut privt = implied(private, ObjectClass::PRIVATE_KEY, KeyType::EC_EDWARDS)?;
+                if privt
+                    .bytes(A::EC_PARAMS)
+                    .is_some_and(|p| p != params.as_slice())
+                {
+                    return Err(Error::TemplateInconsistent(
+                        "CKA_EC_PARAMS differ between the two templates".into(),
+                    ));
+                }
+                privt.set(A::EC_PARAMS, AttrValue::Bytes(params.clone()));
+                let mut privk = attrs::build_new(&privt, Origin::Generated(m), actor)?;
+                let (seed, public_key) = crypto::generate_ed25519()?;
+                pubk.set(
+                    A::EC_POINT,
+                    AttrValue::Bytes(crypto::ec_point_der(&public_key)),
+                );
+                privk.set(A::VALUE, AttrValue::Bytes(seed.expose().to_vec()));
+                (pubk, privk)
+            }
             _ => return Err(Error::MechanismInvalid),
         };
         // Pair-wise consistency: a generated pair signs and verifies before it is stored.
@@ -1196,6 +1227,7 @@ impl Hsm {
                     SignMechanism::Ecdsa | SignMechanism::EcdsaHash(_) => {
                         key_type == Some(KeyType::EC)
                     }
+                    SignMechanism::Eddsa => key_type == Some(KeyType::EC_EDWARDS),
                     _ => key_type == Some(KeyType::RSA),
                 };
                 if k.attrs.class() != Some(want_class) || !fits {
@@ -2228,6 +2260,7 @@ fn sign_mechanism(m: &Mechanism) -> Result<SignMechanism> {
     };
     Ok(match m {
         Mechanism::Plain(M::ECDSA) => SignMechanism::Ecdsa,
+        Mechanism::Plain(M::EDDSA) => SignMechanism::Eddsa,
         Mechanism::Plain(M::ECDSA_SHA256) => SignMechanism::EcdsaHash(HashAlg::Sha256),
         Mechanism::Plain(M::ECDSA_SHA384) => SignMechanism::EcdsaHash(HashAlg::Sha384),
         Mechanism::Plain(M::ECDSA_SHA512) => SignMechanism::EcdsaHash(HashAlg::Sha512),
@@ -2287,7 +2320,25 @@ fn signing_key(a: &AttributeSet) -> Result<SigningKey> {
             )?)
         }
         Some(KeyType::RSA) => Ok(SigningKey::rsa(&rsa_parts(a)?)?),
+        Some(KeyType::EC_EDWARDS) => {
+            if !crypto::is_ed25519_params(a.bytes(A::EC_PARAMS).unwrap_or_default()) {
+                return Err(Error::KeyTypeInconsistent);
+            }
+            Ok(SigningKey::ed25519(a.bytes(A::VALUE).ok_or_else(missing)?)?)
+        }
         _ => Err(Error::KeyTypeInconsistent),
+    }
+}
+
+/// An Ed25519 public key from `CKA_EC_POINT`: a DER OCTET STRING of 32 bytes, or the
+/// 32 bytes themselves.
+fn ed25519_public(point: &[u8]) -> Result<Vec<u8>> {
+    match point {
+        [0x04, 0x20, rest @ ..] if rest.len() == 32 => Ok(rest.to_vec()),
+        raw if raw.len() == 32 => Ok(raw.to_vec()),
+        _ => Err(Error::AttributeValueInvalid(
+            "CKA_EC_POINT of an Ed25519 key".into(),
+        )),
     }
 }
 
@@ -2309,6 +2360,14 @@ fn rsa_parts(a: &AttributeSet) -> Result<crypto::RsaPrivateParts> {
 
 fn verifying_key(a: &AttributeSet) -> Result<VerifyingKey> {
     match a.key_type() {
+        Some(KeyType::EC_EDWARDS) => {
+            if !crypto::is_ed25519_params(a.bytes(A::EC_PARAMS).unwrap_or_default()) {
+                return Err(Error::KeyTypeInconsistent);
+            }
+            Ok(VerifyingKey::ed25519(&ed25519_public(
+                a.bytes(A::EC_POINT).unwrap_or_default(),
+            )?)?)
+        }
         Some(KeyType::EC) => {
             let curve = Curve::from_ec_params(a.bytes(A::EC_PARAMS).unwrap_or_default())
                 .ok_or(Error::KeyTypeInconsistent)?;

@@ -99,6 +99,11 @@ pub const TABLE: &[(M, MechanismInfo)] = &[
         info(256, 384, flags::SIGN | flags::VERIFY | EC),
     ),
     (M::ECDH1_DERIVE, info(256, 384, flags::DERIVE | EC)),
+    (
+        M::EC_EDWARDS_KEY_PAIR_GEN,
+        info(255, 255, flags::GENERATE_KEY_PAIR),
+    ),
+    (M::EDDSA, info(255, 255, flags::SIGN | flags::VERIFY)),
     (M::AES_KEY_GEN, info(16, 32, flags::GENERATE)),
     (M::AES_GCM, info(16, 32, flags::ENCRYPT | flags::DECRYPT)),
     (M::AES_CBC, info(16, 32, flags::ENCRYPT | flags::DECRYPT)),

@@ -292,6 +292,19 @@ pub unsafe fn mechanism(m: *const CK_MECHANISM) -> Result<Mechanism, Error> {
                 iv: iv.to_vec(),
             })
         }
+        MechanismType::EDDSA if !m.pParameter.is_null() => {
+            if plen != std::mem::size_of::<CK_EDDSA_PARAMS>() {
+                return Err(param_invalid("CK_EDDSA_PARAMS expected"));
+            }
+            // SAFETY: size checked; the caller passes a CK_EDDSA_PARAMS.
+            let p = unsafe { &*(m.pParameter as *const CK_EDDSA_PARAMS) };
+            if p.phFlag != 0 || p.ulContextDataLen != 0 {
+                return Err(param_invalid(
+                    "only plain Ed25519 (no pre-hash, no context) is supported",
+                ));
+            }
+            Ok(Mechanism::Plain(kind))
+        }
         MechanismType::RSA_PKCS_OAEP => {
             if m.pParameter.is_null() || plen != std::mem::size_of::<CK_RSA_PKCS_OAEP_PARAMS>() {
                 return Err(param_invalid("CK_RSA_PKCS_OAEP_PARAMS expected"));

@@ -1,6 +1,7 @@
 //! Signature mechanisms over prepared keys.
 
 use super::ec::{EcSigner, EcVerifier};
+use super::ed25519::{Ed25519Signer, ed25519_verify};
 use super::rsa_key::{Pss, RsaSigner, RsaVerifier};
 use super::{CryptoError, CryptoResult, Curve, HashAlg, RsaPrivateParts};
 
@@ -22,6 +23,8 @@ pub enum SignMechanism {
         salt_len: usize,
         prehashed: bool,
     },
+    /// `CKM_EDDSA` (Ed25519, no pre-hashing): the data is taken whole.
+    Eddsa,
 }
 
 impl SignMechanism {
@@ -36,6 +39,7 @@ impl SignMechanism {
                 ..
             } => Some(*hash),
             SignMechanism::Ecdsa
+            | SignMechanism::Eddsa
             | SignMechanism::RsaPkcs
             | SignMechanism::RsaPss {
                 prehashed: true, ..
@@ -45,6 +49,13 @@ impl SignMechanism {
 
     fn is_ecdsa(&self) -> bool {
         matches!(self, SignMechanism::Ecdsa | SignMechanism::EcdsaHash(_))
+    }
+
+    fn is_rsa(&self) -> bool {
+        matches!(
+            self,
+            SignMechanism::RsaPkcs | SignMechanism::RsaPkcsHash(_) | SignMechanism::RsaPss { .. }
+        )
     }
 
     /// PSS parameters checked against a key of `modulus_bits`.
@@ -64,6 +75,7 @@ impl SignMechanism {
 enum SigningInner {
     Rsa(Box<RsaSigner>),
     Ec(EcSigner),
+    Ed25519(Ed25519Signer),
 }
 
 /// A private key parsed once, ready to sign many times. No `Debug`, no `Clone`; the backends
@@ -80,18 +92,24 @@ impl SigningKey {
         EcSigner::new(curve, private_value).map(|k| SigningKey(SigningInner::Ec(k)))
     }
 
-    /// RSA: the modulus length in bytes; ECDSA: `2 * field_len`.
+    /// From the 32-byte seed (`CKA_VALUE` of a `CKK_EC_EDWARDS` key).
+    pub fn ed25519(seed: &[u8]) -> CryptoResult<SigningKey> {
+        Ed25519Signer::new(seed).map(|k| SigningKey(SigningInner::Ed25519(k)))
+    }
+
+    /// RSA: the modulus length in bytes; ECDSA: `2 * field_len`; Ed25519: 64.
     pub fn signature_len(&self) -> usize {
         match &self.0 {
             SigningInner::Rsa(k) => k.signature_len(),
             SigningInner::Ec(k) => 2 * k.curve().field_len(),
+            SigningInner::Ed25519(_) => 64,
         }
     }
 
     /// The curve of an EC key.
     pub fn curve(&self) -> Option<Curve> {
         match &self.0 {
-            SigningInner::Rsa(_) => None,
+            SigningInner::Rsa(_) | SigningInner::Ed25519(_) => None,
             SigningInner::Ec(k) => Some(k.curve()),
         }
     }
@@ -101,6 +119,7 @@ impl SigningKey {
         match &self.0 {
             SigningInner::Rsa(_) => None,
             SigningInner::Ec(k) => Some(k.public_point()),
+            SigningInner::Ed25519(k) => Some(k.public_key()),
         }
     }
 
@@ -112,6 +131,7 @@ impl SigningKey {
                 VerifyingKey::rsa(&n, &e)
             }
             SigningInner::Ec(k) => VerifyingKey::ec(k.curve(), &k.public_point()),
+            SigningInner::Ed25519(k) => VerifyingKey::ed25519(&k.public_key()),
         }
     }
 
@@ -120,7 +140,8 @@ impl SigningKey {
     pub fn check(&self, mech: &SignMechanism) -> CryptoResult<()> {
         match &self.0 {
             SigningInner::Ec(_) if mech.is_ecdsa() => Ok(()),
-            SigningInner::Rsa(k) if !mech.is_ecdsa() => mech.pss(k.bits()).map(|_| ()),
+            SigningInner::Ed25519(_) if *mech == SignMechanism::Eddsa => Ok(()),
+            SigningInner::Rsa(k) if mech.is_rsa() => mech.pss(k.bits()).map(|_| ()),
             _ => Err(CryptoError::KeyTypeInconsistent),
         }
     }
@@ -133,6 +154,7 @@ impl SigningKey {
         }
         match &self.0 {
             SigningInner::Ec(k) => k.sign_hash(data),
+            SigningInner::Ed25519(k) => Ok(k.sign(data)),
             SigningInner::Rsa(k) => match mech.pss(k.bits())? {
                 Some(pss) => {
                     check_digest_len(mech, data)?;
@@ -155,6 +177,7 @@ impl SigningKey {
         }
         match &self.0 {
             SigningInner::Ec(k) => k.sign_hash(digest),
+            SigningInner::Ed25519(_) => Err(CryptoError::MechanismInvalid),
             SigningInner::Rsa(k) => match mech.pss(k.bits())? {
                 Some(pss) => k.sign_pss(pss, digest),
                 None => k.sign_pkcs1_digest(h, digest),
@@ -176,6 +199,7 @@ fn check_digest_len(mech: &SignMechanism, data: &[u8]) -> CryptoResult<()> {
 enum VerifyingInner {
     Rsa(RsaVerifier),
     Ec(EcVerifier),
+    Ed25519(Vec<u8>),
 }
 
 /// A public key parsed once, ready to verify many times.
@@ -192,16 +216,25 @@ impl VerifyingKey {
         EcVerifier::new(curve, public_point).map(|k| VerifyingKey(VerifyingInner::Ec(k)))
     }
 
+    /// From the 32-byte public key (inside `CKA_EC_POINT` of a `CKK_EC_EDWARDS` key).
+    pub fn ed25519(public_key: &[u8]) -> CryptoResult<VerifyingKey> {
+        if public_key.len() != 32 {
+            return Err(CryptoError::KeyTypeInconsistent);
+        }
+        Ok(VerifyingKey(VerifyingInner::Ed25519(public_key.to_vec())))
+    }
+
     pub fn signature_len(&self) -> usize {
         match &self.0 {
             VerifyingInner::Rsa(k) => k.signature_len(),
             VerifyingInner::Ec(k) => k.signature_len(),
+            VerifyingInner::Ed25519(_) => 64,
         }
     }
 
     pub fn curve(&self) -> Option<Curve> {
         match &self.0 {
-            VerifyingInner::Rsa(_) => None,
+            VerifyingInner::Rsa(_) | VerifyingInner::Ed25519(_) => None,
             VerifyingInner::Ec(k) => Some(k.curve()),
         }
     }
@@ -210,7 +243,8 @@ impl VerifyingKey {
     pub fn check(&self, mech: &SignMechanism) -> CryptoResult<()> {
         match &self.0 {
             VerifyingInner::Ec(_) if mech.is_ecdsa() => Ok(()),
-            VerifyingInner::Rsa(k) if !mech.is_ecdsa() => mech.pss(k.bits()).map(|_| ()),
+            VerifyingInner::Ed25519(_) if *mech == SignMechanism::Eddsa => Ok(()),
+            VerifyingInner::Rsa(k) if mech.is_rsa() => mech.pss(k.bits()).map(|_| ()),
             _ => Err(CryptoError::KeyTypeInconsistent),
         }
     }
@@ -224,6 +258,7 @@ impl VerifyingKey {
         }
         match &self.0 {
             VerifyingInner::Ec(k) => k.verify_hash(data, signature),
+            VerifyingInner::Ed25519(pk) => ed25519_verify(pk, data, signature),
             VerifyingInner::Rsa(k) => match mech.pss(k.bits())? {
                 Some(pss) => {
                     check_digest_len(mech, data)?;
@@ -250,6 +285,7 @@ impl VerifyingKey {
         }
         match &self.0 {
             VerifyingInner::Ec(k) => k.verify_hash(digest, signature),
+            VerifyingInner::Ed25519(_) => Err(CryptoError::MechanismInvalid),
             VerifyingInner::Rsa(k) => match mech.pss(k.bits())? {
                 Some(pss) => k.verify_pss(pss, digest, signature),
                 None => k.verify_pkcs1_digest(h, digest, signature),
@@ -269,6 +305,7 @@ pub fn pairwise_check(sk: &SigningKey, vk: &VerifyingKey) -> CryptoResult<()> {
         (SigningInner::Ec(s), VerifyingInner::Ec(v)) if s.curve() == v.curve() => {
             SignMechanism::EcdsaHash(HashAlg::Sha256)
         }
+        (SigningInner::Ed25519(_), VerifyingInner::Ed25519(_)) => SignMechanism::Eddsa,
         _ => return Err(CryptoError::KeyTypeInconsistent),
     };
     let sig = sk.sign(&mech, MESSAGE)?;
