@@ -182,7 +182,25 @@ def run(module):
         if "Signature Verified Successfully" not in out.stdout:
             raise AssertionError("openssl: %s %s" % (out.stdout, out.stderr))
 
+    def p521():
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec, utils
+        params = bytes.fromhex("06052b81040023")
+        pub, priv = s.generateKeyPair(
+            [(CKA_TOKEN, False), (PyKCS11.CKA_EC_PARAMS, params), (CKA_VERIFY, True)],
+            [(CKA_TOKEN, False), (CKA_SIGN, True)],
+            mecha=PyKCS11.Mechanism(PyKCS11.CKM_EC_KEY_PAIR_GEN, None))
+        der = bytes(s.getAttributeValue(pub, [PyKCS11.CKA_EC_POINT])[0])
+        point = der[3:] if der[1] == 0x81 else der[2:]
+        key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP521R1(), point)
+        sig = bytes(s.sign(priv, data, PyKCS11.Mechanism(PyKCS11.CKM_ECDSA_SHA512, None)))
+        if len(sig) != 132:
+            raise AssertionError("signature of %d bytes" % len(sig))
+        r, s_ = int.from_bytes(sig[:66], "big"), int.from_bytes(sig[66:], "big")
+        key.verify(utils.encode_dss_signature(r, s_), data, ec.ECDSA(hashes.SHA512()))
+
     check("HMAC-SHA-256/384/512 equal openssl dgst -mac HMAC", hmac)
+    check("ECDSA P-521 (SHA-512) verified by OpenSSL through python-cryptography", p521)
     check("Ed25519 signature verified by openssl pkeyutl", ed25519)
     check("RSA-OAEP (SHA-256) both ways with openssl pkeyutl", oaep)
     check("AES-CMAC equals openssl mac CMAC", cmac)

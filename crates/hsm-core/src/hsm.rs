@@ -1087,7 +1087,7 @@ impl Hsm {
                     .unwrap_or_default();
                 let curve = Curve::from_ec_params(&params).ok_or_else(|| {
                     Error::AttributeValueInvalid(
-                        "CKA_EC_PARAMS: only P-256 and P-384 are supported".into(),
+                        "CKA_EC_PARAMS: only P-256, P-384 and P-521 are supported".into(),
                     )
                 })?;
                 let mut privt = implied(private, ObjectClass::PRIVATE_KEY, KeyType::EC)?;

@@ -83,22 +83,22 @@ pub const TABLE: &[(M, MechanismInfo)] = &[
     ),
     (
         M::EC_KEY_PAIR_GEN,
-        info(256, 384, flags::GENERATE_KEY_PAIR | EC),
+        info(256, 521, flags::GENERATE_KEY_PAIR | EC),
     ),
-    (M::ECDSA, info(256, 384, flags::SIGN | flags::VERIFY | EC)),
+    (M::ECDSA, info(256, 521, flags::SIGN | flags::VERIFY | EC)),
     (
         M::ECDSA_SHA256,
-        info(256, 384, flags::SIGN | flags::VERIFY | EC),
+        info(256, 521, flags::SIGN | flags::VERIFY | EC),
     ),
     (
         M::ECDSA_SHA384,
-        info(256, 384, flags::SIGN | flags::VERIFY | EC),
+        info(256, 521, flags::SIGN | flags::VERIFY | EC),
     ),
     (
         M::ECDSA_SHA512,
-        info(256, 384, flags::SIGN | flags::VERIFY | EC),
+        info(256, 521, flags::SIGN | flags::VERIFY | EC),
     ),
-    (M::ECDH1_DERIVE, info(256, 384, flags::DERIVE | EC)),
+    (M::ECDH1_DERIVE, info(256, 521, flags::DERIVE | EC)),
     (
         M::EC_EDWARDS_KEY_PAIR_GEN,
         info(255, 255, flags::GENERATE_KEY_PAIR),

@@ -1,7 +1,7 @@
 //! Elliptic-curve Diffie-Hellman (CKM_ECDH1_DERIVE with the null KDF) through aws-lc-rs.
 
 use super::{CryptoError, CryptoResult, Curve};
-use aws_lc_rs::agreement::{self, ECDH_P256, ECDH_P384, PrivateKey, UnparsedPublicKey};
+use aws_lc_rs::agreement::{self, ECDH_P256, ECDH_P384, ECDH_P521, PrivateKey, UnparsedPublicKey};
 use hsm_types::SecretBytes;
 
 /// The shared secret Z (the x-coordinate) of our private scalar and a peer's point.
@@ -9,6 +9,7 @@ pub fn ecdh(curve: Curve, private_value: &[u8], peer_point: &[u8]) -> CryptoResu
     let alg = match curve {
         Curve::P256 => &ECDH_P256,
         Curve::P384 => &ECDH_P384,
+        Curve::P521 => &ECDH_P521,
     };
     let me = PrivateKey::from_private_key(alg, private_value)
         .map_err(|_| CryptoError::KeyTypeInconsistent)?;
@@ -29,7 +30,7 @@ mod tests {
 
     #[test]
     fn both_sides_agree_and_a_foreign_point_is_refused() {
-        for curve in [Curve::P256, Curve::P384] {
+        for curve in [Curve::P256, Curve::P384, Curve::P521] {
             let a = super::super::generate_ec(curve).unwrap();
             let b = super::super::generate_ec(curve).unwrap();
             let ab = ecdh(curve, a.private_value.expose(), &b.public_point).unwrap();

@@ -12,16 +12,18 @@ use zeroize::Zeroizing;
 pub enum Curve {
     P256,
     P384,
+    P521,
 }
 
 const P256_OID: [u8; 10] = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
 const P384_OID: [u8; 7] = [0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
+const P521_OID: [u8; 7] = [0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23];
 const DER_OCTET_STRING: u8 = 0x04;
 const DER_PRINTABLE_STRING: u8 = 0x13;
 const UNCOMPRESSED: u8 = 0x04;
 
 impl Curve {
-    pub const ALL: [Curve; 2] = [Curve::P256, Curve::P384];
+    pub const ALL: [Curve; 3] = [Curve::P256, Curve::P384, Curve::P521];
 
     /// `CKA_EC_PARAMS`: the named-curve OID, or the PrintableString curve name some
     /// clients send instead.
@@ -32,11 +34,15 @@ impl Curve {
         if der == P384_OID {
             return Some(Curve::P384);
         }
+        if der == P521_OID {
+            return Some(Curve::P521);
+        }
         match der {
             [DER_PRINTABLE_STRING, len, name @ ..] if usize::from(*len) == name.len() => match name
             {
                 b"prime256v1" | b"secp256r1" => Some(Curve::P256),
                 b"secp384r1" => Some(Curve::P384),
+                b"secp521r1" => Some(Curve::P521),
                 _ => None,
             },
             _ => None,
@@ -48,6 +54,7 @@ impl Curve {
         match self {
             Curve::P256 => P256_OID.to_vec(),
             Curve::P384 => P384_OID.to_vec(),
+            Curve::P521 => P521_OID.to_vec(),
         }
     }
 
@@ -55,6 +62,7 @@ impl Curve {
         match self {
             Curve::P256 => 256,
             Curve::P384 => 384,
+            Curve::P521 => 521,
         }
     }
 
@@ -63,6 +71,7 @@ impl Curve {
         match self {
             Curve::P256 => 32,
             Curve::P384 => 48,
+            Curve::P521 => 66,
         }
     }
 
@@ -75,6 +84,7 @@ impl Curve {
         match self {
             Curve::P256 => &lc_sig::ECDSA_P256_SHA256_FIXED_SIGNING,
             Curve::P384 => &lc_sig::ECDSA_P384_SHA384_FIXED_SIGNING,
+            Curve::P521 => &lc_sig::ECDSA_P521_SHA512_FIXED_SIGNING,
         }
     }
 
@@ -82,6 +92,7 @@ impl Curve {
         match self {
             Curve::P256 => &lc_sig::ECDSA_P256_SHA256_FIXED,
             Curve::P384 => &lc_sig::ECDSA_P384_SHA384_FIXED,
+            Curve::P521 => &lc_sig::ECDSA_P521_SHA512_FIXED,
         }
     }
 
@@ -91,6 +102,7 @@ impl Curve {
         match self {
             Curve::P256 => &lc_digest::SHA256,
             Curve::P384 => &lc_digest::SHA384,
+            Curve::P521 => &lc_digest::SHA512,
         }
     }
 
@@ -98,6 +110,7 @@ impl Curve {
         match self {
             Curve::P256 => &agreement::ECDH_P256,
             Curve::P384 => &agreement::ECDH_P384,
+            Curve::P521 => &agreement::ECDH_P521,
         }
     }
 
@@ -105,12 +118,24 @@ impl Curve {
         match self {
             Curve::P256 => "P-256",
             Curve::P384 => "P-384",
+            Curve::P521 => "P-521",
         }
     }
 
-    /// ECDSA's `bits2int` for an order of a whole number of bytes: keep the leftmost
-    /// `field_len` bytes of a longer hash, left-pad a shorter one (same integer).
+    /// ECDSA's `bits2int`: keep the leftmost `field_len` bytes of a longer hash, left-pad a
+    /// shorter one (same integer). P-521's order is not a whole number of bytes, and
+    /// aws-lc-rs takes its digests as SHA-512-sized: inputs up to 64 bytes are padded to
+    /// that, longer raw inputs are refused.
     fn normalise_hash(self, hash: &[u8]) -> CryptoResult<lc_digest::Digest> {
+        if self == Curve::P521 {
+            if hash.len() > 64 {
+                return Err(CryptoError::DataLenRange);
+            }
+            let mut buf = [0u8; 64];
+            buf[64 - hash.len()..].copy_from_slice(hash);
+            return lc_digest::Digest::import_less_safe(&buf, self.native_digest())
+                .map_err(|_| CryptoError::General("digest import failed".into()));
+        }
         let n = self.field_len();
         let mut buf = [0u8; 48];
         if hash.len() >= n {
@@ -182,6 +207,14 @@ pub fn ec_point_from_der(der_or_raw: &[u8]) -> Option<Vec<u8>> {
         p.first() == Some(&UNCOMPRESSED) && Curve::ALL.iter().any(|c| c.point_len() == p.len())
     };
     if let [DER_OCTET_STRING, len, inner @ ..] = der_or_raw
+        && usize::from(*len) == inner.len()
+        && is_point(inner)
+    {
+        return Some(inner.to_vec());
+    }
+    // P-521 points (133 bytes) need the long length form.
+    if let [DER_OCTET_STRING, 0x81, len, inner @ ..] = der_or_raw
+        && *len >= 0x80
         && usize::from(*len) == inner.len()
         && is_point(inner)
     {
@@ -299,7 +332,10 @@ mod tests {
             Curve::from_ec_params(b"\x13\x09secp384r1"),
             Some(Curve::P384)
         );
-        assert_eq!(Curve::from_ec_params(b"\x13\x09secp521r1"), None);
+        assert_eq!(
+            Curve::from_ec_params(b"\x13\x09secp521r1"),
+            Some(Curve::P521)
+        );
         assert_eq!(Curve::from_ec_params(b"\x13\x0bprime256v1"), None);
         // secp256k1
         assert_eq!(
@@ -317,7 +353,12 @@ mod tests {
             let point = &parts.public_point;
             assert_eq!(point.len(), c.point_len());
             let der = ec_point_der(point);
-            assert_eq!(&der[..2], &[0x04, point.len() as u8]);
+            let header: &[u8] = if point.len() < 0x80 {
+                &[0x04, point.len() as u8]
+            } else {
+                &[0x04, 0x81, point.len() as u8]
+            };
+            assert!(der.starts_with(header));
             assert_eq!(ec_point_from_der(&der).as_ref(), Some(point));
             assert_eq!(ec_point_from_der(point).as_ref(), Some(point));
             assert_eq!(ec_point_from_der(&der[..der.len() - 1]), None);
