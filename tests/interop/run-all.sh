@@ -15,7 +15,7 @@ MODULE="${1:-${CARGO_TARGET_DIR:-$HOME/.cache/ferrohsm-target}/debug/libferrohsm
 
 # opensc: pkcs11-tool; gnutls-bin: p11tool; openssl: independent verification;
 # python3-pykcs11: the semantics checks; xxd: hex to DER in pkcs11-tool.sh.
-PACKAGES=(opensc gnutls-bin openssl python3-pykcs11 xxd)
+PACKAGES=(opensc gnutls-bin openssl python3-pykcs11 python3-cryptography xxd)
 
 ensure_packages() {
   local missing=() p
