@@ -1918,9 +1918,9 @@ impl Hsm {
 
     // ------------------------------------------------------------ derive
 
-    /// `C_DeriveKey` with `CKM_ECDH1_DERIVE` (null KDF) from an EC private key: a new
-    /// secret key from the leading bytes of the shared secret. The caller's template is
-    /// merged with the base key's `CKA_DERIVE_TEMPLATE`; `CKA_ALWAYS_SENSITIVE` and
+    /// `C_DeriveKey`: `CKM_ECDH1_DERIVE` (null KDF) from an EC private key, or
+    /// `CKM_HKDF_DERIVE` from a generic secret or HKDF key. The new secret key's template
+    /// is merged with the base key's `CKA_DERIVE_TEMPLATE`; `CKA_ALWAYS_SENSITIVE` and
     /// `CKA_NEVER_EXTRACTABLE` are the base key's AND the new key's.
     pub fn derive_key(
         &self,
@@ -1931,42 +1931,36 @@ impl Hsm {
     ) -> Result<u64> {
         self.check_health()?;
         let (sess, slot, token) = self.session_slot(h)?;
-        let Mechanism::Ecdh {
-            kdf,
-            shared_data,
-            public_data,
-        } = mech
-        else {
-            return Err(if mech.kind() == M::ECDH1_DERIVE {
-                Error::MechanismParamInvalid("CK_ECDH1_DERIVE_PARAMS required".into())
-            } else {
-                Error::MechanismInvalid
-            });
-        };
-        if *kdf != 1 || !shared_data.is_empty() {
-            return Err(Error::MechanismParamInvalid(
-                "only CKD_NULL without shared data is supported".into(),
-            ));
-        }
         let b = self.load(&slot, token, base).map_err(key_handle)?;
-        if b.attrs.class() != Some(ObjectClass::PRIVATE_KEY)
-            || b.attrs.key_type() != Some(KeyType::EC)
-        {
+        let base_fits = match mech {
+            Mechanism::Ecdh { .. } => {
+                b.attrs.class() == Some(ObjectClass::PRIVATE_KEY)
+                    && b.attrs.key_type() == Some(KeyType::EC)
+            }
+            Mechanism::Hkdf { .. } => {
+                b.attrs.class() == Some(ObjectClass::SECRET_KEY)
+                    && matches!(
+                        b.attrs.key_type(),
+                        Some(KeyType::GENERIC_SECRET | KeyType::HKDF)
+                    )
+            }
+            _ if matches!(mech.kind(), M::ECDH1_DERIVE | M::HKDF_DERIVE) => {
+                return Err(Error::MechanismParamInvalid(
+                    "this derivation needs its parameters".into(),
+                ));
+            }
+            _ => return Err(Error::MechanismInvalid),
+        };
+        if !base_fits {
             return Err(Error::KeyTypeInconsistent);
         }
         if b.attrs.bool(A::DERIVE) != Some(true) {
             return Err(Error::KeyFunctionNotPermitted("CKA_DERIVE is FALSE"));
         }
         let allowed = b.attrs.mechanisms();
-        if !allowed.is_empty() && !allowed.contains(&M::ECDH1_DERIVE.0) {
+        if !allowed.is_empty() && !allowed.contains(&mech.kind().0) {
             return Err(Error::MechanismInvalid);
         }
-        let curve = Curve::from_ec_params(b.attrs.bytes(A::EC_PARAMS).unwrap_or_default())
-            .ok_or(Error::KeyTypeInconsistent)?;
-        let peer = crypto::ec_point_from_der(public_data)
-            .ok_or_else(|| Error::MechanismParamInvalid("public data is not an EC point".into()))?;
-        let scalar = b.attrs.bytes(A::VALUE).ok_or(Error::UserNotLoggedIn)?;
-        let z = crypto::ecdh(curve, scalar, &peer)?;
         if template.contains(A::VALUE) {
             return Err(Error::TemplateInconsistent(
                 "CKA_VALUE comes from the derivation".into(),
@@ -1990,37 +1984,91 @@ impl Hsm {
         }
         if t.class() != Some(ObjectClass::SECRET_KEY) {
             return Err(Error::TemplateInconsistent(
-                "ECDH derives secret keys".into(),
+                "derivation makes secret keys".into(),
             ));
         }
-        let len = match (t.key_type(), t.ulong(A::VALUE_LEN)) {
+        let requested = t.ulong(A::VALUE_LEN).map(|n| n as usize);
+        let len = match (t.key_type(), requested) {
             (None, _) => return Err(Error::TemplateIncomplete("CKA_KEY_TYPE".into())),
-            (Some(KeyType::AES), Some(n)) if matches!(n, 16 | 24 | 32) => n as usize,
+            (Some(KeyType::AES), Some(n)) if matches!(n, 16 | 24 | 32) => n,
             (Some(KeyType::AES), None) => 32,
             (Some(KeyType::AES), Some(_)) => {
                 return Err(Error::TemplateInconsistent(
                     "an AES key is 16, 24 or 32 bytes".into(),
                 ));
             }
-            (Some(KeyType::GENERIC_SECRET), Some(n)) if n >= 1 => n as usize,
-            (Some(KeyType::GENERIC_SECRET), None) => z.len(),
+            (Some(KeyType::GENERIC_SECRET), Some(n)) if (1..=512).contains(&n) => n,
+            (Some(KeyType::GENERIC_SECRET), None) => 32,
+            (Some(KeyType::GENERIC_SECRET), Some(_)) => return Err(Error::KeySizeRange),
             (Some(_), _) => {
                 return Err(Error::TemplateInconsistent(
-                    "ECDH derives AES or generic secret keys".into(),
+                    "derivation makes AES or generic secret keys".into(),
                 ));
             }
         };
-        if len > z.len() {
-            return Err(Error::TemplateInconsistent(format!(
-                "CKA_VALUE_LEN {len} exceeds the {}-byte shared secret",
-                z.len()
-            )));
-        }
+        let value = match mech {
+            Mechanism::Ecdh {
+                kdf,
+                shared_data,
+                public_data,
+            } => {
+                if *kdf != 1 || !shared_data.is_empty() {
+                    return Err(Error::MechanismParamInvalid(
+                        "only CKD_NULL without shared data is supported".into(),
+                    ));
+                }
+                let curve = Curve::from_ec_params(b.attrs.bytes(A::EC_PARAMS).unwrap_or_default())
+                    .ok_or(Error::KeyTypeInconsistent)?;
+                let peer = crypto::ec_point_from_der(public_data).ok_or_else(|| {
+                    Error::MechanismParamInvalid("public data is not an EC point".into())
+                })?;
+                let scalar = b.attrs.bytes(A::VALUE).ok_or(Error::UserNotLoggedIn)?;
+                let z = crypto::ecdh(curve, scalar, &peer)?;
+                let len = if requested.is_none() && t.key_type() == Some(KeyType::GENERIC_SECRET) {
+                    z.len()
+                } else {
+                    len
+                };
+                if len > z.len() {
+                    return Err(Error::TemplateInconsistent(format!(
+                        "CKA_VALUE_LEN {len} exceeds the {}-byte shared secret",
+                        z.len()
+                    )));
+                }
+                z.expose()[..len].to_vec()
+            }
+            Mechanism::Hkdf {
+                extract,
+                expand,
+                prf,
+                salt_type,
+                salt,
+                info,
+            } => {
+                let hash = HashAlg::from_mechanism(*prf)
+                    .ok_or_else(|| Error::MechanismParamInvalid(format!("HKDF hash {prf:?}")))?;
+                let salt: &[u8] = match salt_type {
+                    1 => &[],
+                    2 => salt,
+                    _ => {
+                        return Err(Error::MechanismParamInvalid(
+                            "HKDF salt: CKF_HKDF_SALT_NULL or _DATA only".into(),
+                        ));
+                    }
+                };
+                let ikm = b.attrs.bytes(A::VALUE).ok_or(Error::UserNotLoggedIn)?;
+                crypto::hkdf(hash, ikm, *extract, *expand, salt, info, len)?
+                    .expose()
+                    .to_vec()
+            }
+            _ => return Err(Error::MechanismInvalid),
+        };
+        let len = value.len();
         t.remove(A::VALUE_LEN);
-        t.set(A::VALUE, AttrValue::Bytes(z.expose()[..len].to_vec()));
+        t.set(A::VALUE, AttrValue::Bytes(value));
         let mut attrs = attrs::build_new(&t, Origin::Created, Self::actor(&slot))?;
         attrs.set(A::VALUE_LEN, AttrValue::Ulong(len as u64));
-        attrs.set(A::KEY_GEN_MECHANISM, AttrValue::Ulong(M::ECDH1_DERIVE.0));
+        attrs.set(A::KEY_GEN_MECHANISM, AttrValue::Ulong(mech.kind().0));
         let sensitive = attrs.bool(A::SENSITIVE) == Some(true);
         let extractable = attrs.bool(A::EXTRACTABLE) == Some(true);
         attrs.set(

@@ -104,6 +104,7 @@ pub const TABLE: &[(M, MechanismInfo)] = &[
         info(255, 255, flags::GENERATE_KEY_PAIR),
     ),
     (M::EDDSA, info(255, 255, flags::SIGN | flags::VERIFY)),
+    (M::HKDF_DERIVE, info(1, 512, flags::DERIVE)),
     (M::AES_KEY_GEN, info(16, 32, flags::GENERATE)),
     (M::AES_GCM, info(16, 32, flags::ENCRYPT | flags::DECRYPT)),
     (M::AES_CBC, info(16, 32, flags::ENCRYPT | flags::DECRYPT)),
@@ -156,6 +157,15 @@ pub enum Mechanism {
     /// counter block).
     Iv { mechanism: M, iv: Vec<u8> },
     /// `CK_ECDH1_DERIVE_PARAMS`
+    /// `CK_HKDF_PARAMS` (salt types: 1 null, 2 data, 4 key).
+    Hkdf {
+        extract: bool,
+        expand: bool,
+        prf: M,
+        salt_type: u64,
+        salt: Vec<u8>,
+        info: Vec<u8>,
+    },
     /// `CK_RSA_PKCS_OAEP_PARAMS` (the label is the source data).
     Oaep { hash: M, mgf: u64, label: Vec<u8> },
     Ecdh {
@@ -174,6 +184,7 @@ impl Mechanism {
             Mechanism::Gcm { .. } => M::AES_GCM,
             Mechanism::Ecdh { .. } => M::ECDH1_DERIVE,
             Mechanism::Oaep { .. } => M::RSA_PKCS_OAEP,
+            Mechanism::Hkdf { .. } => M::HKDF_DERIVE,
         }
     }
 }

@@ -305,6 +305,27 @@ pub unsafe fn mechanism(m: *const CK_MECHANISM) -> Result<Mechanism, Error> {
             }
             Ok(Mechanism::Plain(kind))
         }
+        MechanismType::HKDF_DERIVE => {
+            if m.pParameter.is_null() || plen != std::mem::size_of::<CK_HKDF_PARAMS>() {
+                return Err(param_invalid("CK_HKDF_PARAMS expected"));
+            }
+            // SAFETY: size checked; the caller passes a CK_HKDF_PARAMS.
+            let p = unsafe { &*(m.pParameter as *const CK_HKDF_PARAMS) };
+            // SAFETY: pointers valid for their lengths per the contract; capped.
+            let salt = unsafe { slice(p.pSalt, p.ulSaltLen, 4096, "HKDF salt") }
+                .map_err(|_| param_invalid("HKDF salt"))?;
+            // SAFETY: as above.
+            let info = unsafe { slice(p.pInfo, p.ulInfoLen, 4096, "HKDF info") }
+                .map_err(|_| param_invalid("HKDF info"))?;
+            Ok(Mechanism::Hkdf {
+                extract: p.bExtract != 0,
+                expand: p.bExpand != 0,
+                prf: MechanismType(p.prfHashMechanism as u64),
+                salt_type: p.ulSaltType as u64,
+                salt: salt.to_vec(),
+                info: info.to_vec(),
+            })
+        }
         MechanismType::RSA_PKCS_OAEP => {
             if m.pParameter.is_null() || plen != std::mem::size_of::<CK_RSA_PKCS_OAEP_PARAMS>() {
                 return Err(param_invalid("CK_RSA_PKCS_OAEP_PARAMS expected"));

@@ -1983,3 +1983,88 @@ fn ed25519_keys_sign_and_verify() {
         );
     }
 }
+
+#[test]
+fn hkdf_derive_matches_rfc5869() {
+    let _env = setup();
+    let h = token_session();
+    let mut class: CK_ULONG = CKO_SECRET_KEY;
+    let mut kt: CK_ULONG = CKK_GENERIC_SECRET;
+    let mut ikm = hexv("0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b");
+    let mut derive: CK_BBOOL = 1;
+    let mut t = [
+        ulong_attr(CKA_CLASS, &mut class),
+        ulong_attr(CKA_KEY_TYPE, &mut kt),
+        bytes_attr(CKA_VALUE, &mut ikm),
+        bool_attr(CKA_DERIVE, &mut derive),
+    ];
+    let mut base = 0;
+    let mut salt = hexv("000102030405060708090a0b0c");
+    let mut info = hexv("f0f1f2f3f4f5f6f7f8f9");
+    let mut params = CK_HKDF_PARAMS {
+        bExtract: 1,
+        bExpand: 1,
+        prfHashMechanism: CKM_SHA256,
+        ulSaltType: CKF_HKDF_SALT_DATA,
+        pSalt: salt.as_mut_ptr(),
+        ulSaltLen: salt.len() as _,
+        hSaltKey: 0,
+        pInfo: info.as_mut_ptr(),
+        ulInfoLen: info.len() as _,
+    };
+    let mut m = CK_MECHANISM {
+        mechanism: CKM_HKDF_DERIVE,
+        pParameter: &mut params as *mut _ as *mut _,
+        ulParameterLen: std::mem::size_of::<CK_HKDF_PARAMS>() as _,
+    };
+    let mut len: CK_ULONG = 42;
+    let (mut sensitive, mut extractable) = (0 as CK_BBOOL, 1 as CK_BBOOL);
+    let mut dt = [
+        ulong_attr(CKA_CLASS, &mut class),
+        ulong_attr(CKA_KEY_TYPE, &mut kt),
+        ulong_attr(CKA_VALUE_LEN, &mut len),
+        bool_attr(CKA_SENSITIVE, &mut sensitive),
+        bool_attr(CKA_EXTRACTABLE, &mut extractable),
+    ];
+    let mut okm = [0u8; 42];
+    let mut q = [bytes_attr(CKA_VALUE, &mut okm)];
+    let mut derived = 0;
+    // SAFETY: valid templates, parameters and buffers.
+    unsafe {
+        assert_eq!(C_CreateObject(h, t.as_mut_ptr(), 4, &mut base), CKR_OK);
+        assert_eq!(
+            C_DeriveKey(
+                h,
+                &mut m,
+                base,
+                dt.as_mut_ptr(),
+                dt.len() as _,
+                &mut derived
+            ),
+            CKR_OK
+        );
+        assert_eq!(C_GetAttributeValue(h, derived, q.as_mut_ptr(), 1), CKR_OK);
+    }
+    assert_eq!(
+        okm.to_vec(),
+        hexv(
+            "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865"
+        )
+    );
+    // A salt from a key object is not supported.
+    params.ulSaltType = CKF_HKDF_SALT_KEY;
+    // SAFETY: as above.
+    assert_eq!(
+        unsafe {
+            C_DeriveKey(
+                h,
+                &mut m,
+                base,
+                dt.as_mut_ptr(),
+                dt.len() as _,
+                &mut derived,
+            )
+        },
+        CKR_MECHANISM_PARAM_INVALID
+    );
+}

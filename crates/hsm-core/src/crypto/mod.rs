@@ -31,6 +31,7 @@ mod block;
 mod digest;
 mod ec;
 mod ed25519;
+mod hkdf;
 mod mac;
 mod oaep;
 mod rsa_key;
@@ -45,6 +46,7 @@ pub use block::{BlockMode, aes_decrypt, aes_encrypt, aes_key_unwrap, aes_key_wra
 pub use digest::{Digester, HashAlg};
 pub use ec::{Curve, EcPrivateParts, ec_point_der, ec_point_from_der, generate_ec};
 pub use ed25519::{ED25519_OID, generate_ed25519, is_ed25519_params};
+pub use hkdf::hkdf;
 pub use mac::Mac;
 pub use oaep::{rsa_oaep_decrypt, rsa_oaep_encrypt, rsa_pkcs1_decrypt, rsa_pkcs1_encrypt};
 pub use rsa_key::{RsaPrivateParts, generate_rsa};
