@@ -34,7 +34,7 @@ fn child_initialize_info_finalize() {
     let info = p.get_library_info().expect("C_GetInfo");
     assert_eq!(info.manufacturer_id(), "FerroHSM");
     assert_eq!(info.library_description(), "FerroHSM software token");
-    assert_eq!(info.cryptoki_version().major(), 2);
+    assert_eq!(info.cryptoki_version().major(), 3);
     // A fresh store shows one slot with an uninitialised token.
     let slots = p.get_slots_with_token().expect("C_GetSlotList");
     assert_eq!(slots.len(), 1);

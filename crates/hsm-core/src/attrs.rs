@@ -201,7 +201,10 @@ pub fn class_rules(class: ObjectClass, key_type: Option<KeyType>) -> Result<Vec<
                     r(A::EC_PARAMS, OnCreate, None),
                     r(A::VALUE, GeneratedOnly, None),
                 ]),
-                (ObjectClass::SECRET_KEY, KeyType::AES | KeyType::GENERIC_SECRET | KeyType::HKDF) => v.extend([
+                (
+                    ObjectClass::SECRET_KEY,
+                    KeyType::AES | KeyType::GENERIC_SECRET | KeyType::HKDF,
+                ) => v.extend([
                     r(A::VALUE, GeneratedOnly, None),
                     r(A::VALUE_LEN, OnGenerate, None),
                     r(A::CHECK_VALUE, Optional, None),

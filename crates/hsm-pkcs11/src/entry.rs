@@ -890,11 +890,17 @@ pub unsafe extern "C" fn C_EncryptUpdate(
     out: *mut CK_BYTE,
     ol: *mut CK_ULONG,
 ) -> CK_RV {
-    let _ = out;
     ffi("C_EncryptUpdate", || {
         let h = hsm()?;
         // SAFETY: null rejected.
         let ol = unsafe { out_ref(ol, "pulEncryptedPartLen is NULL") }?;
+        // The output of a part always comes at the end, so a length query (NULL output)
+        // answers 0 and consumes nothing.
+        if out.is_null() {
+            h.encrypt_len(session as u64, 0)?;
+            *ol = 0;
+            return Ok(());
+        }
         // SAFETY: forwarded contract.
         let input = unsafe { data(d, dl, "pPart") }?;
         h.encrypt_update(session as u64, input)?;
@@ -967,11 +973,17 @@ pub unsafe extern "C" fn C_DecryptUpdate(
     out: *mut CK_BYTE,
     ol: *mut CK_ULONG,
 ) -> CK_RV {
-    let _ = out;
     ffi("C_DecryptUpdate", || {
         let h = hsm()?;
         // SAFETY: null rejected.
         let ol = unsafe { out_ref(ol, "pulPartLen is NULL") }?;
+        // The output of a part always comes at the end, so a length query (NULL output)
+        // answers 0 and consumes nothing.
+        if out.is_null() {
+            h.decrypt_len(session as u64, 0)?;
+            *ol = 0;
+            return Ok(());
+        }
         // SAFETY: forwarded contract.
         let input = unsafe { data(d, dl, "pEncryptedPart") }?;
         h.decrypt_update(session as u64, input)?;

@@ -107,10 +107,8 @@ pub unsafe extern "C" fn C_GetInfo(info: *mut CK_INFO) -> CK_RV {
         state::hsm()?;
         // SAFETY: the caller passes null or a valid CK_INFO; null is rejected.
         let info = unsafe { out_ref(info, "pInfo is NULL") }?;
-        info.cryptokiVersion = CK_VERSION {
-            major: 2,
-            minor: 40,
-        };
+        // The 3.0 function table is offered through C_GetInterface.
+        info.cryptokiVersion = CK_VERSION { major: 3, minor: 0 };
         pad(&mut info.manufacturerID, MANUFACTURER);
         info.flags = 0;
         pad(&mut info.libraryDescription, DESCRIPTION);

@@ -2068,3 +2068,46 @@ fn hkdf_derive_matches_rfc5869() {
         CKR_MECHANISM_PARAM_INVALID
     );
 }
+
+#[test]
+fn multi_part_length_queries_consume_nothing() {
+    let _env = setup();
+    let h = token_session();
+    let mut value = [3u8; 16];
+    let key = aes_key(h, &mut value);
+    let mut ecb = CK_MECHANISM {
+        mechanism: CKM_AES_ECB,
+        pParameter: null_mut(),
+        ulParameterLen: 0,
+    };
+    let mut part = [9u8; 16];
+    let mut out = [0u8; 64];
+    // SAFETY: valid buffers.
+    unsafe {
+        assert_eq!(C_EncryptInit(h, &mut ecb, key), CKR_OK);
+        for _ in 0..3 {
+            let mut n: CK_ULONG = 0;
+            // As the cryptoki crate does: ask for the length, then pass the part.
+            assert_eq!(
+                C_EncryptUpdate(h, part.as_mut_ptr(), 16, null_mut(), &mut n),
+                CKR_OK
+            );
+            let mut n = out.len() as CK_ULONG;
+            assert_eq!(
+                C_EncryptUpdate(h, part.as_mut_ptr(), 16, out.as_mut_ptr(), &mut n),
+                CKR_OK
+            );
+        }
+        let mut n: CK_ULONG = 0;
+        assert_eq!(C_EncryptFinal(h, null_mut(), &mut n), CKR_OK);
+        assert_eq!(n, 48, "three parts of 16 bytes, each counted once");
+        let mut n = out.len() as CK_ULONG;
+        assert_eq!(C_EncryptFinal(h, out.as_mut_ptr(), &mut n), CKR_OK);
+        assert_eq!(n, 48);
+        let mut n: CK_ULONG = 0;
+        assert_eq!(
+            C_EncryptUpdate(h, part.as_mut_ptr(), 16, null_mut(), &mut n),
+            CKR_OPERATION_NOT_INITIALIZED
+        );
+    }
+}

@@ -30,6 +30,8 @@ pub struct Store {
     schema_version: u32,
     // Serialises read-modify-write operations (id allocation, version bumps, counters).
     write_lock: Mutex<()>,
+    // PIN checks in progress per token and user (see `verify_pin`).
+    inflight: Mutex<std::collections::HashMap<(TokenId, UserKind), u32>>,
 }
 
 /// What a new token is made with.
@@ -228,6 +230,7 @@ impl Store {
             store_id,
             schema_version: version,
             write_lock: Mutex::new(()),
+            inflight: Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -431,10 +434,15 @@ impl Store {
         };
         let max = rec.pin_policy.max_failures;
         let counter_key = keys::meta::pin_failures(token, who);
+        // Attempts of this process still deriving their key: their increments are in the
+        // durable counter already, but they are not failures (yet). Concurrent logins with
+        // the right PIN must not lock each other out.
         let failures = {
             let _g = self.lock();
             let failures = self.pin_failures(token, who)?;
-            if max > 0 && failures >= max {
+            let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            let mine = inflight.entry((token, who)).or_insert(0);
+            if max > 0 && failures.saturating_sub(*mine) >= max {
                 return Err(StoreError::PinLocked);
             }
             let mut b = Batch::new();
@@ -444,19 +452,31 @@ impl Store {
                 (failures + 1).to_be_bytes().to_vec(),
             );
             self.kv.write(b)?;
+            *mine += 1;
             failures + 1
         };
-        let kek = crypto::pin_key(&rec.kdf, &slot.salt, pin.expose().as_bytes())?;
-        match crypto::unwrap(
-            &kek,
-            &self.master_aad(token, who),
-            &slot.wrapped_master,
-            String::new,
-        ) {
+        let outcome =
+            crypto::pin_key(&rec.kdf, &slot.salt, pin.expose().as_bytes()).and_then(|kek| {
+                crypto::unwrap(
+                    &kek,
+                    &self.master_aad(token, who),
+                    &slot.wrapped_master,
+                    String::new,
+                )
+            });
+        let _g = self.lock();
+        let others = {
+            let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            let mine = inflight.entry((token, who)).or_insert(1);
+            *mine = mine.saturating_sub(1);
+            *mine
+        };
+        match outcome {
             Ok(master) => {
-                let _g = self.lock();
+                // A success clears the failures, but not the attempts still in flight:
+                // each of those stays counted until it proves right.
                 let mut b = Batch::new();
-                b.put(Cf::Meta, counter_key, 0u32.to_be_bytes().to_vec());
+                b.put(Cf::Meta, counter_key, others.to_be_bytes().to_vec());
                 self.kv.write(b)?;
                 Ok((master, rec))
             }

@@ -461,3 +461,31 @@ fn missing_directory_is_not_a_store_read_only() {
         .expect("must fail");
     assert!(matches!(e, StoreError::NotAStore), "{e}");
 }
+
+#[test]
+fn concurrent_logins_with_the_right_pin_never_lock_and_wrong_ones_still_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_dir(dir.path()).unwrap();
+    let t = new_token(&store); // max_failures = 5
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..24)
+            .map(|_| s.spawn(|| store.login(t, UserKind::User, &pin(USER_PIN)).map(|_| ())))
+            .collect();
+        for h in handles {
+            h.join()
+                .unwrap()
+                .expect("every right-PIN login succeeds, however many run at once");
+        }
+    });
+    assert_eq!(store.pin_failures(t, UserKind::User).unwrap(), 0);
+    // Wrong PINs racing right ones are still counted.
+    std::thread::scope(|s| {
+        let wrong: Vec<_> = (0..3)
+            .map(|_| s.spawn(|| store.login(t, UserKind::User, &pin("wrong-pin")).is_err()))
+            .collect();
+        for w in wrong {
+            assert!(w.join().unwrap());
+        }
+    });
+    assert_eq!(store.pin_failures(t, UserKind::User).unwrap(), 3);
+}
