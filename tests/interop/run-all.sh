@@ -14,8 +14,9 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 MODULE="${1:-${CARGO_TARGET_DIR:-$HOME/.cache/ferrohsm-target}/debug/libferrohsm_pkcs11.so}"
 
 # opensc: pkcs11-tool; gnutls-bin: p11tool; openssl: independent verification;
-# python3-pykcs11: the semantics checks; xxd: hex to DER in pkcs11-tool.sh.
-PACKAGES=(opensc gnutls-bin openssl python3-pykcs11 python3-cryptography xxd)
+# python3-pykcs11: the semantics checks; xxd: hex to DER in pkcs11-tool.sh; softhsm2: the
+# other token in softhsm2_keywrap.py.
+PACKAGES=(opensc gnutls-bin openssl python3-pykcs11 python3-cryptography xxd softhsm2)
 
 ensure_packages() {
   local missing=() p
@@ -93,6 +94,7 @@ run pkcs11-tool bash "$HERE/pkcs11-tool.sh" "$MODULE"
 run p11tool bash "$HERE/p11tool.sh" "$MODULE"
 run python_semantics /usr/bin/python3 "$HERE/python_semantics.py" "$MODULE"
 run openssl_crosscheck /usr/bin/python3 "$HERE/openssl_crosscheck.py" "$MODULE"
+run softhsm2_keywrap /usr/bin/python3 "$HERE/softhsm2_keywrap.py" "$MODULE"
 run java bash "$HERE/java.sh" "$MODULE"
 
 echo

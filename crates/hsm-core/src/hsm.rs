@@ -1904,6 +1904,20 @@ impl Hsm {
             crypto::CryptoError::EncryptedDataLenRange => Error::WrappedKeyLenRange,
             e => e.into(),
         })?;
+        // Both key-wrap mechanisms carry the key's length, so a CKA_VALUE_LEN in the
+        // template can only agree with it or be refused: taking the wrapped length anyway
+        // would hand back a key the caller did not describe (SoftHSM2's blobs of keys whose
+        // length is not a multiple of 8 carry zero padding inside, for one).
+        if let Some(asked) = t.ulong(A::VALUE_LEN) {
+            if asked != value.len() as u64 {
+                use zeroize::Zeroize;
+                let got = value.len();
+                value.zeroize();
+                return Err(Error::TemplateInconsistent(format!(
+                    "CKA_VALUE_LEN {asked} but the wrapped key is {got} bytes long"
+                )));
+            }
+        }
         t.set(A::VALUE, AttrValue::Bytes(value.clone()));
         {
             use zeroize::Zeroize;

@@ -1451,6 +1451,39 @@ fn wrap_unwrap_and_the_key_separation_attacks() {
     // KWP wraps any length.
     assert_eq!(wrap(h, CKM_AES_KEY_WRAP_KWP, w, k).unwrap().len(), 40);
 
+    // The blob carries the key's length: a CKA_VALUE_LEN that disagrees is refused rather
+    // than overridden, one that agrees is accepted.
+    let unwrap_len = |len: CK_ULONG| {
+        let mut m = CK_MECHANISM {
+            mechanism: CKM_AES_KEY_WRAP,
+            pParameter: null_mut(),
+            ulParameterLen: 0,
+        };
+        let (mut class, mut kt, mut len) = (CKO_SECRET_KEY, CKK_AES, len);
+        let mut t = [
+            ulong_attr(CKA_CLASS, &mut class),
+            ulong_attr(CKA_KEY_TYPE, &mut kt),
+            ulong_attr(CKA_VALUE_LEN, &mut len),
+        ];
+        let mut b = blob.clone();
+        let mut o = 0;
+        // SAFETY: valid template and blob.
+        unsafe {
+            C_UnwrapKey(
+                h,
+                &mut m,
+                w,
+                b.as_mut_ptr(),
+                b.len() as _,
+                t.as_mut_ptr(),
+                t.len() as _,
+                &mut o,
+            )
+        }
+    };
+    assert_eq!(unwrap_len(16), CKR_TEMPLATE_INCONSISTENT);
+    assert_eq!(unwrap_len(blob.len() as CK_ULONG - 8), CKR_OK);
+
     // Damaged or truncated blobs are refused.
     let mut bad = blob.clone();
     bad[7] ^= 1;
