@@ -165,9 +165,55 @@ fn encode(v: &AttrValue) -> Vec<u8> {
             .iter()
             .flat_map(|x| (*x as CK_ULONG).to_ne_bytes())
             .collect(),
-        // Templates are reported as their attribute count only; reading them back in
-        // full needs caller-owned nested buffers, which is not built.
+        // Array attributes are written element by element by `put`, never encoded whole.
         AttrValue::Template(_) => Vec::new(),
+    }
+}
+
+/// Writes one value into a caller's `CK_ATTRIBUTE` by the rules of `C_GetAttributeValue`:
+/// a NULL `pValue` asks for the length, a short buffer gets `CK_UNAVAILABLE_INFORMATION`
+/// (the answer is `false`), otherwise the value is copied. An array attribute
+/// (`CKA_WRAP_TEMPLATE` & co.) is `count × sizeof(CK_ATTRIBUTE)` long; given room, its
+/// elements get their types filled in and their values written by the same rules.
+///
+/// # Safety
+/// A non-null `a.pValue` is writable for `a.ulValueLen` bytes; for an array attribute
+/// it holds that many bytes of `CK_ATTRIBUTE`s whose own `pValue`s obey this contract.
+unsafe fn put(a: &mut CK_ATTRIBUTE, v: &AttrValue) -> bool {
+    if let AttrValue::Template(inner) = v {
+        let need = inner.len() * std::mem::size_of::<CK_ATTRIBUTE>();
+        if a.pValue.is_null() {
+            a.ulValueLen = need as CK_ULONG;
+            return true;
+        }
+        if (a.ulValueLen as usize) < need || !a.pValue.cast::<CK_ATTRIBUTE>().is_aligned() {
+            a.ulValueLen = CK_UNAVAILABLE_INFORMATION;
+            return false;
+        }
+        let elements = a.pValue as *mut CK_ATTRIBUTE;
+        let mut fits = true;
+        for (i, (t, value)) in inner.iter().enumerate() {
+            // SAFETY: i < inner.len() elements fit in the caller's buffer (checked above).
+            let e = unsafe { &mut *elements.add(i) };
+            e.type_ = t.0 as CK_ATTRIBUTE_TYPE;
+            // SAFETY: forwarded contract for the element's own buffer.
+            fits &= unsafe { put(e, value) };
+        }
+        a.ulValueLen = need as CK_ULONG;
+        return fits;
+    }
+    let bytes = encode(v);
+    if a.pValue.is_null() {
+        a.ulValueLen = bytes.len() as CK_ULONG;
+        true
+    } else if (a.ulValueLen as usize) < bytes.len() {
+        a.ulValueLen = CK_UNAVAILABLE_INFORMATION;
+        false
+    } else {
+        // SAFETY: pValue is writable for ulValueLen >= bytes.len() bytes.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), a.pValue as *mut u8, bytes.len()) };
+        a.ulValueLen = bytes.len() as CK_ULONG;
+        true
     }
 }
 
@@ -200,23 +246,8 @@ pub unsafe fn fill(
                 invalid = true;
             }
             Readable::Value(v) => {
-                let bytes = encode(v);
-                if a.pValue.is_null() {
-                    a.ulValueLen = bytes.len() as CK_ULONG;
-                } else if (a.ulValueLen as usize) < bytes.len() {
-                    a.ulValueLen = CK_UNAVAILABLE_INFORMATION;
-                    small = true;
-                } else {
-                    // SAFETY: pValue is writable for ulValueLen >= bytes.len() bytes.
-                    unsafe {
-                        std::ptr::copy_nonoverlapping(
-                            bytes.as_ptr(),
-                            a.pValue as *mut u8,
-                            bytes.len(),
-                        )
-                    };
-                    a.ulValueLen = bytes.len() as CK_ULONG;
-                }
+                // SAFETY: the caller's buffers obey `put`'s contract (ours).
+                small |= !unsafe { put(a, v) };
             }
         }
     }

@@ -1527,6 +1527,55 @@ fn unwrap_template_and_trusted_wrapping() {
         unsafe { C_CreateObject(h, t.as_mut_ptr(), 6, &mut w) },
         CKR_OK
     );
+    // The template reads back the way PKCS#11 reads array attributes: its size first,
+    // then the element types and lengths, then the values.
+    let size = std::mem::size_of::<CK_ATTRIBUTE>() as CK_ULONG;
+    let mut q = [CK_ATTRIBUTE {
+        type_: CKA_UNWRAP_TEMPLATE,
+        pValue: null_mut(),
+        ulValueLen: 0,
+    }];
+    // SAFETY: valid template, NULL pValue.
+    assert_eq!(
+        unsafe { C_GetAttributeValue(h, w, q.as_mut_ptr(), 1) },
+        CKR_OK
+    );
+    assert_eq!(q[0].ulValueLen, size, "one nested attribute");
+    let mut elements = [CK_ATTRIBUTE {
+        type_: 0xffff,
+        pValue: null_mut(),
+        ulValueLen: 0,
+    }];
+    q[0].pValue = elements.as_mut_ptr() as *mut _;
+    q[0].ulValueLen = size - 1;
+    // SAFETY: pValue is writable for ulValueLen bytes.
+    assert_eq!(
+        unsafe { C_GetAttributeValue(h, w, q.as_mut_ptr(), 1) },
+        CKR_BUFFER_TOO_SMALL
+    );
+    assert_eq!(q[0].ulValueLen, CK_UNAVAILABLE_INFORMATION);
+    q[0].ulValueLen = size;
+    // SAFETY: room for one element whose pValue is NULL.
+    assert_eq!(
+        unsafe { C_GetAttributeValue(h, w, q.as_mut_ptr(), 1) },
+        CKR_OK
+    );
+    assert_eq!(
+        (elements[0].type_, elements[0].ulValueLen),
+        (CKA_EXTRACTABLE, 1)
+    );
+    let mut pinned: CK_BBOOL = 7;
+    elements[0].pValue = &mut pinned as *mut CK_BBOOL as *mut _;
+    // SAFETY: the element's buffer holds one CK_BBOOL.
+    assert_eq!(
+        unsafe { C_GetAttributeValue(h, w, q.as_mut_ptr(), 1) },
+        CKR_OK
+    );
+    assert_eq!(
+        pinned, 0,
+        "CKA_EXTRACTABLE = FALSE read back from the template"
+    );
+
     let k = secret(h, &[9; 32], &[(CKA_EXTRACTABLE, 1)]).unwrap();
     let blob = wrap(h, CKM_AES_KEY_WRAP, w, k).unwrap();
     assert_eq!(
