@@ -96,6 +96,7 @@ run python_semantics /usr/bin/python3 "$HERE/python_semantics.py" "$MODULE"
 run openssl_crosscheck /usr/bin/python3 "$HERE/openssl_crosscheck.py" "$MODULE"
 run softhsm2_keywrap /usr/bin/python3 "$HERE/softhsm2_keywrap.py" "$MODULE"
 run java bash "$HERE/java.sh" "$MODULE"
+run cryptoki_crate bash "$HERE/cryptoki_crate.sh" "$MODULE"
 
 echo
 echo "==> interop summary (module: $ORIGINAL_MODULE)"
