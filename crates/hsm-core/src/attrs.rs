@@ -203,7 +203,12 @@ pub fn class_rules(class: ObjectClass, key_type: Option<KeyType>) -> Result<Vec<
                 ]),
                 (
                     ObjectClass::SECRET_KEY,
-                    KeyType::AES | KeyType::GENERIC_SECRET | KeyType::HKDF,
+                    KeyType::AES
+                    | KeyType::GENERIC_SECRET
+                    | KeyType::HKDF
+                    | KeyType::SHA256_HMAC
+                    | KeyType::SHA384_HMAC
+                    | KeyType::SHA512_HMAC,
                 ) => v.extend([
                     r(A::VALUE, GeneratedOnly, None),
                     r(A::VALUE_LEN, OnGenerate, None),

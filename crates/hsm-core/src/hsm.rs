@@ -988,6 +988,9 @@ impl Hsm {
         let key_type = match m {
             M::AES_KEY_GEN => KeyType::AES,
             M::GENERIC_SECRET_KEY_GEN => KeyType::GENERIC_SECRET,
+            M::SHA256_KEY_GEN => KeyType::SHA256_HMAC,
+            M::SHA384_KEY_GEN => KeyType::SHA384_HMAC,
+            M::SHA512_KEY_GEN => KeyType::SHA512_HMAC,
             _ => return Err(Error::MechanismInvalid),
         };
         let t = implied(template, ObjectClass::SECRET_KEY, key_type)?;
@@ -1241,8 +1244,16 @@ impl Hsm {
                 }
             }
             SignKind::Hmac(alg) => {
+                // A generic secret serves any HMAC; a CKK_SHAn_HMAC key only its own hash
+                // (PKCS#11 3.0 §6.20).
+                let own = match alg {
+                    HashAlg::Sha256 => KeyType::SHA256_HMAC,
+                    HashAlg::Sha384 => KeyType::SHA384_HMAC,
+                    HashAlg::Sha512 => KeyType::SHA512_HMAC,
+                    _ => KeyType::GENERIC_SECRET,
+                };
                 if k.attrs.class() != Some(ObjectClass::SECRET_KEY)
-                    || key_type != Some(KeyType::GENERIC_SECRET)
+                    || (key_type != Some(KeyType::GENERIC_SECRET) && key_type != Some(own))
                 {
                     return Err(Error::KeyTypeInconsistent);
                 }

@@ -1079,6 +1079,96 @@ fn hmac_sign_and_verify_with_generic_secret_keys() {
     }
 }
 
+#[test]
+fn sha2_hmac_key_types_generate_and_serve_only_their_own_hash() {
+    let _env = setup();
+    let h = token_session();
+    let keygen = |mech: CK_MECHANISM_TYPE, len: CK_ULONG| {
+        let mut m = CK_MECHANISM {
+            mechanism: mech,
+            pParameter: null_mut(),
+            ulParameterLen: 0,
+        };
+        let mut len = len;
+        let (mut s, mut v): (CK_BBOOL, CK_BBOOL) = (1, 1);
+        let mut t = [
+            ulong_attr(CKA_VALUE_LEN, &mut len),
+            bool_attr(CKA_SIGN, &mut s),
+            bool_attr(CKA_VERIFY, &mut v),
+        ];
+        let mut key = 0;
+        // SAFETY: valid mechanism and template.
+        match unsafe { C_GenerateKey(h, &mut m, t.as_mut_ptr(), 3, &mut key) } {
+            CKR_OK => Ok(key),
+            rv => Err(rv),
+        }
+    };
+    let mac = |mech: CK_MECHANISM_TYPE, key: CK_OBJECT_HANDLE| {
+        let mut m = CK_MECHANISM {
+            mechanism: mech,
+            pParameter: null_mut(),
+            ulParameterLen: 0,
+        };
+        // SAFETY: valid mechanism.
+        match unsafe { C_SignInit(h, &mut m, key) } {
+            CKR_OK => {}
+            rv => return Err(rv),
+        }
+        let mut data = *b"sha2 hmac key";
+        let mut tag = [0u8; 64];
+        let mut n = tag.len() as CK_ULONG;
+        // SAFETY: buffers of the given lengths.
+        let rv = unsafe {
+            C_Sign(
+                h,
+                data.as_mut_ptr(),
+                data.len() as _,
+                tag.as_mut_ptr(),
+                &mut n,
+            )
+        };
+        assert_eq!(rv, CKR_OK);
+        Ok(n)
+    };
+    for (gen_mech, kt, own, tag_len, other) in [
+        (
+            CKM_SHA256_KEY_GEN,
+            CKK_SHA256_HMAC,
+            CKM_SHA256_HMAC,
+            32,
+            CKM_SHA512_HMAC,
+        ),
+        (
+            CKM_SHA384_KEY_GEN,
+            CKK_SHA384_HMAC,
+            CKM_SHA384_HMAC,
+            48,
+            CKM_SHA256_HMAC,
+        ),
+        (
+            CKM_SHA512_KEY_GEN,
+            CKK_SHA512_HMAC,
+            CKM_SHA512_HMAC,
+            64,
+            CKM_SHA384_HMAC,
+        ),
+    ] {
+        let key = keygen(gen_mech, 256).unwrap();
+        let mut got: CK_ULONG = 0;
+        let mut q = [ulong_attr(CKA_KEY_TYPE, &mut got)];
+        // SAFETY: valid template.
+        assert_eq!(
+            unsafe { C_GetAttributeValue(h, key, q.as_mut_ptr(), 1) },
+            CKR_OK
+        );
+        assert_eq!(got, kt, "key type of {gen_mech:#x}");
+        assert_eq!(mac(own, key), Ok(tag_len));
+        assert_eq!(mac(other, key), Err(CKR_KEY_TYPE_INCONSISTENT));
+    }
+    assert_eq!(keygen(CKM_SHA256_KEY_GEN, 0), Err(CKR_KEY_SIZE_RANGE));
+    assert_eq!(keygen(CKM_SHA256_KEY_GEN, 513), Err(CKR_KEY_SIZE_RANGE));
+}
+
 /// An AES session key with this value and ENCRYPT/DECRYPT.
 fn aes_key(h: CK_SESSION_HANDLE, value: &mut [u8]) -> CK_OBJECT_HANDLE {
     let mut class: CK_ULONG = CKO_SECRET_KEY;
@@ -1566,6 +1656,8 @@ fn unwrap_template_and_trusted_wrapping() {
     );
     let mut pinned: CK_BBOOL = 7;
     elements[0].pValue = &mut pinned as *mut CK_BBOOL as *mut _;
+    // The write above went through `elements` itself: hand the module a fresh pointer.
+    q[0].pValue = elements.as_mut_ptr() as *mut _;
     // SAFETY: the element's buffer holds one CK_BBOOL.
     assert_eq!(
         unsafe { C_GetAttributeValue(h, w, q.as_mut_ptr(), 1) },
@@ -2135,6 +2227,8 @@ fn hkdf_derive_matches_rfc5869() {
     );
     // A salt from a key object is not supported.
     params.ulSaltType = CKF_HKDF_SALT_KEY;
+    // The write above went through `params` itself: hand the module a fresh pointer.
+    m.pParameter = &mut params as *mut _ as *mut _;
     // SAFETY: as above.
     assert_eq!(
         unsafe {
