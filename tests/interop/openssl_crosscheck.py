@@ -124,6 +124,30 @@ def run(module):
         if len(tag) != 16:
             raise AssertionError("tag of %d bytes" % len(tag))
 
+    def gcm_short_tag():
+        # 96-bit tags, checked with python3-cryptography's GCM (openssl enc has no AEAD).
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+        iv = os.urandom(12)
+        m = PyKCS11.AES_GCM_Mechanism(iv, b"hdr", 96)
+        sealed = bytes(s.encrypt(aes_key, data, m))
+        if len(sealed) != len(data) + 12:
+            raise AssertionError("%d bytes for %d of data and a 96-bit tag" % (len(sealed), len(data)))
+        d = Cipher(algorithms.AES(aes), modes.GCM(iv, sealed[-12:], min_tag_length=12)).decryptor()
+        d.authenticate_additional_data(b"hdr")
+        same("AES-GCM 96-bit tag, opened by python3-cryptography", d.update(sealed[:-12]) + d.finalize(), data)
+        e = Cipher(algorithms.AES(aes), modes.GCM(iv)).encryptor()
+        e.authenticate_additional_data(b"hdr")
+        theirs = e.update(data) + e.finalize() + e.tag[:12]
+        same("AES-GCM 96-bit tag, sealed by python3-cryptography", s.decrypt(aes_key, theirs, m), data)
+        bad = theirs[:-1] + bytes([theirs[-1] ^ 1])
+        try:
+            s.decrypt(aes_key, bad, m)
+        except PyKCS11.PyKCS11Error as err:
+            if err.value != PyKCS11.CKR_ENCRYPTED_DATA_INVALID:
+                raise
+        else:
+            raise AssertionError("a damaged 96-bit tag was accepted")
+
     def key_wrap():
         kek = os.urandom(32)
         w = key(CKK_AES, kek, wrap=True, unwrap=True)
@@ -206,6 +230,7 @@ def run(module):
     check("AES-CMAC equals openssl mac CMAC", cmac)
     check("AES-CBC, CBC-PAD, ECB and CTR equal openssl enc", block_modes)
     check("AES-GCM ciphertext equals AES-CTR from J0+1 under openssl", gcm)
+    check("AES-GCM with a 96-bit tag both ways with python3-cryptography; a bad tag refused", gcm_short_tag)
     check("AES key wrap and key wrap with padding equal openssl id-aes256-wrap(-pad)", key_wrap)
     s.logout()
     s.closeSession()

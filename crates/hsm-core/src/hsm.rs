@@ -1453,10 +1453,17 @@ impl Hsm {
         }
         let (iv, cipher) = match mech {
             Mechanism::Gcm { iv, aad, tag_bits } => {
-                if *tag_bits == 0 || *tag_bits > 128 || iv.is_empty() {
-                    return Err(Error::MechanismParamInvalid(
-                        "GCM needs an IV and a tag of 1 to 128 bits".into(),
-                    ));
+                if !(u64::from(crypto::GCM_MIN_TAG_BITS)..=u64::from(crypto::GCM_TAG_BITS))
+                    .contains(tag_bits)
+                    || tag_bits % 8 != 0
+                    || iv.len() != crypto::GCM_IV_LEN
+                {
+                    return Err(Error::MechanismParamInvalid(format!(
+                        "GCM takes a {}-byte IV and a tag of 96, 104, 112, 120 or 128 bits \
+                         (got {} bytes, {tag_bits} bits)",
+                        crypto::GCM_IV_LEN,
+                        iv.len()
+                    )));
                 }
                 (
                     iv.clone(),

@@ -52,8 +52,8 @@ pub use oaep::{rsa_oaep_decrypt, rsa_oaep_encrypt, rsa_pkcs1_decrypt, rsa_pkcs1_
 pub use rsa_key::{RsaPrivateParts, generate_rsa};
 pub use sign::{SignMechanism, SigningKey, VerifyingKey, pairwise_check};
 pub use symmetric::{
-    GCM_IV_LEN, GCM_TAG_BITS, MAX_SECRET_LEN, aes_gcm_decrypt, aes_gcm_encrypt, generate_secret,
-    random_bytes,
+    GCM_IV_LEN, GCM_MIN_TAG_BITS, GCM_TAG_BITS, MAX_SECRET_LEN, aes_gcm_decrypt, aes_gcm_encrypt,
+    generate_secret, random_bytes,
 };
 
 /// Errors of the provider, one per `CKR_*` a caller would answer.

@@ -7,9 +7,14 @@ use zeroize::Zeroizing;
 
 /// The one IV length aws-lc-rs AES-GCM takes.
 pub const GCM_IV_LEN: usize = 12;
-/// The one tag length aws-lc-rs AES-GCM produces.
+/// The tag length aws-lc-rs AES-GCM produces; shorter tags are that tag truncated.
 pub const GCM_TAG_BITS: u32 = 128;
 const GCM_TAG_LEN: usize = GCM_TAG_BITS as usize / 8;
+/// Shortest tag accepted. SP 800-38D allows 32 and 64 bits only under limits on the
+/// number of messages and their length that a token cannot enforce, so they are refused.
+pub const GCM_MIN_TAG_BITS: u32 = 96;
+/// GCM's plaintext limit, 2^32 - 2 blocks (SP 800-38D §5.2.1.1).
+const GCM_MAX_INPUT: usize = ((1 << 32) - 2) * 16;
 /// Longest generic secret `generate_secret` makes; caps an allocation sized by the caller.
 pub const MAX_SECRET_LEN: usize = 1024;
 
@@ -41,9 +46,9 @@ fn gcm_key(key: &[u8], iv: &[u8], tag_bits: u32) -> CryptoResult<(LessSafeKey, N
             iv.len()
         )));
     }
-    if tag_bits != GCM_TAG_BITS {
+    if !(GCM_MIN_TAG_BITS..=GCM_TAG_BITS).contains(&tag_bits) || tag_bits % 8 != 0 {
         return Err(CryptoError::MechanismParamInvalid(format!(
-            "AES-GCM tag of {tag_bits} bits: only {GCM_TAG_BITS}-bit tags are supported"
+            "AES-GCM tag of {tag_bits} bits: {GCM_MIN_TAG_BITS}, 104, 112, 120 or {GCM_TAG_BITS} bits are supported"
         )));
     }
     let key = UnboundKey::new(alg, key)
@@ -67,19 +72,25 @@ pub fn aes_gcm_encrypt(
     // Only fails for input beyond GCM's 2^36-byte limit.
     key.seal_in_place_append_tag(nonce, Aad::from(aad), &mut out)
         .map_err(|_| CryptoError::DataLenRange)?;
+    // A t-bit GCM tag is the leading t bits of the full tag (SP 800-38D §7.1).
+    out.truncate(plaintext.len() + tag_bits as usize / 8);
     Ok(out)
 }
 
 pub fn aes_gcm_decrypt(
-    key: &[u8],
+    raw_key: &[u8],
     iv: &[u8],
     aad: &[u8],
     tag_bits: u32,
     ciphertext_and_tag: &[u8],
 ) -> CryptoResult<Vec<u8>> {
-    let (key, nonce) = gcm_key(key, iv, tag_bits)?;
-    if ciphertext_and_tag.len() < GCM_TAG_LEN {
+    let (key, nonce) = gcm_key(raw_key, iv, tag_bits)?;
+    let tag_len = tag_bits as usize / 8;
+    if ciphertext_and_tag.len() < tag_len {
         return Err(CryptoError::EncryptedDataLenRange);
+    }
+    if tag_len < GCM_TAG_LEN {
+        return gcm_open_truncated(raw_key, (key, nonce), iv, aad, tag_len, ciphertext_and_tag);
     }
     // On a bad tag the buffer may hold unauthenticated plaintext: it is wiped on drop.
     let mut buf = Zeroizing::new(ciphertext_and_tag.to_vec());
@@ -90,6 +101,42 @@ pub fn aes_gcm_decrypt(
     let mut plain = std::mem::take(&mut *buf);
     plain.truncate(len);
     Ok(plain)
+}
+
+/// Opens a GCM message whose tag is shorter than 128 bits, which aws-lc-rs's AEAD API
+/// does not take: the ciphertext is decrypted with AES-CTR from GCM's first counter block
+/// (`IV ‖ 0x00000002` for a 96-bit IV), sealed again to recompute the full tag over the
+/// same AAD and ciphertext, and the plaintext is released only if the tag's leading bytes
+/// match (in constant time). GCM's length limit keeps the 32-bit counter from wrapping,
+/// so a 128-bit CTR counter gives the same key stream.
+fn gcm_open_truncated(
+    raw_key: &[u8],
+    sealer: (LessSafeKey, Nonce),
+    iv: &[u8],
+    aad: &[u8],
+    tag_len: usize,
+    input: &[u8],
+) -> CryptoResult<Vec<u8>> {
+    let (ct, tag) = input.split_at(input.len() - tag_len);
+    if ct.len() > GCM_MAX_INPUT {
+        return Err(CryptoError::EncryptedDataLenRange);
+    }
+    let mut counter = [0u8; 16];
+    counter[..GCM_IV_LEN].copy_from_slice(iv);
+    counter[15] = 2;
+    let plain = Zeroizing::new(super::aes_encrypt(
+        super::BlockMode::Ctr,
+        raw_key,
+        &counter,
+        ct,
+    )?);
+    let (key, nonce) = sealer;
+    let mut again = Zeroizing::new(plain.to_vec());
+    key.seal_in_place_append_tag(nonce, Aad::from(aad), &mut *again)
+        .map_err(|_| CryptoError::EncryptedDataLenRange)?;
+    aws_lc_rs::constant_time::verify_slices_are_equal(&again[ct.len()..][..tag_len], tag)
+        .map_err(|_| CryptoError::EncryptedDataInvalid)?;
+    Ok(plain.to_vec())
 }
 
 #[cfg(test)]
@@ -205,7 +252,7 @@ mod tests {
                 Err(CryptoError::MechanismParamInvalid(m)) if m.contains("IV")
             ));
         }
-        for bad_tag in [96, 120, 0, 256] {
+        for bad_tag in [32, 64, 100, 0, 136, 256] {
             assert!(matches!(
                 aes_gcm_encrypt(&key, &IV, b"", bad_tag, b"x"),
                 Err(CryptoError::MechanismParamInvalid(m)) if m.contains("tag")
@@ -214,6 +261,57 @@ mod tests {
                 aes_gcm_decrypt(&key, &IV, b"", bad_tag, &[0; 32]),
                 Err(CryptoError::MechanismParamInvalid(_))
             ));
+        }
+    }
+
+    #[test]
+    fn truncated_tags_are_the_full_tag_cut_and_checked_in_full() {
+        use aes_gcm::aead::consts::U12;
+        type Gcm96 = aes_gcm::AesGcm<aes_gcm::aes::Aes256, U12, U12>;
+        let key = generate_secret(32).unwrap();
+        let pt = b"short tags are allowed down to 96 bits";
+        let full = aes_gcm_encrypt(key.expose(), &IV, b"aad", 128, pt).unwrap();
+        for bits in [96u32, 104, 112, 120] {
+            let n = bits as usize / 8;
+            let ct = aes_gcm_encrypt(key.expose(), &IV, b"aad", bits, pt).unwrap();
+            assert_eq!(ct, full[..pt.len() + n], "{bits}-bit tag");
+            assert_eq!(
+                aes_gcm_decrypt(key.expose(), &IV, b"aad", bits, &ct).unwrap(),
+                pt
+            );
+            // Any flipped bit, in the ciphertext or the tag, or other AAD: refused.
+            for i in [0, pt.len() - 1, pt.len(), ct.len() - 1] {
+                let mut bad = ct.clone();
+                bad[i] ^= 0x80;
+                assert!(matches!(
+                    aes_gcm_decrypt(key.expose(), &IV, b"aad", bits, &bad),
+                    Err(CryptoError::EncryptedDataInvalid)
+                ));
+            }
+            assert!(matches!(
+                aes_gcm_decrypt(key.expose(), &IV, b"AAD", bits, &ct),
+                Err(CryptoError::EncryptedDataInvalid)
+            ));
+            assert!(matches!(
+                aes_gcm_decrypt(key.expose(), &IV, b"aad", bits, &ct[..n - 1]),
+                Err(CryptoError::EncryptedDataLenRange)
+            ));
+        }
+        // The oracle's 96-bit-tag GCM agrees both ways, also on an empty message.
+        let oracle = Gcm96::new_from_slice(key.expose()).unwrap();
+        for msg in [&pt[..], b""] {
+            let ours = aes_gcm_encrypt(key.expose(), &IV, b"aad", 96, msg).unwrap();
+            let payload = Payload {
+                msg: &ours,
+                aad: b"aad",
+            };
+            assert_eq!(oracle.decrypt((&IV).into(), payload).unwrap(), msg);
+            let payload = Payload { msg, aad: b"aad" };
+            let theirs = oracle.encrypt((&IV).into(), payload).unwrap();
+            assert_eq!(
+                aes_gcm_decrypt(key.expose(), &IV, b"aad", 96, &theirs).unwrap(),
+                msg
+            );
         }
     }
 
