@@ -223,7 +223,33 @@ def run(module):
         r, s_ = int.from_bytes(sig[:66], "big"), int.from_bytes(sig[66:], "big")
         key.verify(utils.encode_dss_signature(r, s_), data, ec.ECDSA(hashes.SHA512()))
 
+    def ecdh_x963():
+        # ECDH P-256 against a python3-cryptography key, then the X9.63 SHA-256 KDF with
+        # shared info: FerroHSM's derived key must equal cryptography's X963KDF output.
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
+        params = bytes.fromhex("06082a8648ce3d030107")
+        pub, priv = s.generateKeyPair(
+            [(CKA_TOKEN, False), (PyKCS11.CKA_EC_PARAMS, params)],
+            [(CKA_TOKEN, False), (PyKCS11.CKA_DERIVE, True)],
+            mecha=PyKCS11.Mechanism(PyKCS11.CKM_EC_KEY_PAIR_GEN, None))
+        der = bytes(s.getAttributeValue(pub, [PyKCS11.CKA_EC_POINT])[0])
+        ours = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), der[2:])
+        peer = ec.generate_private_key(ec.SECP256R1())
+        peer_point = peer.public_key().public_bytes(serialization.Encoding.X962,
+                                                    serialization.PublicFormat.UncompressedPoint)
+        mech = PyKCS11.ECDH1_DERIVE_Mechanism(peer_point, PyKCS11.CKD_SHA256_KDF, b"ferrohsm")
+        k = s.deriveKey(priv, [(CKA_CLASS, CKO_SECRET_KEY), (CKA_KEY_TYPE, CKK_GENERIC_SECRET),
+                               (CKA_TOKEN, False), (CKA_SENSITIVE, False), (CKA_EXTRACTABLE, True),
+                               (PyKCS11.CKA_VALUE_LEN, 48)], mech)
+        mine = bytes(s.getAttributeValue(k, [CKA_VALUE])[0])
+        z = peer.exchange(ec.ECDH(), ours)
+        theirs = X963KDF(algorithm=hashes.SHA256(), length=48, sharedinfo=b"ferrohsm").derive(z)
+        same("ECDH + X9.63 SHA-256 KDF", mine, theirs)
+
     check("HMAC-SHA-256/384/512 equal openssl dgst -mac HMAC", hmac)
+    check("ECDH P-256 + X9.63 SHA-256 KDF equals python3-cryptography's ECDH + X963KDF", ecdh_x963)
     check("ECDSA P-521 (SHA-512) verified by OpenSSL through python-cryptography", p521)
     check("Ed25519 signature verified by openssl pkeyutl", ed25519)
     check("RSA-OAEP (SHA-256) both ways with openssl pkeyutl", oaep)

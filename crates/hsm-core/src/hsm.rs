@@ -2044,9 +2044,23 @@ impl Hsm {
                 shared_data,
                 public_data,
             } => {
-                if *kdf != 1 || !shared_data.is_empty() {
+                // CKD_NULL, or the X9.63 KDF with SHA-1/224/256/384/512 (CKD_SHA*_KDF).
+                let kdf_hash = match *kdf {
+                    1 => None,
+                    2 => Some(HashAlg::Sha1),
+                    5 => Some(HashAlg::Sha224),
+                    6 => Some(HashAlg::Sha256),
+                    7 => Some(HashAlg::Sha384),
+                    8 => Some(HashAlg::Sha512),
+                    other => {
+                        return Err(Error::MechanismParamInvalid(format!(
+                            "ECDH KDF {other:#x}: CKD_NULL and CKD_SHA1/224/256/384/512_KDF are supported"
+                        )));
+                    }
+                };
+                if kdf_hash.is_none() && !shared_data.is_empty() {
                     return Err(Error::MechanismParamInvalid(
-                        "only CKD_NULL without shared data is supported".into(),
+                        "CKD_NULL takes no shared data".into(),
                     ));
                 }
                 let curve = Curve::from_ec_params(b.attrs.bytes(A::EC_PARAMS).unwrap_or_default())
@@ -2056,18 +2070,32 @@ impl Hsm {
                 })?;
                 let scalar = b.attrs.bytes(A::VALUE).ok_or(Error::UserNotLoggedIn)?;
                 let z = crypto::ecdh(curve, scalar, &peer)?;
-                let len = if requested.is_none() && t.key_type() == Some(KeyType::GENERIC_SECRET) {
-                    z.len()
+                if let Some(hash) = kdf_hash {
+                    // A generic secret without CKA_VALUE_LEN takes one hash output.
+                    let len =
+                        if requested.is_none() && t.key_type() == Some(KeyType::GENERIC_SECRET) {
+                            hash.output_len()
+                        } else {
+                            len
+                        };
+                    crypto::x963_kdf(hash, z.expose(), shared_data, len)?
+                        .expose()
+                        .to_vec()
                 } else {
-                    len
-                };
-                if len > z.len() {
-                    return Err(Error::TemplateInconsistent(format!(
-                        "CKA_VALUE_LEN {len} exceeds the {}-byte shared secret",
-                        z.len()
-                    )));
+                    let len =
+                        if requested.is_none() && t.key_type() == Some(KeyType::GENERIC_SECRET) {
+                            z.len()
+                        } else {
+                            len
+                        };
+                    if len > z.len() {
+                        return Err(Error::TemplateInconsistent(format!(
+                            "CKA_VALUE_LEN {len} exceeds the {}-byte shared secret",
+                            z.len()
+                        )));
+                    }
+                    z.expose()[..len].to_vec()
                 }
-                z.expose()[..len].to_vec()
             }
             Mechanism::Hkdf {
                 extract,

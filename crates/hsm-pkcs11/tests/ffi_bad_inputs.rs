@@ -1899,6 +1899,106 @@ fn ecdh_derive_agrees_and_propagates_sensitivity() {
     );
 }
 
+/// ECDH into an extractable, non-sensitive generic secret with the given KDF; returns
+/// the derived value.
+fn ecdh_value(
+    h: CK_SESSION_HANDLE,
+    base: CK_OBJECT_HANDLE,
+    peer: &[u8],
+    kdf: CK_ULONG,
+    shared: &[u8],
+    len: Option<CK_ULONG>,
+) -> Result<Vec<u8>, CK_RV> {
+    let mut peer = peer.to_vec();
+    let mut shared = shared.to_vec();
+    let mut params = CK_ECDH1_DERIVE_PARAMS {
+        kdf,
+        ulSharedDataLen: shared.len() as _,
+        pSharedData: if shared.is_empty() {
+            null_mut()
+        } else {
+            shared.as_mut_ptr()
+        },
+        ulPublicDataLen: peer.len() as _,
+        pPublicData: peer.as_mut_ptr(),
+    };
+    let mut m = CK_MECHANISM {
+        mechanism: CKM_ECDH1_DERIVE,
+        pParameter: &mut params as *mut _ as *mut _,
+        ulParameterLen: std::mem::size_of::<CK_ECDH1_DERIVE_PARAMS>() as _,
+    };
+    let mut class: CK_ULONG = CKO_SECRET_KEY;
+    let mut kt: CK_ULONG = CKK_GENERIC_SECRET;
+    let mut n = len.unwrap_or(0);
+    let (mut s, mut x) = (0 as CK_BBOOL, 1 as CK_BBOOL);
+    let mut t = vec![
+        ulong_attr(CKA_CLASS, &mut class),
+        ulong_attr(CKA_KEY_TYPE, &mut kt),
+        bool_attr(CKA_SENSITIVE, &mut s),
+        bool_attr(CKA_EXTRACTABLE, &mut x),
+    ];
+    if len.is_some() {
+        t.push(ulong_attr(CKA_VALUE_LEN, &mut n));
+    }
+    let mut out = 0;
+    // SAFETY: valid mechanism, template and output.
+    match unsafe { C_DeriveKey(h, &mut m, base, t.as_mut_ptr(), t.len() as _, &mut out) } {
+        CKR_OK => {}
+        rv => return Err(rv),
+    }
+    let mut value = vec![0u8; 512];
+    let mut q = [bytes_attr(CKA_VALUE, &mut value)];
+    // SAFETY: valid template, 512-byte buffer.
+    assert_eq!(
+        unsafe { C_GetAttributeValue(h, out, q.as_mut_ptr(), 1) },
+        CKR_OK
+    );
+    let got = q[0].ulValueLen as usize;
+    value.truncate(got);
+    Ok(value)
+}
+
+#[test]
+fn ecdh_with_the_x963_sha_kdfs() {
+    use sha2::Digest as _;
+    let _env = setup();
+    let h = token_session();
+    let (a_point, a) = derive_pair(h, 1);
+    let (b_point, b) = derive_pair(h, 1);
+    let z = ecdh_value(h, a, &b_point, CKD_NULL, &[], None).unwrap();
+    assert_eq!(z.len(), 32, "CKD_NULL gives the P-256 shared x-coordinate");
+    // SHA-256 X9.63 with shared info, two hash blocks cut to 40 bytes, on both sides.
+    let ka = ecdh_value(h, a, &b_point, CKD_SHA256_KDF, b"ferrohsm", Some(40)).unwrap();
+    let kb = ecdh_value(h, b, &a_point, CKD_SHA256_KDF, b"ferrohsm", Some(40)).unwrap();
+    assert_eq!(ka, kb);
+    let block = |i: u32| {
+        let mut d = sha2::Sha256::new();
+        d.update(&z);
+        d.update(i.to_be_bytes());
+        d.update(b"ferrohsm");
+        d.finalize().to_vec()
+    };
+    assert_eq!(ka, [block(1), block(2)].concat()[..40]);
+    // Without CKA_VALUE_LEN a generic secret takes one hash output.
+    assert_eq!(
+        ecdh_value(h, a, &b_point, CKD_SHA512_KDF, &[], None)
+            .unwrap()
+            .len(),
+        64
+    );
+    // Refusals: the ASN.1 and concatenation variants, shared data with CKD_NULL.
+    for kdf in [CKD_SHA1_KDF_ASN1, CKD_SHA1_KDF_CONCATENATE, 0x99] {
+        assert_eq!(
+            ecdh_value(h, a, &b_point, kdf, &[], Some(16)),
+            Err(CKR_MECHANISM_PARAM_INVALID)
+        );
+    }
+    assert_eq!(
+        ecdh_value(h, a, &b_point, CKD_NULL, b"info", Some(16)),
+        Err(CKR_MECHANISM_PARAM_INVALID)
+    );
+}
+
 #[test]
 fn rsa_oaep_encrypt_and_decrypt() {
     let _env = setup();

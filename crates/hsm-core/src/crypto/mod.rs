@@ -37,6 +37,7 @@ mod oaep;
 mod rsa_key;
 mod sign;
 mod symmetric;
+mod x963;
 
 #[cfg(test)]
 mod sign_tests;
@@ -55,6 +56,7 @@ pub use symmetric::{
     GCM_IV_LEN, GCM_MIN_TAG_BITS, GCM_TAG_BITS, MAX_SECRET_LEN, aes_gcm_decrypt, aes_gcm_encrypt,
     generate_secret, random_bytes,
 };
+pub use x963::x963_kdf;
 
 /// Errors of the provider, one per `CKR_*` a caller would answer.
 #[derive(Debug, thiserror::Error)]
