@@ -171,7 +171,7 @@ def run(module):
         n, e, d, p, q, dp, dq, qi = [bytes.fromhex(x if len(x) % 2 == 0 else "0" + x) for x in ints[1:9]]
         common = [(CKA_KEY_TYPE, PyKCS11.CKK_RSA), (CKA_TOKEN, False), (PyKCS11.CKA_MODULUS, n), (PyKCS11.CKA_PUBLIC_EXPONENT, e)]
         pub = s.createObject([(CKA_CLASS, PyKCS11.CKO_PUBLIC_KEY), (CKA_ENCRYPT, True)] + common)
-        priv = s.createObject([(CKA_CLASS, PyKCS11.CKO_PRIVATE_KEY), (CKA_DECRYPT, True),
+        priv = s.createObject([(CKA_CLASS, PyKCS11.CKO_PRIVATE_KEY), (CKA_DECRYPT, True), (CKA_UNWRAP, True),
                                (PyKCS11.CKA_PRIVATE_EXPONENT, d), (PyKCS11.CKA_PRIME_1, p), (PyKCS11.CKA_PRIME_2, q),
                                (PyKCS11.CKA_EXPONENT_1, dp), (PyKCS11.CKA_EXPONENT_2, dq), (PyKCS11.CKA_COEFFICIENT, qi)] + common)
         mech = PyKCS11.RSAOAEPMechanism(PyKCS11.CKM_SHA256, PyKCS11.CKG_MGF1_SHA256)
@@ -181,6 +181,10 @@ def run(module):
         same("openssl decrypts FerroHSM's OAEP", openssl("pkeyutl", "-decrypt", "-inkey", pem, *opts, data=ct), secret)
         theirs = openssl("pkeyutl", "-encrypt", "-inkey", pem, *opts, data=secret)
         same("FerroHSM decrypts openssl's OAEP", s.decrypt(priv, theirs, mech), secret)
+        # The same blob imported as a key: C_UnwrapKey with OAEP gives an AES key of that value.
+        k = s.unwrapKey(priv, theirs, [(CKA_CLASS, CKO_SECRET_KEY), (CKA_KEY_TYPE, CKK_AES), (CKA_TOKEN, False),
+                                       (CKA_SENSITIVE, False), (CKA_EXTRACTABLE, True)], mech)
+        same("FerroHSM unwraps openssl's OAEP-wrapped AES key", s.getAttributeValue(k, [CKA_VALUE])[0], secret)
 
     def ed25519():
         work = os.environ["FERROHSM_WORK"]
@@ -252,7 +256,7 @@ def run(module):
     check("ECDH P-256 + X9.63 SHA-256 KDF equals python3-cryptography's ECDH + X963KDF", ecdh_x963)
     check("ECDSA P-521 (SHA-512) verified by OpenSSL through python-cryptography", p521)
     check("Ed25519 signature verified by openssl pkeyutl", ed25519)
-    check("RSA-OAEP (SHA-256) both ways with openssl pkeyutl", oaep)
+    check("RSA-OAEP (SHA-256) both ways with openssl pkeyutl, and C_UnwrapKey of openssl's blob", oaep)
     check("AES-CMAC equals openssl mac CMAC", cmac)
     check("AES-CBC, CBC-PAD, ECB and CTR equal openssl enc", block_modes)
     check("AES-GCM ciphertext equals AES-CTR from J0+1 under openssl", gcm)

@@ -1579,16 +1579,7 @@ impl Hsm {
         let oaep = match oaep {
             None => None,
             Some((hash, mgf, label)) => {
-                let hash = HashAlg::from_mechanism(hash)
-                    .ok_or_else(|| Error::MechanismParamInvalid(format!("OAEP hash {hash:?}")))?;
-                let mgf = match mgf {
-                    1 => HashAlg::Sha1,
-                    2 => HashAlg::Sha256,
-                    3 => HashAlg::Sha384,
-                    4 => HashAlg::Sha512,
-                    5 => HashAlg::Sha224,
-                    _ => return Err(Error::MechanismParamInvalid(format!("MGF {mgf:#x}"))),
-                };
+                let (hash, mgf) = oaep_hashes(hash, mgf)?;
                 Some((hash, mgf, label))
             }
         };
@@ -1879,17 +1870,46 @@ impl Hsm {
     ) -> Result<u64> {
         self.check_health()?;
         let (sess, slot, token) = self.session_slot(h)?;
-        let padded = Self::key_wrap_mode(mech)?;
+        // AES key wrap, or RSA-OAEP with a private key (importing a key someone wrapped
+        // under our public key; OAEP *wrapping* is not offered, see mechanisms.md).
+        let oaep = match mech {
+            Mechanism::Oaep { hash, mgf, label } => {
+                let (hash, mgf) = oaep_hashes(*hash, *mgf)?;
+                Some((hash, mgf, label))
+            }
+            _ => None,
+        };
+        let padded = match oaep {
+            Some(_) => false,
+            None => Self::key_wrap_mode(mech)?,
+        };
         let u = self.load(&slot, token, unwrapping).map_err(|e| match e {
             Error::ObjectHandleInvalid => Error::UnwrappingKeyHandleInvalid,
             e => e,
         })?;
-        let kek = Self::kek_attrs(
-            &u.attrs,
-            A::UNWRAP,
-            mech,
-            Error::UnwrappingKeyTypeInconsistent,
-        )?;
+        let kek = match oaep {
+            Some(_) => {
+                if u.attrs.class() != Some(ObjectClass::PRIVATE_KEY)
+                    || u.attrs.key_type() != Some(KeyType::RSA)
+                {
+                    return Err(Error::UnwrappingKeyTypeInconsistent);
+                }
+                if u.attrs.bool(A::UNWRAP) != Some(true) {
+                    return Err(Error::KeyFunctionNotPermitted("CKA_UNWRAP is FALSE"));
+                }
+                let allowed = u.attrs.mechanisms();
+                if !allowed.is_empty() && !allowed.contains(&mech.kind().0) {
+                    return Err(Error::MechanismInvalid);
+                }
+                Vec::new()
+            }
+            None => Self::kek_attrs(
+                &u.attrs,
+                A::UNWRAP,
+                mech,
+                Error::UnwrappingKeyTypeInconsistent,
+            )?,
+        };
         if template.contains(A::VALUE) {
             return Err(Error::TemplateInconsistent(
                 "CKA_VALUE comes from the wrapped key".into(),
@@ -1917,7 +1937,13 @@ impl Hsm {
                 )
             });
         }
-        let mut value = crypto::aes_key_unwrap(&kek, wrapped, padded).map_err(|e| match e {
+        let unwrapped = match oaep {
+            Some((hash, mgf, label)) => {
+                crypto::rsa_oaep_decrypt(&rsa_parts(&u.attrs)?, hash, mgf, label, wrapped)
+            }
+            None => crypto::aes_key_unwrap(&kek, wrapped, padded),
+        };
+        let mut value = unwrapped.map_err(|e| match e {
             crypto::CryptoError::EncryptedDataInvalid => Error::WrappedKeyInvalid,
             crypto::CryptoError::EncryptedDataLenRange => Error::WrappedKeyLenRange,
             e => e.into(),
@@ -2451,6 +2477,21 @@ fn ed25519_public(point: &[u8]) -> Result<Vec<u8>> {
 }
 
 /// The private components of an RSA key object (absent without the user's login).
+/// The OAEP hash and MGF1 hash of `CK_RSA_PKCS_OAEP_PARAMS`.
+fn oaep_hashes(hash: M, mgf: u64) -> Result<(HashAlg, HashAlg)> {
+    let hash = HashAlg::from_mechanism(hash)
+        .ok_or_else(|| Error::MechanismParamInvalid(format!("OAEP hash {hash:?}")))?;
+    let mgf = match mgf {
+        1 => HashAlg::Sha1,
+        2 => HashAlg::Sha256,
+        3 => HashAlg::Sha384,
+        4 => HashAlg::Sha512,
+        5 => HashAlg::Sha224,
+        _ => return Err(Error::MechanismParamInvalid(format!("MGF {mgf:#x}"))),
+    };
+    Ok((hash, mgf))
+}
+
 fn rsa_parts(a: &AttributeSet) -> Result<crypto::RsaPrivateParts> {
     let get = |t: A| a.bytes(t).map(<[u8]>::to_vec).ok_or(Error::UserNotLoggedIn);
     let secret = |t: A| get(t).map(hsm_types::SecretBytes::new);

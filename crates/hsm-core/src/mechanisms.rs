@@ -51,7 +51,7 @@ pub const TABLE: &[(M, MechanismInfo)] = &[
     ),
     (
         M::RSA_PKCS_OAEP,
-        info(2048, 4096, flags::ENCRYPT | flags::DECRYPT),
+        info(2048, 4096, flags::ENCRYPT | flags::DECRYPT | flags::UNWRAP),
     ),
     (
         M::SHA256_RSA_PKCS,

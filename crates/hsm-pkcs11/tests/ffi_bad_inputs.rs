@@ -2000,6 +2000,127 @@ fn ecdh_with_the_x963_sha_kdfs() {
 }
 
 #[test]
+fn rsa_oaep_unwraps_a_key_sealed_to_our_public_key() {
+    let _env = setup();
+    let h = token_session();
+    let mut bits: CK_ULONG = 2048;
+    let mut yes: CK_BBOOL = 1;
+    let mut pt = [
+        ulong_attr(CKA_MODULUS_BITS, &mut bits),
+        bool_attr(CKA_ENCRYPT, &mut yes),
+    ];
+    let mut unwrap_flag: CK_BBOOL = 1;
+    let mut st = [bool_attr(CKA_UNWRAP, &mut unwrap_flag)];
+    let mut keygen = CK_MECHANISM {
+        mechanism: CKM_RSA_PKCS_KEY_PAIR_GEN,
+        pParameter: null_mut(),
+        ulParameterLen: 0,
+    };
+    let (mut public, mut private) = (0, 0);
+    // SAFETY: valid templates.
+    assert_eq!(
+        unsafe {
+            C_GenerateKeyPair(
+                h,
+                &mut keygen,
+                pt.as_mut_ptr(),
+                2,
+                st.as_mut_ptr(),
+                1,
+                &mut public,
+                &mut private,
+            )
+        },
+        CKR_OK
+    );
+    let mut label = *b"import";
+    let mut params = CK_RSA_PKCS_OAEP_PARAMS {
+        hashAlg: CKM_SHA256,
+        mgf: CKG_MGF1_SHA256,
+        source: CKZ_DATA_SPECIFIED,
+        pSourceData: label.as_mut_ptr() as *mut _,
+        ulSourceDataLen: label.len() as _,
+    };
+    let mut m = CK_MECHANISM {
+        mechanism: CKM_RSA_PKCS_OAEP,
+        pParameter: &mut params as *mut _ as *mut _,
+        ulParameterLen: std::mem::size_of::<CK_RSA_PKCS_OAEP_PARAMS>() as _,
+    };
+    // The sender seals an AES-256 key to our public key (C_Encrypt stands in for it).
+    let secret = [0x5au8; 32];
+    let blob = crypt(h, &mut m, public, &secret, true).unwrap();
+    let unwrap_with = |m: &mut CK_MECHANISM, key: CK_OBJECT_HANDLE, blob: &[u8]| {
+        let (mut class, mut kt) = (CKO_SECRET_KEY, CKK_AES);
+        let (mut s, mut x) = (0 as CK_BBOOL, 1 as CK_BBOOL);
+        let mut t = [
+            ulong_attr(CKA_CLASS, &mut class),
+            ulong_attr(CKA_KEY_TYPE, &mut kt),
+            bool_attr(CKA_SENSITIVE, &mut s),
+            bool_attr(CKA_EXTRACTABLE, &mut x),
+        ];
+        let mut b = blob.to_vec();
+        let mut out = 0;
+        // SAFETY: valid mechanism, blob and template.
+        match unsafe {
+            C_UnwrapKey(
+                h,
+                m,
+                key,
+                b.as_mut_ptr(),
+                b.len() as _,
+                t.as_mut_ptr(),
+                4,
+                &mut out,
+            )
+        } {
+            CKR_OK => Ok(out),
+            rv => Err(rv),
+        }
+    };
+    let k = unwrap_with(&mut m, private, &blob).unwrap();
+    let mut value = [0u8; 32];
+    let mut q = [bytes_attr(CKA_VALUE, &mut value)];
+    // SAFETY: valid template.
+    assert_eq!(
+        unsafe { C_GetAttributeValue(h, k, q.as_mut_ptr(), 1) },
+        CKR_OK
+    );
+    assert_eq!(value, secret);
+    // A damaged blob, the public key, and the AES-wrap path for an RSA key are refused.
+    let mut bad = blob.clone();
+    bad[10] ^= 1;
+    assert_eq!(
+        unwrap_with(&mut m, private, &bad),
+        Err(CKR_WRAPPED_KEY_INVALID)
+    );
+    assert_eq!(
+        unwrap_with(&mut m, private, &blob[1..]),
+        Err(CKR_WRAPPED_KEY_LEN_RANGE)
+    );
+    assert_eq!(
+        unwrap_with(&mut m, public, &blob),
+        Err(CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT)
+    );
+    let mut kw = CK_MECHANISM {
+        mechanism: CKM_AES_KEY_WRAP,
+        pParameter: null_mut(),
+        ulParameterLen: 0,
+    };
+    assert_eq!(
+        unwrap_with(&mut kw, private, &blob),
+        Err(CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT)
+    );
+    // OAEP wrapping stays unoffered until the cross-family strength policy is settled.
+    let mut n: CK_ULONG = 512;
+    let mut out = [0u8; 512];
+    // SAFETY: valid mechanism and buffers.
+    assert_eq!(
+        unsafe { C_WrapKey(h, &mut m, public, k, out.as_mut_ptr(), &mut n) },
+        CKR_MECHANISM_INVALID
+    );
+}
+
+#[test]
 fn rsa_oaep_encrypt_and_decrypt() {
     let _env = setup();
     let h = token_session();
