@@ -74,6 +74,8 @@ pub enum Error {
     KeyTypeInconsistent,
     #[error("key is not extractable")]
     KeyUnextractable,
+    #[error("key cannot be digested: {0}")]
+    KeyIndigestible(&'static str),
     #[error("key cannot be wrapped: {0}")]
     KeyNotWrappable(String),
     #[error("wrapping key handle invalid")]

@@ -2216,6 +2216,33 @@ impl Hsm {
         Ok(())
     }
 
+    /// `C_DigestKey`: feeds a secret key's value into the active digest. Only secret keys
+    /// that are not sensitive and are extractable (`CKR_KEY_INDIGESTIBLE` otherwise): a
+    /// digest is not a safe one-way view of a key — HMAC keys longer than the hash block
+    /// *are* their digest to HMAC, so SHA-256 of a long sensitive HMAC key would hand out
+    /// the key HMAC actually uses.
+    pub fn digest_key(&self, h: u64, key: u64) -> Result<()> {
+        self.check_health()?;
+        let (_, slot, token) = self.session_slot(h)?;
+        {
+            let s = self.session(h)?;
+            if lock(&s).digest.is_none() {
+                return Err(Error::OperationNotInitialized);
+            }
+        }
+        let k = self.load(&slot, token, key).map_err(key_handle)?;
+        if k.attrs.class() != Some(ObjectClass::SECRET_KEY) {
+            return Err(Error::KeyIndigestible("only secret keys are digested"));
+        }
+        if k.attrs.bool(A::SENSITIVE) != Some(false) || k.attrs.bool(A::EXTRACTABLE) != Some(true) {
+            return Err(Error::KeyIndigestible(
+                "only non-sensitive, extractable keys are digested",
+            ));
+        }
+        let value = k.attrs.bytes(A::VALUE).ok_or(Error::UserNotLoggedIn)?;
+        self.digest_update(h, value)
+    }
+
     pub fn digest_final(&self, h: u64) -> Result<Vec<u8>> {
         let s = self.session(h)?;
         let (_, d) = lock(&s)

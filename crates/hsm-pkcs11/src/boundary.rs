@@ -77,6 +77,7 @@ impl Error {
                 CoreError::KeyFunctionNotPermitted(_) => CKR_KEY_FUNCTION_NOT_PERMITTED,
                 CoreError::KeyTypeInconsistent => CKR_KEY_TYPE_INCONSISTENT,
                 CoreError::KeyUnextractable => CKR_KEY_UNEXTRACTABLE,
+                CoreError::KeyIndigestible(_) => CKR_KEY_INDIGESTIBLE,
                 CoreError::KeyNotWrappable(_) => CKR_KEY_NOT_WRAPPABLE,
                 CoreError::WrappingKeyHandleInvalid => CKR_WRAPPING_KEY_HANDLE_INVALID,
                 CoreError::WrappingKeyTypeInconsistent => CKR_WRAPPING_KEY_TYPE_INCONSISTENT,

@@ -64,6 +64,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "C_DigestInit",
     "C_Digest",
     "C_DigestUpdate",
+    "C_DigestKey",
     "C_DigestFinal",
     "C_WrapKey",
     "C_UnwrapKey",
@@ -1137,6 +1138,13 @@ pub unsafe extern "C" fn C_DigestUpdate(
         // SAFETY: forwarded contract.
         let input = unsafe { data(d, dl, "pPart") }?;
         Ok(h.digest_update(session as u64, input)?)
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn C_DigestKey(session: CK_SESSION_HANDLE, key: CK_OBJECT_HANDLE) -> CK_RV {
+    ffi("C_DigestKey", || {
+        Ok(hsm()?.digest_key(session as u64, key as u64)?)
     })
 }
 

@@ -22,7 +22,6 @@ macro_rules! not_supported {
 pub const NOT_SUPPORTED: &[&str] = &[
     "C_GetOperationState",
     "C_SetOperationState",
-    "C_DigestKey",
     "C_SignRecoverInit",
     "C_SignRecover",
     "C_VerifyRecoverInit",
@@ -57,7 +56,6 @@ pub const NOT_SUPPORTED: &[&str] = &[
 not_supported! {
     C_GetOperationState(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: *mut CK_ULONG);
     C_SetOperationState(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: CK_OBJECT_HANDLE, a5: CK_OBJECT_HANDLE);
-    C_DigestKey(a1: CK_SESSION_HANDLE, a2: CK_OBJECT_HANDLE);
     C_SignRecoverInit(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE);
     C_SignRecover(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG);
     C_VerifyRecoverInit(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE);

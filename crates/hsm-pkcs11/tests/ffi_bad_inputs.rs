@@ -2121,6 +2121,49 @@ fn rsa_oaep_unwraps_a_key_sealed_to_our_public_key() {
 }
 
 #[test]
+fn digest_key_feeds_a_secret_value_into_the_digest() {
+    use sha2::Digest as _;
+    let _env = setup();
+    let h = token_session();
+    let value = [0x3cu8; 32];
+    let key = secret(h, &value, &[(CKA_SENSITIVE, 0), (CKA_EXTRACTABLE, 1)]).unwrap();
+    let mut m = CK_MECHANISM {
+        mechanism: CKM_SHA256,
+        pParameter: null_mut(),
+        ulParameterLen: 0,
+    };
+    let mut abc = *b"abc";
+    let mut out = [0u8; 32];
+    let mut n: CK_ULONG = 32;
+    // SAFETY: valid mechanism and buffers.
+    unsafe {
+        assert_eq!(C_DigestKey(h, key), CKR_OPERATION_NOT_INITIALIZED);
+        assert_eq!(C_DigestInit(h, &mut m), CKR_OK);
+        assert_eq!(C_DigestUpdate(h, abc.as_mut_ptr(), 3), CKR_OK);
+        assert_eq!(C_DigestKey(h, key), CKR_OK);
+        assert_eq!(C_DigestKey(h, 0xdead), CKR_KEY_HANDLE_INVALID);
+        assert_eq!(C_DigestFinal(h, out.as_mut_ptr(), &mut n), CKR_OK);
+    }
+    let mut want = sha2::Sha256::new();
+    want.update(b"abc");
+    want.update(value);
+    assert_eq!(out.as_slice(), want.finalize().as_slice());
+    // Only non-sensitive, extractable secret keys are digested: a long HMAC key's digest
+    // is the key HMAC uses.
+    let (point, private) = derive_pair(h, 0);
+    assert_eq!(point.len(), 65);
+    let sensitive = secret(h, &value, &[(CKA_SENSITIVE, 1), (CKA_EXTRACTABLE, 1)]).unwrap();
+    let sealed = secret(h, &value, &[(CKA_SENSITIVE, 0), (CKA_EXTRACTABLE, 0)]).unwrap();
+    // SAFETY: valid mechanism.
+    unsafe {
+        assert_eq!(C_DigestInit(h, &mut m), CKR_OK);
+        for k in [private, sensitive, sealed] {
+            assert_eq!(C_DigestKey(h, k), CKR_KEY_INDIGESTIBLE);
+        }
+    }
+}
+
+#[test]
 fn rsa_oaep_encrypt_and_decrypt() {
     let _env = setup();
     let h = token_session();
