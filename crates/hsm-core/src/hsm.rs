@@ -1045,40 +1045,23 @@ impl Hsm {
                 let parts = crypto::generate_rsa(bits as u32, exponent.as_deref())?;
                 let mut pubk = pubk;
                 let mut privk = privk;
-                pubk.set(A::MODULUS, AttrValue::Bytes(parts.modulus.clone()));
-                pubk.set(
-                    A::PUBLIC_EXPONENT,
-                    AttrValue::Bytes(parts.public_exponent.clone()),
-                );
-                privk.set(A::MODULUS, AttrValue::Bytes(parts.modulus.clone()));
-                privk.set(
-                    A::PUBLIC_EXPONENT,
-                    AttrValue::Bytes(parts.public_exponent.clone()),
-                );
-                privk.set(
-                    A::PRIVATE_EXPONENT,
-                    AttrValue::Bytes(parts.private_exponent.expose().to_vec()),
-                );
-                privk.set(
-                    A::PRIME_1,
-                    AttrValue::Bytes(parts.prime_1.expose().to_vec()),
-                );
-                privk.set(
-                    A::PRIME_2,
-                    AttrValue::Bytes(parts.prime_2.expose().to_vec()),
-                );
-                privk.set(
-                    A::EXPONENT_1,
-                    AttrValue::Bytes(parts.exponent_1.expose().to_vec()),
-                );
-                privk.set(
-                    A::EXPONENT_2,
-                    AttrValue::Bytes(parts.exponent_2.expose().to_vec()),
-                );
-                privk.set(
-                    A::COEFFICIENT,
-                    AttrValue::Bytes(parts.coefficient.expose().to_vec()),
-                );
+                for (a, v) in [
+                    (A::MODULUS, &parts.modulus),
+                    (A::PUBLIC_EXPONENT, &parts.public_exponent),
+                ] {
+                    pubk.set(a, AttrValue::Bytes(v.clone()));
+                    privk.set(a, AttrValue::Bytes(v.clone()));
+                }
+                for (a, v) in [
+                    (A::PRIVATE_EXPONENT, &parts.private_exponent),
+                    (A::PRIME_1, &parts.prime_1),
+                    (A::PRIME_2, &parts.prime_2),
+                    (A::EXPONENT_1, &parts.exponent_1),
+                    (A::EXPONENT_2, &parts.exponent_2),
+                    (A::COEFFICIENT, &parts.coefficient),
+                ] {
+                    privk.set(a, AttrValue::Bytes(v.expose().to_vec()));
+                }
                 (pubk, privk)
             }
             M::EC_KEY_PAIR_GEN => {
@@ -1453,23 +1436,14 @@ impl Hsm {
         }
         let (iv, cipher) = match mech {
             Mechanism::Gcm { iv, aad, tag_bits } => {
-                if !(u64::from(crypto::GCM_MIN_TAG_BITS)..=u64::from(crypto::GCM_TAG_BITS))
-                    .contains(tag_bits)
-                    || tag_bits % 8 != 0
-                    || iv.len() != crypto::GCM_IV_LEN
-                {
-                    return Err(Error::MechanismParamInvalid(format!(
-                        "GCM takes a {}-byte IV and a tag of 96, 104, 112, 120 or 128 bits \
-                         (got {} bytes, {tag_bits} bits)",
-                        crypto::GCM_IV_LEN,
-                        iv.len()
-                    )));
-                }
+                // Out-of-range CK_ULONGs become u32::MAX, which the check refuses.
+                let tag_bits = u32::try_from(*tag_bits).unwrap_or(u32::MAX);
+                crypto::check_gcm_params(iv, tag_bits)?;
                 (
                     iv.clone(),
                     CipherKind::Gcm {
                         aad: aad.clone(),
-                        tag_bits: *tag_bits as u32,
+                        tag_bits,
                     },
                 )
             }
@@ -1777,15 +1751,36 @@ impl Hsm {
     }
 
     /// Checks a wrapping or unwrapping key: an AES secret key with the usage bit, allowing
-    /// the mechanism.
+    /// the mechanism; returns its value.
     fn kek_attrs(
         attrs: &AttributeSet,
         usage: A,
         mech: &Mechanism,
         type_err: Error,
     ) -> Result<Vec<u8>> {
-        if attrs.class() != Some(ObjectClass::SECRET_KEY) || attrs.key_type() != Some(KeyType::AES)
-        {
+        Self::check_wrapping_key(
+            attrs,
+            (ObjectClass::SECRET_KEY, KeyType::AES),
+            usage,
+            mech,
+            type_err,
+        )?;
+        attrs
+            .bytes(A::VALUE)
+            .map(<[u8]>::to_vec)
+            .ok_or(Error::UserNotLoggedIn)
+    }
+
+    /// A wrapping or unwrapping key of the given class and type, with the usage bit set
+    /// and the mechanism among its allowed ones.
+    fn check_wrapping_key(
+        attrs: &AttributeSet,
+        (class, key_type): (ObjectClass, KeyType),
+        usage: A,
+        mech: &Mechanism,
+        type_err: Error,
+    ) -> Result<()> {
+        if attrs.class() != Some(class) || attrs.key_type() != Some(key_type) {
             return Err(type_err);
         }
         if attrs.bool(usage) != Some(true) {
@@ -1799,10 +1794,7 @@ impl Hsm {
         if !allowed.is_empty() && !allowed.contains(&mech.kind().0) {
             return Err(Error::MechanismInvalid);
         }
-        attrs
-            .bytes(A::VALUE)
-            .map(<[u8]>::to_vec)
-            .ok_or(Error::UserNotLoggedIn)
+        Ok(())
     }
 
     /// `C_WrapKey` with AES key wrap. The key must be extractable; a key marked
@@ -1889,18 +1881,13 @@ impl Hsm {
         })?;
         let kek = match oaep {
             Some(_) => {
-                if u.attrs.class() != Some(ObjectClass::PRIVATE_KEY)
-                    || u.attrs.key_type() != Some(KeyType::RSA)
-                {
-                    return Err(Error::UnwrappingKeyTypeInconsistent);
-                }
-                if u.attrs.bool(A::UNWRAP) != Some(true) {
-                    return Err(Error::KeyFunctionNotPermitted("CKA_UNWRAP is FALSE"));
-                }
-                let allowed = u.attrs.mechanisms();
-                if !allowed.is_empty() && !allowed.contains(&mech.kind().0) {
-                    return Err(Error::MechanismInvalid);
-                }
+                Self::check_wrapping_key(
+                    &u.attrs,
+                    (ObjectClass::PRIVATE_KEY, KeyType::RSA),
+                    A::UNWRAP,
+                    mech,
+                    Error::UnwrappingKeyTypeInconsistent,
+                )?;
                 Vec::new()
             }
             None => Self::kek_attrs(
@@ -2096,31 +2083,24 @@ impl Hsm {
                 })?;
                 let scalar = b.attrs.bytes(A::VALUE).ok_or(Error::UserNotLoggedIn)?;
                 let z = crypto::ecdh(curve, scalar, &peer)?;
-                if let Some(hash) = kdf_hash {
-                    // A generic secret without CKA_VALUE_LEN takes one hash output.
-                    let len =
-                        if requested.is_none() && t.key_type() == Some(KeyType::GENERIC_SECRET) {
-                            hash.output_len()
-                        } else {
-                            len
-                        };
-                    crypto::x963_kdf(hash, z.expose(), shared_data, len)?
-                        .expose()
-                        .to_vec()
+                // A generic secret without CKA_VALUE_LEN takes Z whole, or one hash output.
+                let natural = kdf_hash.map_or(z.len(), HashAlg::output_len);
+                let len = if requested.is_none() && t.key_type() == Some(KeyType::GENERIC_SECRET) {
+                    natural
                 } else {
-                    let len =
-                        if requested.is_none() && t.key_type() == Some(KeyType::GENERIC_SECRET) {
-                            z.len()
-                        } else {
-                            len
-                        };
-                    if len > z.len() {
+                    len
+                };
+                match kdf_hash {
+                    Some(hash) => crypto::x963_kdf(hash, z.expose(), shared_data, len)?
+                        .expose()
+                        .to_vec(),
+                    None if len > z.len() => {
                         return Err(Error::TemplateInconsistent(format!(
                             "CKA_VALUE_LEN {len} exceeds the {}-byte shared secret",
                             z.len()
                         )));
                     }
-                    z.expose()[..len].to_vec()
+                    None => z.expose()[..len].to_vec(),
                 }
             }
             Mechanism::Hkdf {

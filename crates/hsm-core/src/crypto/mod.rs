@@ -53,7 +53,7 @@ pub use oaep::{rsa_oaep_decrypt, rsa_oaep_encrypt, rsa_pkcs1_decrypt, rsa_pkcs1_
 pub use rsa_key::{RsaPrivateParts, generate_rsa};
 pub use sign::{SignMechanism, SigningKey, VerifyingKey, pairwise_check};
 pub use symmetric::{
-    GCM_IV_LEN, GCM_MIN_TAG_BITS, GCM_TAG_BITS, MAX_SECRET_LEN, aes_gcm_decrypt, aes_gcm_encrypt,
+    GCM_IV_LEN, GCM_TAG_BITS, MAX_SECRET_LEN, aes_gcm_decrypt, aes_gcm_encrypt, check_gcm_params,
     generate_secret, random_bytes,
 };
 pub use x963::x963_kdf;

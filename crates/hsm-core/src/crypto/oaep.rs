@@ -5,9 +5,9 @@ use super::rsa_key::RsaPrivateParts;
 use super::{CryptoError, CryptoResult, HashAlg, strip_leading_zeros};
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::{
-    self as lc_rsa, KeyPairComponents, OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256,
-    OAEP_SHA384_MGF1SHA384, OAEP_SHA512_MGF1SHA512, OaepAlgorithm, OaepPrivateDecryptingKey,
-    OaepPublicEncryptingKey, PrivateDecryptingKey, PublicEncryptingKey, PublicKeyComponents,
+    OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256, OAEP_SHA384_MGF1SHA384, OAEP_SHA512_MGF1SHA512,
+    OaepAlgorithm, OaepPrivateDecryptingKey, OaepPublicEncryptingKey, PrivateDecryptingKey,
+    PublicEncryptingKey,
 };
 use aws_lc_rs::rsa::{Pkcs1PrivateDecryptingKey, Pkcs1PublicEncryptingKey};
 use rsa::pkcs1::{RsaPublicKeyRef, UintRef};
@@ -52,19 +52,8 @@ fn public_key(n: &[u8], e: &[u8]) -> CryptoResult<PublicEncryptingKey> {
 }
 
 fn private_key(parts: &RsaPrivateParts) -> CryptoResult<PrivateDecryptingKey> {
-    let components = KeyPairComponents {
-        public_key: PublicKeyComponents {
-            n: strip_leading_zeros(&parts.modulus),
-            e: strip_leading_zeros(&parts.public_exponent),
-        },
-        d: parts.private_exponent.expose(),
-        p: parts.prime_1.expose(),
-        q: parts.prime_2.expose(),
-        dP: parts.exponent_1.expose(),
-        dQ: parts.exponent_2.expose(),
-        qInv: parts.coefficient.expose(),
-    };
-    let pair = lc_rsa::KeyPair::from_components(&components)
+    let pair = parts
+        .lc_key_pair()
         .map_err(|_| CryptoError::KeyTypeInconsistent)?;
     let der = pair
         .as_der()
@@ -116,18 +105,7 @@ pub fn rsa_oaep_encrypt(
     data: &[u8],
 ) -> CryptoResult<Vec<u8>> {
     let alg = algorithm(hash, mgf)?;
-    let public = RsaPublicKeyRef {
-        modulus: UintRef::new(strip_leading_zeros(n))
-            .map_err(|_| CryptoError::KeyTypeInconsistent)?,
-        public_exponent: UintRef::new(strip_leading_zeros(e))
-            .map_err(|_| CryptoError::KeyTypeInconsistent)?,
-    };
-    let spki = rsa::PublicKey::try_from(public)
-        .map_err(|_| CryptoError::KeyTypeInconsistent)?
-        .to_public_key_der()
-        .map_err(|_| CryptoError::KeyTypeInconsistent)?;
-    let key =
-        PublicEncryptingKey::from_der(spki.as_bytes()).map_err(|_| CryptoError::KeySizeRange)?;
+    let key = public_key(n, e)?;
     let key = OaepPublicEncryptingKey::new(key).map_err(|_| CryptoError::KeySizeRange)?;
     if data.len() > key.max_plaintext_size(alg) {
         return Err(CryptoError::DataLenRange);
@@ -151,25 +129,7 @@ pub fn rsa_oaep_decrypt(
     data: &[u8],
 ) -> CryptoResult<Vec<u8>> {
     let alg = algorithm(hash, mgf)?;
-    let components = KeyPairComponents {
-        public_key: PublicKeyComponents {
-            n: strip_leading_zeros(&parts.modulus),
-            e: strip_leading_zeros(&parts.public_exponent),
-        },
-        d: parts.private_exponent.expose(),
-        p: parts.prime_1.expose(),
-        q: parts.prime_2.expose(),
-        dP: parts.exponent_1.expose(),
-        dQ: parts.exponent_2.expose(),
-        qInv: parts.coefficient.expose(),
-    };
-    let pair = lc_rsa::KeyPair::from_components(&components)
-        .map_err(|_| CryptoError::KeyTypeInconsistent)?;
-    let der = pair
-        .as_der()
-        .map_err(|_| CryptoError::General("RSA key export".into()))?;
-    let key = PrivateDecryptingKey::from_pkcs8(der.as_ref())
-        .map_err(|_| CryptoError::KeyTypeInconsistent)?;
+    let key = private_key(parts)?;
     let key = OaepPrivateDecryptingKey::new(key).map_err(|_| CryptoError::KeySizeRange)?;
     if data.len() != key.key_size_bytes() {
         return Err(CryptoError::EncryptedDataLenRange);

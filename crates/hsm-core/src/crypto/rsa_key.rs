@@ -33,6 +33,25 @@ pub struct RsaPrivateParts {
     pub coefficient: SecretBytes,
 }
 
+impl RsaPrivateParts {
+    /// The aws-lc-rs key pair of these components (signing, and the DER that the
+    /// decrypting keys load from).
+    pub(crate) fn lc_key_pair(&self) -> Result<lc_rsa::KeyPair, aws_lc_rs::error::KeyRejected> {
+        lc_rsa::KeyPair::from_components(&KeyPairComponents {
+            public_key: PublicKeyComponents {
+                n: strip_leading_zeros(&self.modulus),
+                e: strip_leading_zeros(&self.public_exponent),
+            },
+            d: self.private_exponent.expose(),
+            p: self.prime_1.expose(),
+            q: self.prime_2.expose(),
+            dP: self.exponent_1.expose(),
+            dQ: self.exponent_2.expose(),
+            qInv: self.coefficient.expose(),
+        })
+    }
+}
+
 /// A fresh key of 2048, 3072 or 4096 bits (`KeySizeRange` otherwise). aws-lc-rs always uses
 /// e = 65537: another `public_exponent` answers `MechanismParamInvalid`.
 pub fn generate_rsa(bits: u32, public_exponent: Option<&[u8]>) -> CryptoResult<RsaPrivateParts> {
@@ -286,19 +305,8 @@ pub(crate) struct RsaSigner {
 impl RsaSigner {
     pub(crate) fn new(parts: &RsaPrivateParts) -> CryptoResult<Self> {
         let bits = check_size(&parts.modulus)?;
-        let components = KeyPairComponents {
-            public_key: PublicKeyComponents {
-                n: strip_leading_zeros(&parts.modulus),
-                e: strip_leading_zeros(&parts.public_exponent),
-            },
-            d: parts.private_exponent.expose(),
-            p: parts.prime_1.expose(),
-            q: parts.prime_2.expose(),
-            dP: parts.exponent_1.expose(),
-            dQ: parts.exponent_2.expose(),
-            qInv: parts.coefficient.expose(),
-        };
-        let pair = lc_rsa::KeyPair::from_components(&components)
+        let pair = parts
+            .lc_key_pair()
             .map_err(|e| CryptoError::General(format!("RSA private key rejected: {e}")))?;
         let raw = raw_key_from_parts(parts)?;
         Ok(RsaSigner { pair, raw, bits })

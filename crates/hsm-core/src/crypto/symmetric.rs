@@ -40,6 +40,17 @@ fn gcm_key(key: &[u8], iv: &[u8], tag_bits: u32) -> CryptoResult<(LessSafeKey, N
         32 => &aead::AES_256_GCM,
         _ => return Err(CryptoError::KeySizeRange),
     };
+    check_gcm_params(iv, tag_bits)?;
+    let key = UnboundKey::new(alg, key)
+        .map_err(|_| CryptoError::General("AES-GCM key rejected".into()))?;
+    let nonce = Nonce::try_assume_unique_for_key(iv)
+        .map_err(|_| CryptoError::General("AES-GCM IV rejected".into()))?;
+    Ok((LessSafeKey::new(key), nonce))
+}
+
+/// The IV and tag sizes this GCM takes: a 12-byte IV, a tag of 96 to 128 bits in whole
+/// bytes (`MechanismParamInvalid` otherwise). Checked at `C_*Init` and again per call.
+pub fn check_gcm_params(iv: &[u8], tag_bits: u32) -> CryptoResult<()> {
     if iv.len() != GCM_IV_LEN {
         return Err(CryptoError::MechanismParamInvalid(format!(
             "AES-GCM IV of {} bytes: only {GCM_IV_LEN}-byte IVs are supported",
@@ -51,11 +62,7 @@ fn gcm_key(key: &[u8], iv: &[u8], tag_bits: u32) -> CryptoResult<(LessSafeKey, N
             "AES-GCM tag of {tag_bits} bits: {GCM_MIN_TAG_BITS}, 104, 112, 120 or {GCM_TAG_BITS} bits are supported"
         )));
     }
-    let key = UnboundKey::new(alg, key)
-        .map_err(|_| CryptoError::General("AES-GCM key rejected".into()))?;
-    let nonce = Nonce::try_assume_unique_for_key(iv)
-        .map_err(|_| CryptoError::General("AES-GCM IV rejected".into()))?;
-    Ok((LessSafeKey::new(key), nonce))
+    Ok(())
 }
 
 /// Returns `ciphertext || tag`.
