@@ -373,6 +373,30 @@ fn check_key_separation(template: &AttributeSet, out: &mut AttributeSet, what: &
     Ok(())
 }
 
+/// The two halves of a generated pair count as one key for the same rule: a public key
+/// that wraps may not have a private half that decrypts (wrap K under the public key,
+/// decrypt the blob with the private one: K in clear). The mirror rule (no ENCRYPT on a
+/// public key whose private half unwraps) would protect nothing: anyone can encrypt under
+/// a public key without the token. `CKA_WRAP` defaults to FALSE, so a wrapping public key
+/// was asked for: a private key's default `CKA_DECRYPT` yields to it, an asked-for one is
+/// refused.
+pub fn check_pair_separation(
+    public: &AttributeSet,
+    (private_template, private): (&AttributeSet, &mut AttributeSet),
+) -> Result<()> {
+    if !(bool_of(public, A::WRAP) && bool_of(private, A::DECRYPT)) {
+        return Ok(());
+    }
+    if private_template.get(A::DECRYPT).is_none() {
+        private.set(A::DECRYPT, AttrValue::Bool(false));
+    } else {
+        return Err(Error::TemplateInconsistent(
+            "key pair: CKA_WRAP on the public key with CKA_DECRYPT on the private key".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Applies `C_SetAttributeValue` changes, enforcing the table: class membership,
 /// immutable and computed attributes, sticky flags, `CKA_TRUSTED`, key separation.
 pub fn apply_changes(

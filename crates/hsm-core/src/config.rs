@@ -51,6 +51,12 @@ pub struct Config {
     /// legacy peer that cannot use OAEP.
     #[serde(default)]
     pub allow_rsa_pkcs1_v15_decrypt: bool,
+    /// `C_WrapKey` under a key of lower security strength than the key it wraps (by
+    /// SP 800-57 Part 1: RSA-2048 = 112 bits, RSA-3072/4096 = 128, P-256 = 128, AES-n = n).
+    /// Off by default: the wrapped key is then only as safe as the weaker one. Turn on for
+    /// a peer that insists on, say, AES-256 keys under RSA-2048 or RSA-4096.
+    #[serde(default)]
+    pub allow_weaker_wrapping_key: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]

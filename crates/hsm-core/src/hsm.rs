@@ -19,6 +19,7 @@ use hsm_types::{
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use zeroize::Zeroizing;
 
 const SESSION_OBJECT_BIT: u64 = 1 << 63;
 const OBJECT_ID_BITS: u32 = 48;
@@ -386,7 +387,7 @@ impl Hsm {
         self.slot(slot)?;
         let mut info = mechanisms::mechanism_info(m).ok_or(Error::MechanismInvalid)?;
         if m == M::RSA_PKCS && self.config.allow_rsa_pkcs1_v15_decrypt {
-            info.flags |= mechanisms::flags::DECRYPT;
+            info.flags |= mechanisms::flags::DECRYPT | mechanisms::flags::UNWRAP;
         }
         Ok(info)
     }
@@ -1022,6 +1023,7 @@ impl Hsm {
         let (sess, slot, token) = self.session_slot(h)?;
         let m = mech.kind();
         let actor = Self::actor(&slot);
+        let private_template = private.clone();
         let (mut pubk, mut privk) = match m {
             M::RSA_PKCS_KEY_PAIR_GEN => {
                 let pt = implied(public, ObjectClass::PUBLIC_KEY, KeyType::RSA)?;
@@ -1131,6 +1133,7 @@ impl Hsm {
             }
             _ => return Err(Error::MechanismInvalid),
         };
+        attrs::check_pair_separation(&pubk, (&private_template, &mut privk))?;
         // Pair-wise consistency: a generated pair signs and verifies before it is stored.
         let sk = signing_key(&privk)?;
         let vk = verifying_key(&pubk)?;
@@ -1797,23 +1800,69 @@ impl Hsm {
         Ok(())
     }
 
-    /// `C_WrapKey` with AES key wrap. The key must be extractable; a key marked
-    /// `CKA_WRAP_WITH_TRUSTED` only leaves under a trusted key; a key never leaves under a
-    /// weaker one; the wrapping key's `CKA_WRAP_TEMPLATE` must match the key.
+    /// How a `C_WrapKey`/`C_UnwrapKey` mechanism wraps: AES key wrap (RFC 3394 or 5649)
+    /// under a secret key, or RSA (OAEP; PKCS#1 v1.5) under a key pair.
+    fn wrap_scheme(mech: &Mechanism) -> Result<WrapScheme> {
+        match mech {
+            Mechanism::Oaep { hash, mgf, label } => {
+                let (hash, mgf) = oaep_hashes(*hash, *mgf)?;
+                Ok(WrapScheme::Oaep {
+                    hash,
+                    mgf,
+                    label: label.clone(),
+                })
+            }
+            Mechanism::Plain(M::RSA_PKCS) => Ok(WrapScheme::Pkcs1),
+            _ => Self::key_wrap_mode(mech).map(|padded| WrapScheme::Aes { padded }),
+        }
+    }
+
+    /// `C_WrapKey`. A secret key leaves as its value, under AES key wrap or RSA; a private
+    /// key leaves as PKCS#8 `PrivateKeyInfo` under AES key wrap. The key must be
+    /// extractable; a key marked `CKA_WRAP_WITH_TRUSTED` only leaves under a trusted key;
+    /// the wrapping key's `CKA_WRAP_TEMPLATE` must match the key; and a key never leaves
+    /// under a key of lower security strength (SP 800-57), unless
+    /// `allow_weaker_wrapping_key` says otherwise.
     pub fn wrap_key(&self, h: u64, mech: &Mechanism, wrapping: u64, key: u64) -> Result<Vec<u8>> {
         self.check_health()?;
         let (_, slot, token) = self.session_slot(h)?;
-        let padded = Self::key_wrap_mode(mech)?;
+        let scheme = Self::wrap_scheme(mech)?;
         let w = self.load(&slot, token, wrapping).map_err(|e| match e {
             Error::ObjectHandleInvalid => Error::WrappingKeyHandleInvalid,
             e => e,
         })?;
-        let kek = Self::kek_attrs(&w.attrs, A::WRAP, mech, Error::WrappingKeyTypeInconsistent)?;
+        let kek = match scheme {
+            WrapScheme::Aes { .. } => Some(Self::kek_attrs(
+                &w.attrs,
+                A::WRAP,
+                mech,
+                Error::WrappingKeyTypeInconsistent,
+            )?),
+            WrapScheme::Oaep { .. } | WrapScheme::Pkcs1 => {
+                Self::check_wrapping_key(
+                    &w.attrs,
+                    (ObjectClass::PUBLIC_KEY, KeyType::RSA),
+                    A::WRAP,
+                    mech,
+                    Error::WrappingKeyTypeInconsistent,
+                )?;
+                None
+            }
+        };
         let k = self.load(&slot, token, key).map_err(key_handle)?;
-        if k.attrs.class() != Some(ObjectClass::SECRET_KEY) {
-            return Err(Error::KeyNotWrappable(
-                "only secret keys are wrapped (private keys: not built)".into(),
-            ));
+        match (k.attrs.class(), &scheme) {
+            (Some(ObjectClass::SECRET_KEY), _)
+            | (Some(ObjectClass::PRIVATE_KEY), WrapScheme::Aes { .. }) => {}
+            (Some(ObjectClass::PRIVATE_KEY), _) => {
+                return Err(Error::KeyNotWrappable(
+                    "RSA wraps secret keys; a private key leaves under AES key wrap (CKM_AES_KEY_WRAP_KWP) as PKCS#8".into(),
+                ));
+            }
+            _ => {
+                return Err(Error::KeyNotWrappable(
+                    "only secret and private keys are wrapped".into(),
+                ));
+            }
         }
         if k.attrs.bool(A::EXTRACTABLE) != Some(true) {
             return Err(Error::KeyUnextractable);
@@ -1832,25 +1881,64 @@ impl Hsm {
                 ));
             }
         }
-        let value = k.attrs.bytes(A::VALUE).ok_or(Error::UserNotLoggedIn)?;
-        if kek.len() < value.len().min(32) {
+        let (wrapper, wrapped) = (key_strength(&w.attrs), key_strength(&k.attrs));
+        if wrapper < wrapped && !self.config.allow_weaker_wrapping_key {
             return Err(Error::KeyNotWrappable(format!(
-                "a {}-bit key does not wrap a {}-bit key",
-                kek.len() * 8,
-                value.len().min(32) * 8
+                "a key of {wrapper}-bit strength does not wrap a key of {wrapped}-bit strength \
+                 (SP 800-57; see allow_weaker_wrapping_key)"
             )));
         }
-        crypto::aes_key_wrap(&kek, value, padded).map_err(|e| match e {
-            crypto::CryptoError::DataLenRange => Error::KeyNotWrappable(
+        let payload: Zeroizing<Vec<u8>> = match k.attrs.class() {
+            Some(ObjectClass::PRIVATE_KEY) => {
+                crypto::private_key_to_pkcs8(&private_key_of(&k.attrs)?)?
+            }
+            _ => Zeroizing::new(
+                k.attrs
+                    .bytes(A::VALUE)
+                    .ok_or(Error::UserNotLoggedIn)?
+                    .to_vec(),
+            ),
+        };
+        let public = || -> Result<(&[u8], &[u8])> {
+            Ok((
+                w.attrs
+                    .bytes(A::MODULUS)
+                    .ok_or(Error::WrappingKeyTypeInconsistent)?,
+                w.attrs
+                    .bytes(A::PUBLIC_EXPONENT)
+                    .ok_or(Error::WrappingKeyTypeInconsistent)?,
+            ))
+        };
+        let out = match &scheme {
+            WrapScheme::Aes { padded } => {
+                crypto::aes_key_wrap(kek.as_deref().unwrap_or_default(), &payload, *padded)
+            }
+            WrapScheme::Oaep { hash, mgf, label } => {
+                let (n, e) = public()?;
+                crypto::rsa_oaep_encrypt(n, e, *hash, *mgf, label, &payload)
+            }
+            WrapScheme::Pkcs1 => {
+                let (n, e) = public()?;
+                crypto::rsa_pkcs1_encrypt(n, e, &payload)
+            }
+        };
+        out.map_err(|e| match (e, &scheme) {
+            (crypto::CryptoError::DataLenRange, WrapScheme::Aes { .. }) => Error::KeyNotWrappable(
                 "RFC 3394 wraps whole 8-byte blocks of at least 16 bytes; use CKM_AES_KEY_WRAP_KWP"
                     .into(),
             ),
-            e => e.into(),
+            (crypto::CryptoError::DataLenRange, _) => {
+                Error::KeyNotWrappable("the key is too long for this RSA key and padding".into())
+            }
+            (e, _) => e.into(),
         })
     }
 
-    /// `C_UnwrapKey` with AES key wrap: a new secret key from the caller's template merged
-    /// with the unwrapping key's `CKA_UNWRAP_TEMPLATE`. Unwrapped keys are never local,
+    /// `C_UnwrapKey`: a new key from the caller's template merged with the unwrapping
+    /// key's `CKA_UNWRAP_TEMPLATE`. AES key wrap brings secret keys (the value) and private
+    /// keys (PKCS#8 `PrivateKeyInfo` of RSA, P-256/384/521 or Ed25519); RSA-OAEP brings
+    /// secret keys someone wrapped under our public key, and so does PKCS#1 v1.5 when
+    /// `allow_rsa_pkcs1_v15_decrypt` is on. Unwrapped keys are never local,
     /// always-sensitive or never-extractable.
     pub fn unwrap_key(
         &self,
@@ -1862,25 +1950,25 @@ impl Hsm {
     ) -> Result<u64> {
         self.check_health()?;
         let (sess, slot, token) = self.session_slot(h)?;
-        // AES key wrap, or RSA-OAEP with a private key (importing a key someone wrapped
-        // under our public key; OAEP *wrapping* is not offered, see mechanisms.md).
-        let oaep = match mech {
-            Mechanism::Oaep { hash, mgf, label } => {
-                let (hash, mgf) = oaep_hashes(*hash, *mgf)?;
-                Some((hash, mgf, label))
-            }
-            _ => None,
-        };
-        let padded = match oaep {
-            Some(_) => false,
-            None => Self::key_wrap_mode(mech)?,
-        };
+        let scheme = Self::wrap_scheme(mech)?;
+        if matches!(scheme, WrapScheme::Pkcs1) && !self.config.allow_rsa_pkcs1_v15_decrypt {
+            tracing::warn!(
+                "CKM_RSA_PKCS unwrap is off (allow_rsa_pkcs1_v15_decrypt): use CKM_RSA_PKCS_OAEP"
+            );
+            return Err(Error::MechanismInvalid);
+        }
         let u = self.load(&slot, token, unwrapping).map_err(|e| match e {
             Error::ObjectHandleInvalid => Error::UnwrappingKeyHandleInvalid,
             e => e,
         })?;
-        let kek = match oaep {
-            Some(_) => {
+        let kek = match scheme {
+            WrapScheme::Aes { .. } => Some(Self::kek_attrs(
+                &u.attrs,
+                A::UNWRAP,
+                mech,
+                Error::UnwrappingKeyTypeInconsistent,
+            )?),
+            WrapScheme::Oaep { .. } | WrapScheme::Pkcs1 => {
                 Self::check_wrapping_key(
                     &u.attrs,
                     (ObjectClass::PRIVATE_KEY, KeyType::RSA),
@@ -1888,19 +1976,13 @@ impl Hsm {
                     mech,
                     Error::UnwrappingKeyTypeInconsistent,
                 )?;
-                Vec::new()
+                None
             }
-            None => Self::kek_attrs(
-                &u.attrs,
-                A::UNWRAP,
-                mech,
-                Error::UnwrappingKeyTypeInconsistent,
-            )?,
         };
-        if template.contains(A::VALUE) {
-            return Err(Error::TemplateInconsistent(
-                "CKA_VALUE comes from the wrapped key".into(),
-            ));
+        if let Some(a) = KEY_MATERIAL.iter().find(|a| template.contains(**a)) {
+            return Err(Error::TemplateInconsistent(format!(
+                "{a:?} comes from the wrapped key"
+            )));
         }
         let mut t = template;
         if let Some(AttrValue::Template(ut)) = u.attrs.get(A::UNWRAP_TEMPLATE) {
@@ -1915,49 +1997,61 @@ impl Hsm {
                 }
             }
         }
-        if t.class() != Some(ObjectClass::SECRET_KEY) {
-            return Err(if t.class().is_none() {
-                Error::TemplateIncomplete("CKA_CLASS".into())
-            } else {
-                Error::TemplateInconsistent(
-                    "only secret keys are unwrapped (private keys: not built)".into(),
-                )
-            });
-        }
-        let unwrapped = match oaep {
-            Some((hash, mgf, label)) => {
-                crypto::rsa_oaep_decrypt(&rsa_parts(&u.attrs)?, hash, mgf, label, wrapped)
+        match (t.class(), &scheme) {
+            (None, _) => return Err(Error::TemplateIncomplete("CKA_CLASS".into())),
+            (Some(ObjectClass::SECRET_KEY), _)
+            | (Some(ObjectClass::PRIVATE_KEY), WrapScheme::Aes { .. }) => {}
+            (Some(ObjectClass::PRIVATE_KEY), _) => {
+                return Err(Error::TemplateInconsistent(
+                    "RSA unwraps secret keys; private keys come under AES key wrap".into(),
+                ));
             }
-            None => crypto::aes_key_unwrap(&kek, wrapped, padded),
+            _ => {
+                return Err(Error::TemplateInconsistent(
+                    "only secret and private keys are unwrapped".into(),
+                ));
+            }
+        }
+        let unwrapped = match &scheme {
+            WrapScheme::Aes { padded } => {
+                crypto::aes_key_unwrap(kek.as_deref().unwrap_or_default(), wrapped, *padded)
+            }
+            WrapScheme::Oaep { hash, mgf, label } => {
+                crypto::rsa_oaep_decrypt(&rsa_parts(&u.attrs)?, *hash, *mgf, label, wrapped)
+            }
+            WrapScheme::Pkcs1 => crypto::rsa_pkcs1_decrypt(&rsa_parts(&u.attrs)?, wrapped),
         };
-        let mut value = unwrapped.map_err(|e| match e {
+        let value = Zeroizing::new(unwrapped.map_err(|e| match e {
             crypto::CryptoError::EncryptedDataInvalid => Error::WrappedKeyInvalid,
             crypto::CryptoError::EncryptedDataLenRange => Error::WrappedKeyLenRange,
             e => e.into(),
-        })?;
-        // Both key-wrap mechanisms carry the key's length, so a CKA_VALUE_LEN in the
-        // template can only agree with it or be refused: taking the wrapped length anyway
-        // would hand back a key the caller did not describe (SoftHSM2's blobs of keys whose
-        // length is not a multiple of 8 carry zero padding inside, for one).
-        if let Some(asked) = t.ulong(A::VALUE_LEN) {
-            if asked != value.len() as u64 {
-                use zeroize::Zeroize;
-                let got = value.len();
-                value.zeroize();
-                return Err(Error::TemplateInconsistent(format!(
-                    "CKA_VALUE_LEN {asked} but the wrapped key is {got} bytes long"
-                )));
+        })?);
+        if t.class() == Some(ObjectClass::PRIVATE_KEY) {
+            let key =
+                crypto::private_key_from_pkcs8(&value).map_err(|_| Error::WrappedKeyInvalid)?;
+            set_private_key(&mut t, key)?;
+        } else {
+            // Every wrapping here carries the key's length, so a CKA_VALUE_LEN in the
+            // template can only agree with it or be refused: taking the wrapped length
+            // anyway would hand back a key the caller did not describe (SoftHSM2's blobs
+            // of keys whose length is not a multiple of 8 carry zero padding inside, for
+            // one).
+            if let Some(asked) = t.ulong(A::VALUE_LEN) {
+                if asked != value.len() as u64 {
+                    return Err(Error::TemplateInconsistent(format!(
+                        "CKA_VALUE_LEN {asked} but the wrapped key is {} bytes long",
+                        value.len()
+                    )));
+                }
             }
-        }
-        t.set(A::VALUE, AttrValue::Bytes(value.clone()));
-        {
-            use zeroize::Zeroize;
-            value.zeroize();
+            t.set(A::VALUE, AttrValue::Bytes(value.to_vec()));
         }
         let mut attrs = attrs::build_new(&t, Origin::Created, Self::actor(&slot))?;
         validate_key_material(&attrs).map_err(|_| Error::WrappedKeyInvalid)?;
-        let n = attrs.bytes(A::VALUE).map(<[u8]>::len).unwrap_or(0);
-        attrs.set(A::VALUE_LEN, AttrValue::Ulong(n as u64));
+        if attrs.class() == Some(ObjectClass::SECRET_KEY) {
+            let n = attrs.bytes(A::VALUE).map(<[u8]>::len).unwrap_or(0);
+            attrs.set(A::VALUE_LEN, AttrValue::Ulong(n as u64));
+        }
         Ok(self.store_new(&sess, &slot, token, vec![attrs])?[0])
     }
 
@@ -2481,6 +2575,156 @@ fn ed25519_public(point: &[u8]) -> Result<Vec<u8>> {
             "CKA_EC_POINT of an Ed25519 key".into(),
         )),
     }
+}
+
+/// How `C_WrapKey` / `C_UnwrapKey` protect the key.
+enum WrapScheme {
+    Aes {
+        padded: bool,
+    },
+    Oaep {
+        hash: HashAlg,
+        mgf: HashAlg,
+        label: Vec<u8>,
+    },
+    Pkcs1,
+}
+
+/// Attributes that an unwrapped key takes from the blob, never from the template.
+const KEY_MATERIAL: [A; 9] = [
+    A::VALUE,
+    A::MODULUS,
+    A::PUBLIC_EXPONENT,
+    A::PRIVATE_EXPONENT,
+    A::PRIME_1,
+    A::PRIME_2,
+    A::EXPONENT_1,
+    A::EXPONENT_2,
+    A::COEFFICIENT,
+];
+
+/// The security strength of a key in bits, by SP 800-57 Part 1 Rev. 5 table 2 (RSA:
+/// 2048 → 112, 3072 → 128, 7680 → 192, 15360 → 256; EC: half the field; Ed25519: 128);
+/// a secret key counts its length, up to 256.
+fn key_strength(a: &AttributeSet) -> u32 {
+    match a.key_type() {
+        Some(KeyType::RSA) => {
+            let n = a.bytes(A::MODULUS).unwrap_or_default();
+            let n = &n[n.iter().position(|b| *b != 0).unwrap_or(n.len())..];
+            let bits = n.len() * 8 - n.first().map_or(0, |b| b.leading_zeros() as usize);
+            match bits {
+                15360.. => 256,
+                7680.. => 192,
+                3072.. => 128,
+                2048.. => 112,
+                _ => 80,
+            }
+        }
+        Some(KeyType::EC) => match Curve::from_ec_params(a.bytes(A::EC_PARAMS).unwrap_or_default())
+        {
+            Some(Curve::P256) => 128,
+            Some(Curve::P384) => 192,
+            Some(Curve::P521) => 256,
+            None => 0,
+        },
+        Some(KeyType::EC_EDWARDS) => 128,
+        _ => a
+            .bytes(A::VALUE)
+            .map_or(0, |v| (v.len() as u32).saturating_mul(8).min(256)),
+    }
+}
+
+/// The private key of an object, for wrapping.
+fn private_key_of(a: &AttributeSet) -> Result<crypto::PrivateKey> {
+    let value = || {
+        a.bytes(A::VALUE)
+            .map(hsm_types::SecretBytes::from_slice)
+            .ok_or(Error::UserNotLoggedIn)
+    };
+    match a.key_type() {
+        Some(KeyType::RSA) => Ok(crypto::PrivateKey::Rsa(rsa_parts(a)?)),
+        Some(KeyType::EC) => {
+            let curve = Curve::from_ec_params(a.bytes(A::EC_PARAMS).unwrap_or_default())
+                .ok_or(Error::KeyTypeInconsistent)?;
+            let private_value = value()?;
+            let public_point = match signing_key(a)?.ec_public_point() {
+                Some(p) => p,
+                None => return Err(Error::KeyTypeInconsistent),
+            };
+            Ok(crypto::PrivateKey::Ec(crypto::EcPrivateParts {
+                curve,
+                private_value,
+                public_point,
+            }))
+        }
+        Some(KeyType::EC_EDWARDS) => Ok(crypto::PrivateKey::Ed25519(value()?)),
+        _ => Err(Error::KeyNotWrappable(
+            "no PKCS#8 form for this key type".into(),
+        )),
+    }
+}
+
+/// Puts an unwrapped private key's material into the template, checking the key type and
+/// curve the caller named (if any) against the key's own.
+fn set_private_key(t: &mut AttributeSet, key: crypto::PrivateKey) -> Result<()> {
+    let (key_type, params) = match &key {
+        crypto::PrivateKey::Rsa(_) => (KeyType::RSA, None),
+        crypto::PrivateKey::Ec(p) => (KeyType::EC, Some(p.curve.ec_params())),
+        crypto::PrivateKey::Ed25519(_) => (KeyType::EC_EDWARDS, Some(crypto::ED25519_OID.to_vec())),
+    };
+    match t.key_type() {
+        None => t.set(A::KEY_TYPE, AttrValue::Ulong(key_type.0)),
+        Some(k) if k == key_type => {}
+        Some(k) => {
+            return Err(Error::TemplateInconsistent(format!(
+                "CKA_KEY_TYPE {k:?}, but the wrapped key is {key_type:?}"
+            )));
+        }
+    }
+    if let Some(params) = params {
+        let same_curve = |given: &[u8]| match key_type {
+            KeyType::EC => Curve::from_ec_params(given) == Curve::from_ec_params(&params),
+            _ => crypto::is_ed25519_params(given),
+        };
+        match t.bytes(A::EC_PARAMS) {
+            Some(given) if !same_curve(given) => {
+                return Err(Error::TemplateInconsistent(
+                    "CKA_EC_PARAMS name another curve than the wrapped key's".into(),
+                ));
+            }
+            Some(_) => {}
+            None => t.set(A::EC_PARAMS, AttrValue::Bytes(params)),
+        }
+    }
+    match key {
+        crypto::PrivateKey::Rsa(p) => {
+            t.set(A::MODULUS, AttrValue::Bytes(p.modulus.clone()));
+            t.set(
+                A::PUBLIC_EXPONENT,
+                AttrValue::Bytes(p.public_exponent.clone()),
+            );
+            for (a, v) in [
+                (A::PRIVATE_EXPONENT, &p.private_exponent),
+                (A::PRIME_1, &p.prime_1),
+                (A::PRIME_2, &p.prime_2),
+                (A::EXPONENT_1, &p.exponent_1),
+                (A::EXPONENT_2, &p.exponent_2),
+                (A::COEFFICIENT, &p.coefficient),
+            ] {
+                t.set(a, AttrValue::Bytes(v.expose().to_vec()));
+            }
+        }
+        crypto::PrivateKey::Ec(p) => {
+            t.set(
+                A::VALUE,
+                AttrValue::Bytes(p.private_value.expose().to_vec()),
+            );
+        }
+        crypto::PrivateKey::Ed25519(seed) => {
+            t.set(A::VALUE, AttrValue::Bytes(seed.expose().to_vec()));
+        }
+    }
+    Ok(())
 }
 
 /// The private components of an RSA key object (absent without the user's login).

@@ -47,11 +47,19 @@ pub const TABLE: &[(M, MechanismInfo)] = &[
     ),
     (
         M::RSA_PKCS,
-        info(2048, 4096, flags::SIGN | flags::VERIFY | flags::ENCRYPT),
+        info(
+            2048,
+            4096,
+            flags::SIGN | flags::VERIFY | flags::ENCRYPT | flags::WRAP,
+        ),
     ),
     (
         M::RSA_PKCS_OAEP,
-        info(2048, 4096, flags::ENCRYPT | flags::DECRYPT | flags::UNWRAP),
+        info(
+            2048,
+            4096,
+            flags::ENCRYPT | flags::DECRYPT | flags::WRAP | flags::UNWRAP,
+        ),
     ),
     (
         M::SHA256_RSA_PKCS,

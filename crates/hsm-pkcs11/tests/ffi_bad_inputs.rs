@@ -5,132 +5,13 @@
 //! The module's state is process-global, so the tests take one lock and each runs a full
 //! `C_Initialize` … `C_Finalize` cycle on its own store.
 
+mod common;
+
+use common::*;
 use cryptoki_sys::*;
 use ferrohsm_pkcs11::entry::*;
 use ferrohsm_pkcs11::*;
 use std::ptr::null_mut;
-use std::sync::Mutex;
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-struct Env {
-    _dir: tempfile::TempDir,
-    _guard: std::sync::MutexGuard<'static, ()>,
-}
-
-/// Points the module at a fresh store and initialises it.
-fn setup() -> Env {
-    setup_with_injected_failure(None)
-}
-
-/// As `setup`, with one self-test made to fail during this C_Initialize.
-fn setup_with_injected_failure(selftest: Option<&str>) -> Env {
-    setup_with(selftest, "")
-}
-
-/// As `setup`, with extra top-level configuration lines.
-fn setup_with(selftest: Option<&str>, extra_config: &str) -> Env {
-    let guard = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("ferrohsm.toml");
-    std::fs::write(
-        &conf,
-        format!(
-            "{extra_config}store = {:?}\nlog_level = \"off\"\n[kdf]\nm_kib = 256\nt_cost = 1\np_cost = 1\n[pin_policy]\nmin_len = 4\nmax_len = 16\nmax_failures = 3\n",
-            dir.path().join("store").display().to_string()
-        ),
-    )
-    .unwrap();
-    // SAFETY: every test holds SERIAL, so no other test thread reads the environment
-    // while it changes; the module reads it only inside C_Initialize below.
-    unsafe {
-        std::env::set_var("FERROHSM_CONF", &conf);
-        match selftest {
-            Some(name) => std::env::set_var(hsm_core::selftest::INJECT_ENV, name),
-            None => std::env::remove_var(hsm_core::selftest::INJECT_ENV),
-        }
-    }
-    // SAFETY: NULL arguments are allowed.
-    assert_eq!(unsafe { C_Initialize(null_mut()) }, CKR_OK);
-    // SAFETY: as above.
-    unsafe { std::env::remove_var(hsm_core::selftest::INJECT_ENV) };
-    Env {
-        _dir: dir,
-        _guard: guard,
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        // SAFETY: NULL is the required argument.
-        unsafe { C_Finalize(null_mut()) };
-    }
-}
-
-const SO: &[u8] = b"so-pin-1";
-const USER: &[u8] = b"user-pin-1";
-
-/// Initialises slot 1's token, sets the user PIN, and opens a logged-in R/W session.
-fn token_session() -> CK_SESSION_HANDLE {
-    let mut label = [b' '; 32];
-    label[..4].copy_from_slice(b"test");
-    // SAFETY: valid buffers for every call below.
-    unsafe {
-        assert_eq!(
-            C_InitToken(1, SO.as_ptr() as *mut _, SO.len() as _, label.as_mut_ptr()),
-            CKR_OK
-        );
-        let mut h = 0;
-        assert_eq!(
-            C_OpenSession(
-                1,
-                CKF_SERIAL_SESSION | CKF_RW_SESSION,
-                null_mut(),
-                None,
-                &mut h
-            ),
-            CKR_OK
-        );
-        assert_eq!(
-            C_Login(h, CKU_SO, SO.as_ptr() as *mut _, SO.len() as _),
-            CKR_OK
-        );
-        assert_eq!(
-            C_InitPIN(h, USER.as_ptr() as *mut _, USER.len() as _),
-            CKR_OK
-        );
-        assert_eq!(C_Logout(h), CKR_OK);
-        assert_eq!(
-            C_Login(h, CKU_USER, USER.as_ptr() as *mut _, USER.len() as _),
-            CKR_OK
-        );
-        h
-    }
-}
-
-fn bool_attr(t: CK_ATTRIBUTE_TYPE, v: &mut CK_BBOOL) -> CK_ATTRIBUTE {
-    CK_ATTRIBUTE {
-        type_: t,
-        pValue: v as *mut _ as *mut _,
-        ulValueLen: 1,
-    }
-}
-
-fn ulong_attr(t: CK_ATTRIBUTE_TYPE, v: &mut CK_ULONG) -> CK_ATTRIBUTE {
-    CK_ATTRIBUTE {
-        type_: t,
-        pValue: v as *mut _ as *mut _,
-        ulValueLen: std::mem::size_of::<CK_ULONG>() as _,
-    }
-}
-
-fn bytes_attr(t: CK_ATTRIBUTE_TYPE, v: &mut [u8]) -> CK_ATTRIBUTE {
-    CK_ATTRIBUTE {
-        type_: t,
-        pValue: v.as_mut_ptr() as *mut _,
-        ulValueLen: v.len() as _,
-    }
-}
 
 /// An EC P-256 key pair as session objects; returns (public, private).
 fn ec_pair(h: CK_SESSION_HANDLE) -> (CK_OBJECT_HANDLE, CK_OBJECT_HANDLE) {
@@ -2110,13 +1991,14 @@ fn rsa_oaep_unwraps_a_key_sealed_to_our_public_key() {
         unwrap_with(&mut kw, private, &blob),
         Err(CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT)
     );
-    // OAEP wrapping stays unoffered until the cross-family strength policy is settled.
+    // Sending it back the same way is refused: an AES-256 key does not leave under
+    // RSA-2048 (112-bit strength), and this public key has no CKA_WRAP anyway.
     let mut n: CK_ULONG = 512;
     let mut out = [0u8; 512];
     // SAFETY: valid mechanism and buffers.
     assert_eq!(
         unsafe { C_WrapKey(h, &mut m, public, k, out.as_mut_ptr(), &mut n) },
-        CKR_MECHANISM_INVALID
+        CKR_KEY_FUNCTION_NOT_PERMITTED
     );
 }
 

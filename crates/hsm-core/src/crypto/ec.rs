@@ -256,6 +256,31 @@ impl EcSigner {
         self.curve
     }
 
+    /// The key as a PKCS#8 `PrivateKeyInfo` (with its public point, RFC 5915).
+    pub(crate) fn to_pkcs8(&self) -> CryptoResult<Zeroizing<Vec<u8>>> {
+        let doc = self
+            .pair
+            .to_pkcs8v1()
+            .map_err(|_| CryptoError::General("PKCS#8 encoding of an EC key failed".into()))?;
+        Ok(Zeroizing::new(doc.as_ref().to_vec()))
+    }
+
+    /// The scalar and point of a PKCS#8 EC key on `curve`; aws-lc-rs checks the scalar's
+    /// range and, when the document carries one, that the point is the scalar's.
+    pub(crate) fn parts_from_pkcs8(curve: Curve, der: &[u8]) -> CryptoResult<EcPrivateParts> {
+        let pair = EcdsaKeyPair::from_pkcs8(curve.signing_alg(), der)
+            .map_err(|_| CryptoError::DataInvalid)?;
+        let scalar = pair
+            .private_key()
+            .as_be_bytes()
+            .map_err(|_| CryptoError::DataInvalid)?;
+        Ok(EcPrivateParts {
+            curve,
+            private_value: SecretBytes::new(fixed_scalar(curve, scalar.as_ref())?.to_vec()),
+            public_point: pair.public_key().as_ref().to_vec(),
+        })
+    }
+
     pub(crate) fn public_point(&self) -> Vec<u8> {
         self.pair.public_key().as_ref().to_vec()
     }

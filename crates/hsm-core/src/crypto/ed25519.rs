@@ -18,16 +18,17 @@ pub fn is_ed25519_params(der: &[u8]) -> bool {
 pub fn generate_ed25519() -> CryptoResult<(SecretBytes, Vec<u8>)> {
     let pair = Ed25519KeyPair::generate()
         .map_err(|_| CryptoError::General("Ed25519 key generation failed".into()))?;
+    Ok((seed_of(&pair)?, pair.public_key().as_ref().to_vec()))
+}
+
+fn seed_of(pair: &Ed25519KeyPair) -> CryptoResult<SecretBytes> {
     let seed = pair
         .seed()
         .map_err(|_| CryptoError::General("Ed25519 seed".into()))?;
     let seed: aws_lc_rs::encoding::Curve25519SeedBin<'_> = seed
         .as_be_bytes()
         .map_err(|_| CryptoError::General("Ed25519 seed".into()))?;
-    Ok((
-        SecretBytes::from_slice(seed.as_ref()),
-        pair.public_key().as_ref().to_vec(),
-    ))
+    Ok(SecretBytes::from_slice(seed.as_ref()))
 }
 
 /// A prepared Ed25519 private key.
@@ -41,6 +42,22 @@ impl Ed25519Signer {
         Ed25519KeyPair::from_seed_unchecked(seed)
             .map(Ed25519Signer)
             .map_err(|_| CryptoError::KeyTypeInconsistent)
+    }
+
+    /// The key as a PKCS#8 v1 `PrivateKeyInfo` (RFC 8410: the seed only).
+    pub(crate) fn to_pkcs8(&self) -> CryptoResult<zeroize::Zeroizing<Vec<u8>>> {
+        let doc = self
+            .0
+            .to_pkcs8v1()
+            .map_err(|_| CryptoError::General("PKCS#8 encoding of an Ed25519 key failed".into()))?;
+        Ok(zeroize::Zeroizing::new(doc.as_ref().to_vec()))
+    }
+
+    /// The seed of a PKCS#8 v1 or v2 Ed25519 key (aws-lc-rs checks that a v2 document's
+    /// public key is the seed's).
+    pub(crate) fn seed_from_pkcs8(der: &[u8]) -> CryptoResult<SecretBytes> {
+        let pair = Ed25519KeyPair::from_pkcs8(der).map_err(|_| CryptoError::DataInvalid)?;
+        seed_of(&pair)
     }
 
     pub fn public_key(&self) -> Vec<u8> {

@@ -34,6 +34,7 @@ mod ed25519;
 mod hkdf;
 mod mac;
 mod oaep;
+mod pkcs8;
 mod rsa_key;
 mod sign;
 mod symmetric;
@@ -50,6 +51,7 @@ pub use ed25519::{ED25519_OID, generate_ed25519, is_ed25519_params};
 pub use hkdf::hkdf;
 pub use mac::Mac;
 pub use oaep::{rsa_oaep_decrypt, rsa_oaep_encrypt, rsa_pkcs1_decrypt, rsa_pkcs1_encrypt};
+pub use pkcs8::{PrivateKey, private_key_from_pkcs8, private_key_to_pkcs8};
 pub use rsa_key::{RsaPrivateParts, generate_rsa};
 pub use sign::{SignMechanism, SigningKey, VerifyingKey, pairwise_check};
 pub use symmetric::{

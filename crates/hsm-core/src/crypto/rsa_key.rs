@@ -74,11 +74,13 @@ pub fn generate_rsa(bits: u32, public_exponent: Option<&[u8]>) -> CryptoResult<R
     let pkcs8 = pair
         .as_der()
         .map_err(|_| CryptoError::General("RSA key export failed".into()))?;
-    parts_from_pkcs8(pkcs8.as_ref())
+    rsa_parts_from_pkcs8(pkcs8.as_ref())
 }
 
-fn parts_from_pkcs8(der: &[u8]) -> CryptoResult<RsaPrivateParts> {
-    let malformed = |what: &str| CryptoError::General(format!("generated RSA key: {what}"));
+/// The components of an RSA `PrivateKeyInfo` (two primes; not checked for consistency:
+/// [`RsaPrivateParts::lc_key_pair`] does that).
+pub(crate) fn rsa_parts_from_pkcs8(der: &[u8]) -> CryptoResult<RsaPrivateParts> {
+    let malformed = |what: &str| CryptoError::General(format!("RSA private key: {what}"));
     let info = PrivateKeyInfoRef::from_der(der).map_err(|_| malformed("bad PKCS#8"))?;
     if info.algorithm.oid != rsa::pkcs1::ALGORITHM_OID {
         return Err(malformed("not rsaEncryption"));
