@@ -4,7 +4,9 @@
 Keys with known values are imported with C_CreateObject (through PyKCS11); every value
 the module computes is then computed again by openssl from the same key, and must match:
 HMAC-SHA-256/384/512, AES-CMAC, AES-CBC/ECB/CTR/CBC-PAD, AES key wrap (RFC 3394) and key
-wrap with padding (RFC 5649), and AES-GCM (openssl decrypts what the module sealed).
+wrap with padding (RFC 5649), and AES-GCM (openssl decrypts what the module sealed). Keys
+leaving the token are opened by openssl too: RSA-OAEP wrapped secret keys, and private
+keys wrapped as PKCS#8 with KWP; and an Ed25519 key openssl wrapped signs in the token.
 
 Usage: /usr/bin/python3 openssl_crosscheck.py /path/to/libferrohsm_pkcs11.so
 Prints PASS:/FAIL: lines; exits non-zero on any failure.
@@ -186,6 +188,84 @@ def run(module):
                                        (CKA_SENSITIVE, False), (CKA_EXTRACTABLE, True)], mech)
         same("FerroHSM unwraps openssl's OAEP-wrapped AES key", s.getAttributeValue(k, [CKA_VALUE])[0], secret)
 
+    def oaep_wrap():
+        pem = os.path.join(os.environ["FERROHSM_WORK"], "rsa3072.pem")
+        subprocess.run(["openssl", "genrsa", "-traditional", "-out", pem, "3072"], check=True, capture_output=True)
+        ints = [line.split(":")[-1].strip() for line in
+                subprocess.run(["openssl", "asn1parse", "-in", pem], check=True, capture_output=True, text=True).stdout.splitlines()
+                if "INTEGER" in line]
+        n, e = [bytes.fromhex(x if len(x) % 2 == 0 else "0" + x) for x in ints[1:3]]
+        pub = s.createObject([(CKA_CLASS, PyKCS11.CKO_PUBLIC_KEY), (CKA_KEY_TYPE, PyKCS11.CKK_RSA), (CKA_TOKEN, False),
+                              (PyKCS11.CKA_MODULUS, n), (PyKCS11.CKA_PUBLIC_EXPONENT, e), (CKA_WRAP, True)])
+        secret = os.urandom(16)
+        k = key(CKK_AES, secret, extractable=True)
+        for md, hash_mech, mgf in [("sha256", PyKCS11.CKM_SHA256, PyKCS11.CKG_MGF1_SHA256),
+                                   ("sha1", PyKCS11.CKM_SHA_1, PyKCS11.CKG_MGF1_SHA1)]:
+            blob = bytes(s.wrapKey(pub, k, PyKCS11.RSAOAEPMechanism(hash_mech, mgf)))
+            opts = ["-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt", "rsa_oaep_md:" + md, "-pkeyopt", "rsa_mgf1_md:" + md]
+            same("openssl opens FerroHSM's OAEP-%s wrapped AES-128 key" % md,
+                 openssl("pkeyutl", "-decrypt", "-inkey", pem, *opts, data=blob), secret)
+        # RSA-3072 is 128-bit strong: an AES-256 key does not leave under it.
+        big = key(CKK_AES, os.urandom(32), extractable=True)
+        try:
+            s.wrapKey(pub, big, PyKCS11.RSAOAEPMechanism(PyKCS11.CKM_SHA256, PyKCS11.CKG_MGF1_SHA256))
+            raise AssertionError("AES-256 was wrapped under RSA-3072")
+        except PyKCS11.PyKCS11Error as err:
+            if err.value != PyKCS11.CKR_KEY_NOT_WRAPPABLE:
+                raise
+
+    def private_keys_out():
+        from cryptography.hazmat.primitives import serialization
+        work = os.environ["FERROHSM_WORK"]
+        kek = os.urandom(32)
+        w = key(CKK_AES, kek, wrap=True, unwrap=True)
+        raw = (serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        x962 = (serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+        for name, mech, public in [
+            ("Ed25519", PyKCS11.CKM_EC_EDWARDS_KEY_PAIR_GEN, [(PyKCS11.CKA_EC_PARAMS, bytes.fromhex("06032b6570"))]),
+            ("P-521", PyKCS11.CKM_EC_KEY_PAIR_GEN, [(PyKCS11.CKA_EC_PARAMS, bytes.fromhex("06052b81040023"))]),
+            ("RSA-2048", PyKCS11.CKM_RSA_PKCS_KEY_PAIR_GEN, [(PyKCS11.CKA_MODULUS_BITS, 2048)]),
+        ]:
+            pub, priv = s.generateKeyPair(
+                [(CKA_TOKEN, False), (CKA_VERIFY, True)] + public,
+                [(CKA_TOKEN, False), (CKA_SIGN, True), (CKA_EXTRACTABLE, True)],
+                mecha=PyKCS11.Mechanism(mech, None))
+            blob = bytes(s.wrapKey(w, priv, PyKCS11.Mechanism(PyKCS11.CKM_AES_KEY_WRAP_KWP, None)))
+            der = openssl("enc", "-d", "-id-aes256-wrap-pad", "-K", kek.hex(), "-iv", "A65959A6", data=blob)
+            # openssl reads the document as a private key and finds it consistent.
+            path = os.path.join(work, "moved.der")
+            with open(path, "wb") as f:
+                f.write(der)
+            subprocess.run(["openssl", "pkey", "-inform", "DER", "-in", path, "-check", "-noout"],
+                           check=True, capture_output=True)
+            inside = serialization.load_der_private_key(der, password=None).public_key()
+            if name == "RSA-2048":
+                same(name + " modulus", inside.public_numbers().n.to_bytes(256, "big"),
+                     s.getAttributeValue(pub, [PyKCS11.CKA_MODULUS])[0])
+            else:
+                point = bytes(s.getAttributeValue(pub, [PyKCS11.CKA_EC_POINT])[0])
+                point = point[3:] if point[1] == 0x81 else point[2:]
+                same(name + " public key", inside.public_bytes(*(raw if name == "Ed25519" else x962)), point)
+
+    def private_key_in():
+        work = os.environ["FERROHSM_WORK"]
+        kek = os.urandom(32)
+        w = key(CKK_AES, kek, wrap=True, unwrap=True)
+        pem = os.path.join(work, "outside-ed25519.pem")
+        subprocess.run(["openssl", "genpkey", "-algorithm", "ED25519", "-out", pem], check=True, capture_output=True)
+        der = openssl("pkey", "-in", pem, "-outform", "DER")
+        blob = openssl("enc", "-id-aes256-wrap-pad", "-K", kek.hex(), "-iv", "A65959A6", data=der)
+        k = s.unwrapKey(w, blob, [(CKA_CLASS, PyKCS11.CKO_PRIVATE_KEY), (CKA_TOKEN, False), (CKA_SIGN, True)],
+                        PyKCS11.Mechanism(PyKCS11.CKM_AES_KEY_WRAP_KWP, None))
+        sig = bytes(s.sign(k, data, PyKCS11.Mechanism(PyKCS11.CKM_EDDSA, None)))
+        for name, content in [("in.msg", data), ("in.sig", sig)]:
+            with open(os.path.join(work, name), "wb") as f:
+                f.write(content)
+        out = subprocess.run(["openssl", "pkeyutl", "-verify", "-inkey", pem, "-rawin", "-in", os.path.join(work, "in.msg"),
+                              "-sigfile", os.path.join(work, "in.sig")], capture_output=True, text=True)
+        if "Signature Verified Successfully" not in out.stdout:
+            raise AssertionError("openssl: %s %s" % (out.stdout, out.stderr))
+
     def ed25519():
         work = os.environ["FERROHSM_WORK"]
         params = bytes.fromhex("06032b6570")
@@ -257,6 +337,10 @@ def run(module):
     check("ECDSA P-521 (SHA-512) verified by OpenSSL through python-cryptography", p521)
     check("Ed25519 signature verified by openssl pkeyutl", ed25519)
     check("RSA-OAEP (SHA-256) both ways with openssl pkeyutl, and C_UnwrapKey of openssl's blob", oaep)
+    check("RSA-OAEP C_WrapKey (SHA-256, SHA-1) opened by openssl pkeyutl; AES-256 under RSA-3072 refused", oaep_wrap)
+    check("Ed25519, P-521 and RSA private keys wrapped with KWP: openssl unwraps, checks and reads the same key",
+          private_keys_out)
+    check("An Ed25519 key openssl made and wrapped unwraps in FerroHSM and signs for openssl", private_key_in)
     check("AES-CMAC equals openssl mac CMAC", cmac)
     check("AES-CBC, CBC-PAD, ECB and CTR equal openssl enc", block_modes)
     check("AES-GCM ciphertext equals AES-CTR from J0+1 under openssl", gcm)

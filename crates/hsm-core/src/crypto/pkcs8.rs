@@ -54,6 +54,7 @@ pub fn private_key_to_pkcs8(key: &PrivateKey) -> CryptoResult<Zeroizing<Vec<u8>>
 /// curve, trailing bytes, inconsistent components) — the caller answers "wrapped key
 /// invalid" without saying more.
 pub fn private_key_from_pkcs8(der: &[u8]) -> CryptoResult<PrivateKey> {
+    let der = without_block_padding(der);
     let info = PrivateKeyInfoRef::from_der(der).map_err(|_| CryptoError::DataInvalid)?;
     let alg = info.algorithm;
     if alg.oid == RSA_ENCRYPTION {
@@ -72,6 +73,27 @@ pub fn private_key_from_pkcs8(der: &[u8]) -> CryptoResult<PrivateKey> {
         Ed25519Signer::seed_from_pkcs8(der).map(PrivateKey::Ed25519)
     } else {
         Err(CryptoError::DataInvalid)
+    }
+}
+
+/// The document without up to 7 zero bytes after its outer SEQUENCE. SoftHSM2 zero-pads
+/// what it wraps to a multiple of 8 bytes and counts the padding as part of the key
+/// (RFC 5649 needs no such padding), so its PKCS#8 blobs arrive with a zero tail. Any
+/// other trailing byte stays and fails the parse.
+fn without_block_padding(der: &[u8]) -> &[u8] {
+    let declared = match der {
+        [0x30, n, ..] if *n < 0x80 => Some(2 + usize::from(*n)),
+        [0x30, 0x81, n, ..] => Some(3 + usize::from(*n)),
+        [0x30, 0x82, hi, lo, ..] => Some(4 + (usize::from(*hi) << 8 | usize::from(*lo))),
+        _ => None,
+    };
+    match declared {
+        Some(end)
+            if end < der.len() && der.len() - end < 8 && der[end..].iter().all(|b| *b == 0) =>
+        {
+            &der[..end]
+        }
+        _ => der,
     }
 }
 
@@ -142,12 +164,34 @@ mod tests {
         );
     }
 
+    /// SoftHSM2's blobs: the document, then zeros up to a multiple of 8 bytes.
+    #[test]
+    fn a_zero_tail_of_under_8_bytes_is_block_padding() {
+        let (seed, _) = generate_ed25519().unwrap();
+        let bytes = seed.expose().to_vec();
+        let der = private_key_to_pkcs8(&PrivateKey::Ed25519(seed)).unwrap();
+        for zeros in 1..8 {
+            let mut padded = der.to_vec();
+            padded.extend(std::iter::repeat_n(0u8, zeros));
+            let PrivateKey::Ed25519(back) = private_key_from_pkcs8(&padded).unwrap() else {
+                panic!("not Ed25519")
+            };
+            assert_eq!(back.expose(), bytes.as_slice());
+        }
+        let mut eight = der.to_vec();
+        eight.extend([0u8; 8]);
+        assert!(matches!(
+            private_key_from_pkcs8(&eight),
+            Err(CryptoError::DataInvalid)
+        ));
+    }
+
     #[test]
     fn garbage_unknown_algorithms_and_trailing_bytes_are_invalid() {
         let (seed, _) = generate_ed25519().unwrap();
         let der = private_key_to_pkcs8(&PrivateKey::Ed25519(seed)).unwrap();
         let mut trailing = der.to_vec();
-        trailing.push(0);
+        trailing.push(1);
         let mut x25519 = der.to_vec();
         // 1.3.101.112 (Ed25519) → 1.3.101.110 (X25519): same shape, other algorithm.
         let at = x25519
