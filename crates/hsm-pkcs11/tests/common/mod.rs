@@ -27,14 +27,24 @@ pub fn setup_with_injected_failure(selftest: Option<&str>) -> Env {
 
 /// As `setup`, with extra top-level configuration lines.
 pub fn setup_with(selftest: Option<&str>, extra_config: &str) -> Env {
+    setup_in(selftest, extra_config, None)
+}
+
+/// As `setup_with`, with the store in `store` instead of the temporary directory.
+pub fn setup_in(
+    selftest: Option<&str>,
+    extra_config: &str,
+    store: Option<&std::path::Path>,
+) -> Env {
     let guard = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("ferrohsm.toml");
+    let store = store.map_or_else(|| dir.path().join("store"), std::path::Path::to_path_buf);
     std::fs::write(
         &conf,
         format!(
             "{extra_config}store = {:?}\nlog_level = \"off\"\n[kdf]\nm_kib = 256\nt_cost = 1\np_cost = 1\n[pin_policy]\nmin_len = 4\nmax_len = 16\nmax_failures = 3\n",
-            dir.path().join("store").display().to_string()
+            store.display().to_string()
         ),
     )
     .unwrap();

@@ -11,6 +11,8 @@ use rocksdb::{
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{RwLock, RwLockReadGuard};
 
 static SECONDARY_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -18,7 +20,11 @@ static SECONDARY_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::Atom
 pub const HOLDER_FILE: &str = "ferrohsm.lock";
 
 pub struct RocksBackend {
-    db: DB,
+    /// `None` only while a reopen after a full disk has failed; the next call retries it.
+    db: RwLock<Option<DB>>,
+    /// A write hit a full disk. RocksDB then refuses every write until the database is
+    /// reopened (the Rust binding has no `Resume`), which happens once space is back.
+    stalled: AtomicBool,
     path: PathBuf,
     read_only: bool,
     // Held for the backend's lifetime: the OS lock that keeps a second writer out.
@@ -56,6 +62,9 @@ const DB_WRITE_BUFFER_BYTES: usize = 32 << 20;
 /// Log size after which the families holding the oldest log are flushed, which bounds
 /// what a reopen must replay.
 const MAX_TOTAL_WAL_BYTES: u64 = 32 << 20;
+/// Free space a stalled store waits for before it reopens and takes writes again: a new
+/// log (RocksDB preallocates about 1.1 × a write buffer), a manifest and an options file.
+pub const RESUME_FREE_BYTES: u64 = 8 << 20;
 
 fn db_options(create: bool) -> Options {
     let mut opts = Options::default();
@@ -100,14 +109,10 @@ impl RocksBackend {
                     StoreError::Io(format!("cannot create {}: {e}", path.display()))
                 })?;
                 let holder = take_holder_lock(path)?;
-                let opts = db_options(true);
-                let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
-                let cfs = Cf::ALL
-                    .iter()
-                    .map(|c| ColumnFamilyDescriptor::new(c.name(), cf_options(*c, &cache)));
-                let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(map_err)?;
+                let db = open_writer(path)?;
                 Ok(Self {
-                    db,
+                    db: RwLock::new(Some(db)),
+                    stalled: AtomicBool::new(false),
                     path: path.to_owned(),
                     read_only: false,
                     _holder: Some(holder),
@@ -139,7 +144,8 @@ impl RocksBackend {
                     .map_err(map_err)?;
                 db.try_catch_up_with_primary().map_err(map_err)?;
                 Ok(Self {
-                    db,
+                    db: RwLock::new(Some(db)),
+                    stalled: AtomicBool::new(false),
                     path: path.to_owned(),
                     read_only: true,
                     _holder: None,
@@ -153,22 +159,87 @@ impl RocksBackend {
         &self.path
     }
 
-    fn handle(&self, cf: Cf) -> Result<&rocksdb::ColumnFamily> {
-        self.db
-            .cf_handle(cf.name())
-            .ok_or_else(|| StoreError::corruption(cf.name(), "column family is missing"))
+    /// The open database, reopening it first if a full disk left it closed.
+    fn db(&self) -> Result<RwLockReadGuard<'_, Option<DB>>> {
+        let g = self.db.read().unwrap_or_else(|p| p.into_inner());
+        if g.is_some() {
+            return Ok(g);
+        }
+        drop(g);
+        self.resume()?;
+        Ok(self.db.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// After a write failed for lack of space: once enough is free again, closes and
+    /// reopens the database so that it takes writes. Reads go on meanwhile; writes answer
+    /// `NoSpace` until then. Acknowledged writes are in the synced log and replay on
+    /// reopen; the failed one was never acknowledged.
+    fn resume(&self) -> Result<()> {
+        if !self.stalled.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let free = free_bytes(&self.path)?;
+        if free < RESUME_FREE_BYTES {
+            return Err(StoreError::NoSpace(format!(
+                "{}: {free} bytes free; writes resume once {RESUME_FREE_BYTES} are",
+                self.path.display()
+            )));
+        }
+        let mut g = self.db.write().unwrap_or_else(|p| p.into_inner());
+        if !self.stalled.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        // RocksDB's own lock is per process: the old handle must close first.
+        *g = None;
+        let db = open_writer(&self.path).inspect_err(|e| {
+            tracing::error!(store = %self.path.display(), "reopen after a full disk failed: {e}");
+        })?;
+        *g = Some(db);
+        self.stalled.store(false, Ordering::Release);
+        tracing::warn!(store = %self.path.display(), free, "disk space is back: the store takes writes again");
+        Ok(())
     }
 
     /// A consistent copy of the live database in `dir` (hard links where possible).
     pub fn checkpoint(&self, dir: &Path) -> Result<()> {
-        let cp = rocksdb::checkpoint::Checkpoint::new(&self.db).map_err(map_err)?;
+        let g = self.db()?;
+        let db = g.as_ref().ok_or_else(closed)?;
+        let cp = rocksdb::checkpoint::Checkpoint::new(db).map_err(map_err)?;
         cp.create_checkpoint(dir).map_err(map_err)
     }
 }
 
+fn closed() -> StoreError {
+    StoreError::Io("the store is closed after a failed reopen".into())
+}
+
+fn handle(db: &DB, cf: Cf) -> Result<&rocksdb::ColumnFamily> {
+    db.cf_handle(cf.name())
+        .ok_or_else(|| StoreError::corruption(cf.name(), "column family is missing"))
+}
+
+/// The writer's database with every family.
+fn open_writer(path: &Path) -> Result<DB> {
+    let opts = db_options(true);
+    let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+    let cfs = Cf::ALL
+        .iter()
+        .map(|c| ColumnFamilyDescriptor::new(c.name(), cf_options(*c, &cache)));
+    DB::open_cf_descriptors(&opts, path, cfs).map_err(map_err)
+}
+
+/// Bytes an unprivileged writer may still use on the store's file system.
+fn free_bytes(path: &Path) -> Result<u64> {
+    let st = rustix::fs::statvfs(path)
+        .map_err(|e| StoreError::Io(format!("statvfs {}: {e}", path.display())))?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
 impl KvBackend for RocksBackend {
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.db.get_cf(self.handle(cf)?, key).map_err(map_err)
+        let g = self.db()?;
+        let db = g.as_ref().ok_or_else(closed)?;
+        db.get_cf(handle(db, cf)?, key).map_err(map_err)
     }
 
     fn scan_prefix(
@@ -186,8 +257,10 @@ impl KvBackend for RocksBackend {
         if cf.prefix_len().is_some_and(|len| prefix.len() < len) {
             ro.set_total_order_seek(true);
         }
-        for item in self.db.iterator_cf_opt(
-            self.handle(cf)?,
+        let g = self.db()?;
+        let db = g.as_ref().ok_or_else(closed)?;
+        for item in db.iterator_cf_opt(
+            handle(db, cf)?,
             ro,
             IteratorMode::From(prefix, Direction::Forward),
         ) {
@@ -206,16 +279,26 @@ impl KvBackend for RocksBackend {
         if self.read_only {
             return Err(StoreError::Invalid("store was opened read-only".into()));
         }
+        self.resume()?;
+        let g = self.db()?;
+        let db = g.as_ref().ok_or_else(closed)?;
         let mut wb = WriteBatch::default();
         for op in batch.ops() {
             match op {
-                Op::Put { cf, key, value } => wb.put_cf(self.handle(*cf)?, key, value),
-                Op::Delete { cf, key } => wb.delete_cf(self.handle(*cf)?, key),
+                Op::Put { cf, key, value } => wb.put_cf(handle(db, *cf)?, key, value),
+                Op::Delete { cf, key } => wb.delete_cf(handle(db, *cf)?, key),
             }
         }
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
-        self.db.write_opt(wb, &wo).map_err(map_err)
+        db.write_opt(wb, &wo).map_err(map_err).inspect_err(|e| {
+            if matches!(e, StoreError::NoSpace(_)) && !self.stalled.swap(true, Ordering::AcqRel) {
+                tracing::error!(
+                    store = %self.path.display(),
+                    "disk full: writes are refused until {RESUME_FREE_BYTES} bytes are free; reads go on"
+                );
+            }
+        })
     }
 
     fn purge(&self, ranges: &[PurgeRange]) -> Result<()> {
@@ -225,19 +308,20 @@ impl KvBackend for RocksBackend {
         // Flush every family so the WAL that carried the old records becomes obsolete
         // and is deleted, then compact the ranges to the bottom so tombstones and the
         // values they cover are dropped from the SST files.
+        self.resume()?;
+        let g = self.db()?;
+        let db = g.as_ref().ok_or_else(closed)?;
         let handles: Vec<_> = Cf::ALL
             .iter()
-            .map(|c| self.handle(*c))
+            .map(|c| handle(db, *c))
             .collect::<Result<_>>()?;
-        self.db
-            .flush_cfs_opt(&handles, &rocksdb::FlushOptions::default())
+        db.flush_cfs_opt(&handles, &rocksdb::FlushOptions::default())
             .map_err(map_err)?;
         let mut co = CompactOptions::default();
         co.set_bottommost_level_compaction(BottommostLevelCompaction::Force);
         co.set_exclusive_manual_compaction(true);
         for r in ranges {
-            self.db
-                .compact_range_cf_opt(self.handle(r.cf)?, Some(&r.start), Some(&r.end), &co);
+            db.compact_range_cf_opt(handle(db, r.cf)?, Some(&r.start), Some(&r.end), &co);
         }
         Ok(())
     }
