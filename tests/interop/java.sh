@@ -85,8 +85,10 @@ keygen() {
 # throwaway CA (openssl -force_pubkey), written to the token with the same ID and label.
 cert_for() {
   local id="$1" label="$2"
-  p11t --read-object --type pubkey --id "$id" -o "$WORK/$label.pub.der"
-  ossl pkey -pubin -inform DER -in "$WORK/$label.pub.der" -out "$WORK/$label.pub.pem"
+  # p11tool exports it: OpenSC 0.23's --read-object of EC public keys reads freed memory
+  # and fails now and then (see pkcs11-tool.sh, export_ec).
+  GNUTLS_PIN="$USER_PIN" p11tool --provider "$MODULE" --login --export-pubkey \
+    --outfile "$WORK/$label.pub.pem" "pkcs11:token=$LABEL;id=%$id;type=public"
   ossl x509 -req -in "$WORK/ca.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" \
     -force_pubkey "$WORK/$label.pub.pem" -subj "/CN=$label" -days 30 -set_serial "0x$id" \
     -outform DER -out "$WORK/$label.crt.der"
