@@ -150,6 +150,18 @@ def run(module):
         else:
             raise AssertionError("a damaged 96-bit tag was accepted")
 
+    def gcm_other_ivs():
+        # IVs other than 96 bits (J0 from GHASH of the IV), both ways with python3-cryptography.
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        for n in (8, 16, 60, 128):  # python3-cryptography takes 8 to 128 bytes
+            iv = os.urandom(n)
+            m = PyKCS11.AES_GCM_Mechanism(iv, b"hdr", 128)
+            sealed = bytes(s.encrypt(aes_key, data, m))
+            same("AES-GCM %d-byte IV, opened by python3-cryptography" % n,
+                 AESGCM(aes).decrypt(iv, sealed, b"hdr"), data)
+            theirs = AESGCM(aes).encrypt(iv, data, b"hdr")
+            same("AES-GCM %d-byte IV, sealed by python3-cryptography" % n, s.decrypt(aes_key, theirs, m), data)
+
     def key_wrap():
         kek = os.urandom(32)
         w = key(CKK_AES, kek, wrap=True, unwrap=True)
@@ -345,6 +357,7 @@ def run(module):
     check("AES-CBC, CBC-PAD, ECB and CTR equal openssl enc", block_modes)
     check("AES-GCM ciphertext equals AES-CTR from J0+1 under openssl", gcm)
     check("AES-GCM with a 96-bit tag both ways with python3-cryptography; a bad tag refused", gcm_short_tag)
+    check("AES-GCM with 8-, 16-, 60- and 128-byte IVs both ways with python3-cryptography", gcm_other_ivs)
     check("AES key wrap and key wrap with padding equal openssl id-aes256-wrap(-pad)", key_wrap)
     s.logout()
     s.closeSession()

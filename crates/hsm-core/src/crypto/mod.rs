@@ -12,9 +12,11 @@
 //! P-256 and P-384 with raw `r||s` signatures, `CKM_ECDSA` with input of any length and
 //! `CKM_ECDSA_SHA*` with any hash on either curve.
 //!
+//! AES-GCM takes IVs of 1 to 256 bytes (12-byte ones through aws-lc-rs's AEAD, others
+//! through `gcm.rs`, whose GHASH is ours) and tags of 96 to 128 bits; shorter tags, empty
+//! and longer IVs are `MechanismParamInvalid` by choice.
+//!
 //! `MechanismParamInvalid`, because aws-lc-rs has no API for it:
-//! - AES-GCM IVs other than 96 bits (aws-lc-rs exposes no GHASH-derived counter) and tags
-//!   other than 128 bits (its AEAD keys have a fixed tag length);
 //! - RSA-PSS with an MGF1 hash different from the message hash, or a salt length other than
 //!   0, the hash length or the maximum (aws-lc-rs takes the salt length as a `'static`
 //!   constant, so only these three are built in); PSS with SHA-1/SHA-224 (aws-lc-rs has PSS
@@ -31,6 +33,7 @@ mod block;
 mod digest;
 mod ec;
 mod ed25519;
+mod gcm;
 mod hkdf;
 mod mac;
 mod oaep;

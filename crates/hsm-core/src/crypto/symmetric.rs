@@ -5,8 +5,12 @@ use aws_lc_rs::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 use hsm_types::SecretBytes;
 use zeroize::Zeroizing;
 
-/// The one IV length aws-lc-rs AES-GCM takes.
+/// The IV length aws-lc-rs AES-GCM takes, and SP 800-38D recommends; other lengths go
+/// through `gcm.rs`.
 pub const GCM_IV_LEN: usize = 12;
+/// Longest IV accepted (PKCS#11 allows up to 2^32 − 1 bytes; nobody needs more than this,
+/// and the cap bounds the work a caller can ask of one call).
+pub const GCM_MAX_IV_LEN: usize = 256;
 /// The tag length aws-lc-rs AES-GCM produces; shorter tags are that tag truncated.
 pub const GCM_TAG_BITS: u32 = 128;
 const GCM_TAG_LEN: usize = GCM_TAG_BITS as usize / 8;
@@ -48,12 +52,13 @@ fn gcm_key(key: &[u8], iv: &[u8], tag_bits: u32) -> CryptoResult<(LessSafeKey, N
     Ok((LessSafeKey::new(key), nonce))
 }
 
-/// The IV and tag sizes this GCM takes: a 12-byte IV, a tag of 96 to 128 bits in whole
-/// bytes (`MechanismParamInvalid` otherwise). Checked at `C_*Init` and again per call.
+/// The IV and tag sizes this GCM takes: an IV of 1 to 256 bytes (12 recommended), a tag
+/// of 96 to 128 bits in whole bytes (`MechanismParamInvalid` otherwise). Checked at
+/// `C_*Init` and again per call.
 pub fn check_gcm_params(iv: &[u8], tag_bits: u32) -> CryptoResult<()> {
-    if iv.len() != GCM_IV_LEN {
+    if iv.is_empty() || iv.len() > GCM_MAX_IV_LEN {
         return Err(CryptoError::MechanismParamInvalid(format!(
-            "AES-GCM IV of {} bytes: only {GCM_IV_LEN}-byte IVs are supported",
+            "AES-GCM IV of {} bytes: 1 to {GCM_MAX_IV_LEN} bytes are supported",
             iv.len()
         )));
     }
@@ -73,6 +78,10 @@ pub fn aes_gcm_encrypt(
     tag_bits: u32,
     plaintext: &[u8],
 ) -> CryptoResult<Vec<u8>> {
+    if iv.len() != GCM_IV_LEN {
+        check_other_iv(key, iv, tag_bits, plaintext.len())?;
+        return super::gcm::seal(key, iv, aad, tag_bits as usize / 8, plaintext);
+    }
     let (key, nonce) = gcm_key(key, iv, tag_bits)?;
     let mut out = Vec::with_capacity(plaintext.len() + GCM_TAG_LEN);
     out.extend_from_slice(plaintext);
@@ -91,8 +100,20 @@ pub fn aes_gcm_decrypt(
     tag_bits: u32,
     ciphertext_and_tag: &[u8],
 ) -> CryptoResult<Vec<u8>> {
-    let (key, nonce) = gcm_key(raw_key, iv, tag_bits)?;
     let tag_len = tag_bits as usize / 8;
+    if iv.len() != GCM_IV_LEN {
+        check_other_iv(
+            raw_key,
+            iv,
+            tag_bits,
+            ciphertext_and_tag.len().saturating_sub(tag_len),
+        )?;
+        if ciphertext_and_tag.len() < tag_len {
+            return Err(CryptoError::EncryptedDataLenRange);
+        }
+        return super::gcm::open(raw_key, iv, aad, tag_len, ciphertext_and_tag);
+    }
+    let (key, nonce) = gcm_key(raw_key, iv, tag_bits)?;
     if ciphertext_and_tag.len() < tag_len {
         return Err(CryptoError::EncryptedDataLenRange);
     }
@@ -108,6 +129,18 @@ pub fn aes_gcm_decrypt(
     let mut plain = std::mem::take(&mut *buf);
     plain.truncate(len);
     Ok(plain)
+}
+
+/// The checks `gcm_key` makes, for the IVs that bypass aws-lc-rs's AEAD.
+fn check_other_iv(key: &[u8], iv: &[u8], tag_bits: u32, data_len: usize) -> CryptoResult<()> {
+    if !matches!(key.len(), 16 | 24 | 32) {
+        return Err(CryptoError::KeySizeRange);
+    }
+    check_gcm_params(iv, tag_bits)?;
+    if data_len > GCM_MAX_INPUT {
+        return Err(CryptoError::DataLenRange);
+    }
+    Ok(())
 }
 
 /// Opens a GCM message whose tag is shorter than 128 bits, which aws-lc-rs's AEAD API
@@ -253,12 +286,29 @@ mod tests {
                 Err(CryptoError::KeySizeRange)
             ));
         }
-        for bad_iv in [&[0u8; 8][..], &[0u8; 16], &[]] {
+        for bad_iv in [&[0u8; GCM_MAX_IV_LEN + 1][..], &[]] {
             assert!(matches!(
                 aes_gcm_encrypt(&key, bad_iv, b"", 128, b"x"),
                 Err(CryptoError::MechanismParamInvalid(m)) if m.contains("IV")
             ));
+            assert!(matches!(
+                aes_gcm_decrypt(&key, bad_iv, b"", 128, &[0; 32]),
+                Err(CryptoError::MechanismParamInvalid(m)) if m.contains("IV")
+            ));
         }
+        // IVs other than 96 bits take another path, with the same key and tag checks.
+        assert!(matches!(
+            aes_gcm_encrypt(&[1u8; 20], &[0u8; 16], b"", 128, b"x"),
+            Err(CryptoError::KeySizeRange)
+        ));
+        assert!(matches!(
+            aes_gcm_decrypt(&key, &[0u8; 16], b"", 64, &[0; 32]),
+            Err(CryptoError::MechanismParamInvalid(m)) if m.contains("tag")
+        ));
+        assert!(matches!(
+            aes_gcm_decrypt(&key, &[0u8; 16], b"", 128, &[0; 15]),
+            Err(CryptoError::EncryptedDataLenRange)
+        ));
         for bad_tag in [32, 64, 100, 0, 136, 256] {
             assert!(matches!(
                 aes_gcm_encrypt(&key, &IV, b"", bad_tag, b"x"),
