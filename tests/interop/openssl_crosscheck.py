@@ -86,7 +86,8 @@ def run(module):
     aes_key = key(CKK_AES, aes, sign=True, verify=True, encrypt=True, decrypt=True)
 
     def hmac():
-        for mech, md in [(PyKCS11.CKM_SHA256_HMAC, "sha256"), (PyKCS11.CKM_SHA384_HMAC, "sha384"),
+        for mech, md in [(PyKCS11.CKM_SHA_1_HMAC, "sha1"), (PyKCS11.CKM_SHA224_HMAC, "sha224"),
+                         (PyKCS11.CKM_SHA256_HMAC, "sha256"), (PyKCS11.CKM_SHA384_HMAC, "sha384"),
                          (PyKCS11.CKM_SHA512_HMAC, "sha512")]:
             mine = s.sign(hmac_key, data, PyKCS11.Mechanism(mech, None))
             theirs = openssl("dgst", "-" + md, "-mac", "HMAC", "-macopt", "hexkey:" + gen.hex(), "-binary", data=data)
@@ -344,7 +345,7 @@ def run(module):
         theirs = X963KDF(algorithm=hashes.SHA256(), length=48, sharedinfo=b"ferrohsm").derive(z)
         same("ECDH + X9.63 SHA-256 KDF", mine, theirs)
 
-    check("HMAC-SHA-256/384/512 equal openssl dgst -mac HMAC", hmac)
+    check("HMAC-SHA-1/224/256/384/512 equal openssl dgst -mac HMAC", hmac)
     check("ECDH P-256 + X9.63 SHA-256 KDF equals python3-cryptography's ECDH + X963KDF", ecdh_x963)
     check("ECDSA P-521 (SHA-512) verified by OpenSSL through python-cryptography", p521)
     check("Ed25519 signature verified by openssl pkeyutl", ed25519)

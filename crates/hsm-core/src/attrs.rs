@@ -206,6 +206,8 @@ pub fn class_rules(class: ObjectClass, key_type: Option<KeyType>) -> Result<Vec<
                     KeyType::AES
                     | KeyType::GENERIC_SECRET
                     | KeyType::HKDF
+                    | KeyType::SHA_1_HMAC
+                    | KeyType::SHA224_HMAC
                     | KeyType::SHA256_HMAC
                     | KeyType::SHA384_HMAC
                     | KeyType::SHA512_HMAC,

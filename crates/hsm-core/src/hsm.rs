@@ -989,6 +989,8 @@ impl Hsm {
         let key_type = match m {
             M::AES_KEY_GEN => KeyType::AES,
             M::GENERIC_SECRET_KEY_GEN => KeyType::GENERIC_SECRET,
+            M::SHA_1_KEY_GEN => KeyType::SHA_1_HMAC,
+            M::SHA224_KEY_GEN => KeyType::SHA224_HMAC,
             M::SHA256_KEY_GEN => KeyType::SHA256_HMAC,
             M::SHA384_KEY_GEN => KeyType::SHA384_HMAC,
             M::SHA512_KEY_GEN => KeyType::SHA512_HMAC,
@@ -1233,6 +1235,8 @@ impl Hsm {
                 // A generic secret serves any HMAC; a CKK_SHAn_HMAC key only its own hash
                 // (PKCS#11 3.0 §6.20).
                 let own = match alg {
+                    HashAlg::Sha1 => KeyType::SHA_1_HMAC,
+                    HashAlg::Sha224 => KeyType::SHA224_HMAC,
                     HashAlg::Sha256 => KeyType::SHA256_HMAC,
                     HashAlg::Sha384 => KeyType::SHA384_HMAC,
                     HashAlg::Sha512 => KeyType::SHA512_HMAC,
@@ -2472,6 +2476,8 @@ enum SignKind {
 
 fn sign_kind(m: &Mechanism) -> Result<SignKind> {
     Ok(match m {
+        Mechanism::Plain(M::SHA_1_HMAC) => SignKind::Hmac(HashAlg::Sha1),
+        Mechanism::Plain(M::SHA224_HMAC) => SignKind::Hmac(HashAlg::Sha224),
         Mechanism::Plain(M::SHA256_HMAC) => SignKind::Hmac(HashAlg::Sha256),
         Mechanism::Plain(M::SHA384_HMAC) => SignKind::Hmac(HashAlg::Sha384),
         Mechanism::Plain(M::SHA512_HMAC) => SignKind::Hmac(HashAlg::Sha512),

@@ -961,7 +961,7 @@ fn hmac_sign_and_verify_with_generic_secret_keys() {
 }
 
 #[test]
-fn sha2_hmac_key_types_generate_and_serve_only_their_own_hash() {
+fn hmac_key_types_generate_and_serve_only_their_own_hash() {
     let _env = setup();
     let h = token_session();
     let keygen = |mech: CK_MECHANISM_TYPE, len: CK_ULONG| {
@@ -1012,6 +1012,20 @@ fn sha2_hmac_key_types_generate_and_serve_only_their_own_hash() {
         Ok(n)
     };
     for (gen_mech, kt, own, tag_len, other) in [
+        (
+            CKM_SHA_1_KEY_GEN,
+            CKK_SHA_1_HMAC,
+            CKM_SHA_1_HMAC,
+            20,
+            CKM_SHA256_HMAC,
+        ),
+        (
+            CKM_SHA224_KEY_GEN,
+            CKK_SHA224_HMAC,
+            CKM_SHA224_HMAC,
+            28,
+            CKM_SHA_1_HMAC,
+        ),
         (
             CKM_SHA256_KEY_GEN,
             CKK_SHA256_HMAC,
