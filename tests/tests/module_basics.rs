@@ -58,9 +58,21 @@ fn child_initialize_info_finalize() {
             Attribute::Value(b"x".to_vec()),
         ])
         .expect("session data object");
-    match s.message_encrypt_init(&cryptoki::mechanism::Mechanism::Sha256, h) {
+    // Message-based AES-GCM takes whole messages; its multi-part form is not built.
+    let (mut iv, mut tag) = ([0u8; 12], [0u8; 16]);
+    let params = cryptoki::mechanism::aead::GcmMessageParams::new(
+        &mut iv,
+        96.into(),
+        cryptoki::mechanism::aead::GeneratorFunction::NoGenerate,
+        &mut tag,
+    )
+    .expect("GCM message parameters");
+    match s.encrypt_message_begin(
+        cryptoki::mechanism::MessageParam::AesGcmMessage(params),
+        b"",
+    ) {
         Err(Error::Pkcs11(RvError::FunctionNotSupported, _)) => {}
-        other => panic!("C_MessageEncryptInit: {other:?}"),
+        other => panic!("C_EncryptMessageBegin: {other:?}"),
     }
     // And a refusal names its reason: a data object is not a key to digest.
     s.digest_init(&cryptoki::mechanism::Mechanism::Sha256)

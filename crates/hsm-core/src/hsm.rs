@@ -181,6 +181,35 @@ impl AeadOp {
     }
 }
 
+/// A message-based encryption or decryption (`C_MessageEncryptInit` …): AES-GCM, each
+/// message with its own IV, AAD and tag.
+struct MessageOp {
+    key: Zeroizing<Vec<u8>>,
+}
+
+/// The per-message parameters of message-based AES-GCM (`CK_GCM_MESSAGE_PARAMS`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GcmMessage {
+    /// The IV: given (`CKG_NO_GENERATE`, and always for decryption), or filled by the
+    /// token after its first `iv_fixed_bits` bits.
+    pub iv: Vec<u8>,
+    pub iv_fixed_bits: u64,
+    pub generator: u64,
+    pub tag_bits: u64,
+}
+
+/// `CK_GENERATOR_FUNCTION` values of PKCS#11 3.0.
+pub mod iv_generator {
+    pub const NO_GENERATE: u64 = 0;
+    pub const GENERATE: u64 = 1;
+    pub const GENERATE_COUNTER: u64 = 2;
+    pub const GENERATE_RANDOM: u64 = 3;
+    pub const GENERATE_COUNTER_XOR: u64 = 4;
+}
+
+/// Random bits a token-generated GCM IV must hold at least (SP 800-38D §8.2.2).
+const MIN_RANDOM_IV_BITS: u64 = 96;
+
 impl Drop for AeadOp {
     fn drop(&mut self) {
         use zeroize::Zeroize;
@@ -198,6 +227,9 @@ struct Session {
     verify: Option<SignOp>,
     encrypt: Option<AeadOp>,
     decrypt: Option<AeadOp>,
+    /// PKCS#11 3.0 message-based AES-GCM: the key, for one message after another.
+    message_encrypt: Option<MessageOp>,
+    message_decrypt: Option<MessageOp>,
     digest: Option<(HashAlg, Digester)>,
 }
 
@@ -606,6 +638,8 @@ impl Hsm {
                 g.verify = None;
                 g.encrypt = None;
                 g.decrypt = None;
+                g.message_encrypt = None;
+                g.message_decrypt = None;
                 g.find = None;
             }
         }
@@ -1240,7 +1274,6 @@ impl Hsm {
                     HashAlg::Sha256 => KeyType::SHA256_HMAC,
                     HashAlg::Sha384 => KeyType::SHA384_HMAC,
                     HashAlg::Sha512 => KeyType::SHA512_HMAC,
-                    _ => KeyType::GENERIC_SECRET,
                 };
                 if k.attrs.class() != Some(ObjectClass::SECRET_KEY)
                     || (key_type != Some(KeyType::GENERIC_SECRET) && key_type != Some(own))
@@ -1505,7 +1538,32 @@ impl Hsm {
                 )));
             }
         }
-        let o = self.prepared_key(&slot, token, key)?;
+        let value = self.aes_key_value(&slot, token, key, encrypt, mech.kind())?;
+        let op = AeadOp {
+            key: value,
+            iv,
+            cipher,
+            buffer: Vec::new(),
+        };
+        let mut g = lock(&sess);
+        if encrypt {
+            g.encrypt = Some(op);
+        } else {
+            g.decrypt = Some(op);
+        }
+        Ok(())
+    }
+
+    /// The value of an AES key that may encrypt (or decrypt) with `mech`.
+    fn aes_key_value(
+        &self,
+        slot: &Slot,
+        token: TokenId,
+        key: u64,
+        encrypt: bool,
+        mech: M,
+    ) -> Result<Vec<u8>> {
+        let o = self.prepared_key(slot, token, key)?;
         if o.attrs.class() != Some(ObjectClass::SECRET_KEY)
             || o.attrs.key_type() != Some(KeyType::AES)
         {
@@ -1520,27 +1578,141 @@ impl Hsm {
             }));
         }
         let allowed = o.attrs.mechanisms();
-        if !allowed.is_empty() && !allowed.contains(&mech.kind().0) {
+        if !allowed.is_empty() && !allowed.contains(&mech.0) {
             return Err(Error::MechanismInvalid);
         }
-        let value = o
-            .attrs
+        Ok(o.attrs
             .bytes(A::VALUE)
             .ok_or(Error::UserNotLoggedIn)?
-            .to_vec();
-        let op = AeadOp {
-            key: value,
-            iv,
-            cipher,
-            buffer: Vec::new(),
-        };
+            .to_vec())
+    }
+
+    // ------------------------------------------------------------ message-based AES-GCM
+
+    /// `C_MessageEncryptInit` / `C_MessageDecryptInit`: AES-GCM only; the mechanism's own
+    /// parameter, if any, is not used (each message brings `CK_GCM_MESSAGE_PARAMS`).
+    pub fn message_crypt_init(&self, h: u64, mech: M, key: u64, encrypt: bool) -> Result<()> {
+        self.check_health()?;
+        let (sess, slot, token) = self.session_slot(h)?;
+        {
+            let g = lock(&sess);
+            let active = if encrypt {
+                g.message_encrypt.is_some()
+            } else {
+                g.message_decrypt.is_some()
+            };
+            if active {
+                return Err(Error::OperationActive);
+            }
+        }
+        if mech != M::AES_GCM {
+            return Err(Error::MechanismInvalid);
+        }
+        let key = Zeroizing::new(self.aes_key_value(&slot, token, key, encrypt, mech)?);
         let mut g = lock(&sess);
+        let op = Some(MessageOp { key });
         if encrypt {
-            g.encrypt = Some(op);
+            g.message_encrypt = op;
         } else {
-            g.decrypt = Some(op);
+            g.message_decrypt = op;
         }
         Ok(())
+    }
+
+    /// `C_EncryptMessage`: one message under the operation's key. Returns the ciphertext
+    /// and the tag; when the token generates the IV, `p.iv` holds it afterwards. The IV
+    /// is generated only here, never on a length query (the caller asks for the length
+    /// without calling this).
+    pub fn encrypt_message(
+        &self,
+        h: u64,
+        p: &mut GcmMessage,
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<(Vec<u8>, Vec<u8>)> {
+        self.check_health()?;
+        let s = self.session(h)?;
+        let g = lock(&s);
+        let op = g
+            .message_encrypt
+            .as_ref()
+            .ok_or(Error::OperationNotInitialized)?;
+        let tag_bits = u32::try_from(p.tag_bits).unwrap_or(u32::MAX);
+        crypto::check_gcm_params(&p.iv, tag_bits)?;
+        match p.generator {
+            iv_generator::NO_GENERATE => {}
+            iv_generator::GENERATE | iv_generator::GENERATE_RANDOM => {
+                let total = p.iv.len() as u64 * 8;
+                if p.iv_fixed_bits > total || total - p.iv_fixed_bits < MIN_RANDOM_IV_BITS {
+                    return Err(Error::MechanismParamInvalid(format!(
+                        "a generated IV needs {MIN_RANDOM_IV_BITS} random bits: {} of a {total}-bit IV are fixed",
+                        p.iv_fixed_bits
+                    )));
+                }
+                let mut fresh = vec![0u8; p.iv.len()];
+                crypto::random_bytes(&mut fresh)?;
+                let whole = (p.iv_fixed_bits / 8) as usize;
+                fresh[..whole].copy_from_slice(&p.iv[..whole]);
+                let partial = (p.iv_fixed_bits % 8) as u32;
+                if partial > 0 {
+                    let keep = 0xffu8 << (8 - partial);
+                    fresh[whole] = (p.iv[whole] & keep) | (fresh[whole] & !keep);
+                }
+                p.iv = fresh;
+            }
+            iv_generator::GENERATE_COUNTER | iv_generator::GENERATE_COUNTER_XOR => {
+                return Err(Error::MechanismParamInvalid(
+                    "counter IVs are not generated (their uniqueness would need state across sessions): use CKG_GENERATE_RANDOM"
+                        .into(),
+                ));
+            }
+            other => {
+                return Err(Error::MechanismParamInvalid(format!(
+                    "IV generator {other:#x}"
+                )));
+            }
+        }
+        let mut sealed = crypto::aes_gcm_encrypt(&op.key, &p.iv, aad, tag_bits, plaintext)?;
+        let tag = sealed.split_off(plaintext.len());
+        Ok((sealed, tag))
+    }
+
+    /// `C_DecryptMessage`: the plaintext of one message, released only if its tag holds.
+    pub fn decrypt_message(
+        &self,
+        h: u64,
+        p: &GcmMessage,
+        tag: &[u8],
+        aad: &[u8],
+        ciphertext: &[u8],
+    ) -> Result<Vec<u8>> {
+        self.check_health()?;
+        let s = self.session(h)?;
+        let g = lock(&s);
+        let op = g
+            .message_decrypt
+            .as_ref()
+            .ok_or(Error::OperationNotInitialized)?;
+        let tag_bits = u32::try_from(p.tag_bits).unwrap_or(u32::MAX);
+        crypto::check_gcm_params(&p.iv, tag_bits)?;
+        let mut input = Zeroizing::new(Vec::with_capacity(ciphertext.len() + tag.len()));
+        input.extend_from_slice(ciphertext);
+        input.extend_from_slice(tag);
+        Ok(crypto::aes_gcm_decrypt(
+            &op.key, &p.iv, aad, tag_bits, &input,
+        )?)
+    }
+
+    /// `C_MessageEncryptFinal` / `C_MessageDecryptFinal`.
+    pub fn message_crypt_final(&self, h: u64, encrypt: bool) -> Result<()> {
+        let s = self.session(h)?;
+        let mut g = lock(&s);
+        let op = if encrypt {
+            g.message_encrypt.take()
+        } else {
+            g.message_decrypt.take()
+        };
+        op.map(|_| ()).ok_or(Error::OperationNotInitialized)
     }
 
     /// RSA-OAEP (or PKCS#1 v1.5 when `oaep` is `None`): encryption with a public key,
@@ -2353,6 +2525,8 @@ impl Hsm {
                 OpKind::Verify => g.verify = None,
                 OpKind::Encrypt => g.encrypt = None,
                 OpKind::Decrypt => g.decrypt = None,
+                OpKind::MessageEncrypt => g.message_encrypt = None,
+                OpKind::MessageDecrypt => g.message_decrypt = None,
                 OpKind::Digest => g.digest = None,
                 OpKind::Find => g.find = None,
             }
@@ -2370,6 +2544,8 @@ impl Hsm {
             OpKind::Verify => g.verify.is_some(),
             OpKind::Encrypt => g.encrypt.is_some(),
             OpKind::Decrypt => g.decrypt.is_some(),
+            OpKind::MessageEncrypt => g.message_encrypt.is_some(),
+            OpKind::MessageDecrypt => g.message_decrypt.is_some(),
             OpKind::Digest => g.digest.is_some(),
             OpKind::Find => g.find.is_some(),
         })
@@ -2399,6 +2575,8 @@ pub enum OpKind {
     Verify,
     Encrypt,
     Decrypt,
+    MessageEncrypt,
+    MessageDecrypt,
     Digest,
     Find,
 }

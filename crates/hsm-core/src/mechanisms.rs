@@ -6,6 +6,9 @@ use hsm_types::MechanismType as M;
 /// `CKF_*` mechanism flags (PKCS#11 values).
 pub mod flags {
     pub const HW: u64 = 0x1;
+    /// PKCS#11 3.0: usable with `C_MessageEncryptInit` / `C_MessageDecryptInit`.
+    pub const MESSAGE_ENCRYPT: u64 = 0x2;
+    pub const MESSAGE_DECRYPT: u64 = 0x4;
     pub const ENCRYPT: u64 = 0x100;
     pub const DECRYPT: u64 = 0x200;
     pub const DIGEST: u64 = 0x400;
@@ -114,7 +117,14 @@ pub const TABLE: &[(M, MechanismInfo)] = &[
     (M::EDDSA, info(255, 255, flags::SIGN | flags::VERIFY)),
     (M::HKDF_DERIVE, info(1, 512, flags::DERIVE)),
     (M::AES_KEY_GEN, info(16, 32, flags::GENERATE)),
-    (M::AES_GCM, info(16, 32, flags::ENCRYPT | flags::DECRYPT)),
+    (
+        M::AES_GCM,
+        info(
+            16,
+            32,
+            flags::ENCRYPT | flags::DECRYPT | flags::MESSAGE_ENCRYPT | flags::MESSAGE_DECRYPT,
+        ),
+    ),
     (M::AES_CBC, info(16, 32, flags::ENCRYPT | flags::DECRYPT)),
     (
         M::AES_CBC_PAD,

@@ -32,6 +32,12 @@ pub const IMPLEMENTED: &[&str] = &[
     "C_CloseAllSessions",
     "C_GetSessionInfo",
     "C_SessionCancel",
+    "C_MessageEncryptInit",
+    "C_EncryptMessage",
+    "C_MessageEncryptFinal",
+    "C_MessageDecryptInit",
+    "C_DecryptMessage",
+    "C_MessageDecryptFinal",
     "C_Login",
     "C_Logout",
     "C_CreateObject",
@@ -424,6 +430,8 @@ pub extern "C" fn C_SessionCancel(session: CK_SESSION_HANDLE, flags: CK_FLAGS) -
             (CKF_DECRYPT, OpKind::Decrypt),
             (CKF_DIGEST, OpKind::Digest),
             (CKF_FIND_OBJECTS, OpKind::Find),
+            (CKF_MESSAGE_ENCRYPT, OpKind::MessageEncrypt),
+            (CKF_MESSAGE_DECRYPT, OpKind::MessageDecrypt),
         ] {
             if flags & f != 0 {
                 kinds.push(k);
@@ -1205,5 +1213,150 @@ pub unsafe extern "C" fn C_SeedRandom(
         // SAFETY: forwarded contract.
         unsafe { slice(seed, len, template::MAX_DATA, "pSeed") }?;
         Ok(h.seed_random(session as u64)?)
+    })
+}
+
+// ---------------------------------------------------------------- message-based (3.0)
+
+/// `C_MessageEncryptInit` / `C_MessageDecryptInit`: the mechanism's type is what counts;
+/// each message brings its own `CK_GCM_MESSAGE_PARAMS`.
+///
+/// # Safety
+/// `m` readable.
+unsafe fn message_init(
+    name: &'static str,
+    session: CK_SESSION_HANDLE,
+    m: *mut CK_MECHANISM,
+    key: CK_OBJECT_HANDLE,
+    encrypt: bool,
+) -> CK_RV {
+    ffi(name, || {
+        let h = hsm()?;
+        // SAFETY: null rejected; readable per the contract.
+        let m = unsafe { m.as_ref() }.ok_or(Error::bad("pMechanism is NULL"))?;
+        let mech = MechanismType(m.mechanism as u64);
+        Ok(h.message_crypt_init(session as u64, mech, key as u64, encrypt)?)
+    })
+}
+
+/// # Safety
+/// `m` readable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn C_MessageEncryptInit(
+    session: CK_SESSION_HANDLE,
+    m: *mut CK_MECHANISM,
+    key: CK_OBJECT_HANDLE,
+) -> CK_RV {
+    // SAFETY: forwarded contract.
+    unsafe { message_init("C_MessageEncryptInit", session, m, key, true) }
+}
+
+/// # Safety
+/// `m` readable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn C_MessageDecryptInit(
+    session: CK_SESSION_HANDLE,
+    m: *mut CK_MECHANISM,
+    key: CK_OBJECT_HANDLE,
+) -> CK_RV {
+    // SAFETY: forwarded contract.
+    unsafe { message_init("C_MessageDecryptInit", session, m, key, false) }
+}
+
+/// One message: the ciphertext has the plaintext's length, the tag goes to `pTag`, a
+/// token-generated IV to `pIv`. A NULL or short output buffer answers the length and
+/// generates nothing.
+///
+/// # Safety
+/// `param` a `CK_GCM_MESSAGE_PARAMS` of `pl` bytes; `a`/`d` readable for `al`/`dl`; `ol`
+/// valid; a non-null `out` writable for `*ol` bytes.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn C_EncryptMessage(
+    session: CK_SESSION_HANDLE,
+    param: *mut c_void,
+    pl: CK_ULONG,
+    a: *mut CK_BYTE,
+    al: CK_ULONG,
+    d: *mut CK_BYTE,
+    dl: CK_ULONG,
+    out: *mut CK_BYTE,
+    ol: *mut CK_ULONG,
+) -> CK_RV {
+    ffi("C_EncryptMessage", || {
+        let h = hsm()?;
+        let s = session as u64;
+        if !h.has_operation(s, OpKind::MessageEncrypt)? {
+            return Err(CoreError::OperationNotInitialized.into());
+        }
+        // SAFETY: forwarded contract.
+        let (raw, mut p) = unsafe { template::gcm_message(param, pl) }?;
+        // SAFETY: forwarded contract.
+        let aad = unsafe { data(a, al, "pAssociatedData") }?;
+        // SAFETY: forwarded contract.
+        let input = unsafe { data(d, dl, "pPlaintext") }?;
+        // SAFETY: forwarded contract.
+        unsafe {
+            produce(input.len(), out, ol, || {
+                let (ct, tag) = h.encrypt_message(s, &mut p, aad, input)?;
+                // SAFETY: pIv holds ulIvLen == p.iv.len() bytes and pTag the tag's bytes
+                // (checked by gcm_message; the runtime keeps both lengths).
+                std::ptr::copy_nonoverlapping(p.iv.as_ptr(), raw.pIv, p.iv.len());
+                std::ptr::copy_nonoverlapping(tag.as_ptr(), raw.pTag, tag.len());
+                Ok(ct)
+            })
+        }
+    })
+}
+
+/// # Safety
+/// As [`C_EncryptMessage`]; `pTag` readable for the tag.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn C_DecryptMessage(
+    session: CK_SESSION_HANDLE,
+    param: *mut c_void,
+    pl: CK_ULONG,
+    a: *mut CK_BYTE,
+    al: CK_ULONG,
+    d: *mut CK_BYTE,
+    dl: CK_ULONG,
+    out: *mut CK_BYTE,
+    ol: *mut CK_ULONG,
+) -> CK_RV {
+    ffi("C_DecryptMessage", || {
+        let h = hsm()?;
+        let s = session as u64;
+        if !h.has_operation(s, OpKind::MessageDecrypt)? {
+            return Err(CoreError::OperationNotInitialized.into());
+        }
+        // SAFETY: forwarded contract.
+        let (raw, p) = unsafe { template::gcm_message(param, pl) }?;
+        // SAFETY: pTag readable for the tag's bytes (whole bytes, at most 16: checked).
+        let tag = unsafe { std::slice::from_raw_parts(raw.pTag, p.tag_bits as usize / 8) };
+        // SAFETY: forwarded contract.
+        let aad = unsafe { data(a, al, "pAssociatedData") }?;
+        // SAFETY: forwarded contract.
+        let input = unsafe { data(d, dl, "pCiphertext") }?;
+        // SAFETY: forwarded contract.
+        unsafe {
+            produce(input.len(), out, ol, || {
+                Ok(h.decrypt_message(s, &p, tag, aad, input)?)
+            })
+        }
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn C_MessageEncryptFinal(session: CK_SESSION_HANDLE) -> CK_RV {
+    ffi("C_MessageEncryptFinal", || {
+        Ok(hsm()?.message_crypt_final(session as u64, true)?)
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn C_MessageDecryptFinal(session: CK_SESSION_HANDLE) -> CK_RV {
+    ffi("C_MessageDecryptFinal", || {
+        Ok(hsm()?.message_crypt_final(session as u64, false)?)
     })
 }

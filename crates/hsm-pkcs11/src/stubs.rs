@@ -31,16 +31,10 @@ pub const NOT_SUPPORTED: &[&str] = &[
     "C_SignEncryptUpdate",
     "C_DecryptVerifyUpdate",
     "C_LoginUser",
-    "C_MessageEncryptInit",
-    "C_EncryptMessage",
     "C_EncryptMessageBegin",
     "C_EncryptMessageNext",
-    "C_MessageEncryptFinal",
-    "C_MessageDecryptInit",
-    "C_DecryptMessage",
     "C_DecryptMessageBegin",
     "C_DecryptMessageNext",
-    "C_MessageDecryptFinal",
     "C_MessageSignInit",
     "C_SignMessage",
     "C_SignMessageBegin",
@@ -65,16 +59,10 @@ not_supported! {
     C_SignEncryptUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG);
     C_DecryptVerifyUpdate(a1: CK_SESSION_HANDLE, a2: *mut CK_BYTE, a3: CK_ULONG, a4: *mut CK_BYTE, a5: *mut CK_ULONG);
     C_LoginUser(a1: CK_SESSION_HANDLE, a2: CK_USER_TYPE, a3: *mut CK_UTF8CHAR, a4: CK_ULONG, a5: *mut CK_UTF8CHAR, a6: CK_ULONG);
-    C_MessageEncryptInit(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE);
-    C_EncryptMessage(a1: CK_SESSION_HANDLE, a2: *mut c_void, a3: CK_ULONG, a4: *mut CK_BYTE, a5: CK_ULONG, a6: *mut CK_BYTE, a7: CK_ULONG, a8: *mut CK_BYTE, a9: *mut CK_ULONG);
     C_EncryptMessageBegin(a1: CK_SESSION_HANDLE, a2: *mut c_void, a3: CK_ULONG, a4: *mut CK_BYTE, a5: CK_ULONG);
     C_EncryptMessageNext(a1: CK_SESSION_HANDLE, a2: *mut c_void, a3: CK_ULONG, a4: *mut CK_BYTE, a5: CK_ULONG, a6: *mut CK_BYTE, a7: *mut CK_ULONG, a8: CK_FLAGS);
-    C_MessageEncryptFinal(a1: CK_SESSION_HANDLE);
-    C_MessageDecryptInit(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE);
-    C_DecryptMessage(a1: CK_SESSION_HANDLE, a2: *mut c_void, a3: CK_ULONG, a4: *mut CK_BYTE, a5: CK_ULONG, a6: *mut CK_BYTE, a7: CK_ULONG, a8: *mut CK_BYTE, a9: *mut CK_ULONG);
     C_DecryptMessageBegin(a1: CK_SESSION_HANDLE, a2: *mut c_void, a3: CK_ULONG, a4: *mut CK_BYTE, a5: CK_ULONG);
     C_DecryptMessageNext(a1: CK_SESSION_HANDLE, a2: *mut c_void, a3: CK_ULONG, a4: *mut CK_BYTE, a5: CK_ULONG, a6: *mut CK_BYTE, a7: *mut CK_ULONG, a8: CK_FLAGS);
-    C_MessageDecryptFinal(a1: CK_SESSION_HANDLE);
     C_MessageSignInit(a1: CK_SESSION_HANDLE, a2: *mut CK_MECHANISM, a3: CK_OBJECT_HANDLE);
     C_SignMessage(a1: CK_SESSION_HANDLE, a2: *mut c_void, a3: CK_ULONG, a4: *mut CK_BYTE, a5: CK_ULONG, a6: *mut CK_BYTE, a7: *mut CK_ULONG);
     C_SignMessageBegin(a1: CK_SESSION_HANDLE, a2: *mut c_void, a3: CK_ULONG);

@@ -5,6 +5,7 @@ use crate::boundary::Error;
 use cryptoki_sys::*;
 use hsm_core::Error as CoreError;
 use hsm_core::attrs::{Readable, readable};
+use hsm_core::hsm::GcmMessage;
 use hsm_core::mechanisms::Mechanism;
 use hsm_core::types::policy::{self, ValueKind};
 use hsm_core::types::{AttrValue, AttributeSet, AttributeType, MechanismType};
@@ -441,6 +442,42 @@ pub unsafe fn write_out(bytes: &[u8], out: *mut u8, out_len: *mut CK_ULONG) -> R
     unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), out, bytes.len()) };
     *len = bytes.len() as CK_ULONG;
     Ok(())
+}
+
+/// The `CK_GCM_MESSAGE_PARAMS` of one message-based AES-GCM call: the parameters as the
+/// runtime takes them, and the struct itself (the token writes a generated IV into `pIv`
+/// and the tag into `pTag`). The tag length is whole bytes of at most 16, and `pTag` must
+/// be there for it.
+///
+/// # Safety
+/// A non-null `param` of the right size points to a `CK_GCM_MESSAGE_PARAMS` whose
+/// pointers are valid for their lengths (`pTag` for `ulTagBits / 8` bytes).
+pub unsafe fn gcm_message<'a>(
+    param: *mut std::ffi::c_void,
+    len: CK_ULONG,
+) -> Result<(&'a mut CK_GCM_MESSAGE_PARAMS, GcmMessage), Error> {
+    let param_invalid = |why: &str| Error::Core(CoreError::MechanismParamInvalid(why.to_owned()));
+    if param.is_null() || len as usize != std::mem::size_of::<CK_GCM_MESSAGE_PARAMS>() {
+        return Err(param_invalid("CK_GCM_MESSAGE_PARAMS expected"));
+    }
+    // SAFETY: size checked; the caller passes a CK_GCM_MESSAGE_PARAMS.
+    let p = unsafe { &mut *(param as *mut CK_GCM_MESSAGE_PARAMS) };
+    // SAFETY: pIv valid for ulIvLen bytes per the contract; capped.
+    let iv = unsafe { slice(p.pIv, p.ulIvLen, 256, "GCM IV") }
+        .map_err(|_| param_invalid("GCM IV: 1 to 256 bytes, not NULL"))?
+        .to_vec();
+    if p.ulTagBits > 128 || p.ulTagBits % 8 != 0 || p.pTag.is_null() {
+        return Err(param_invalid(
+            "GCM tag: whole bytes up to 128 bits, and pTag set",
+        ));
+    }
+    let m = GcmMessage {
+        iv,
+        iv_fixed_bits: p.ulIvFixedBits as u64,
+        generator: p.ivGenerator as u64,
+        tag_bits: p.ulTagBits as u64,
+    };
+    Ok((p, m))
 }
 
 /// Output-length convention for operations that end when they produce output: answers

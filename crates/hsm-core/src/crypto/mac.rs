@@ -26,7 +26,6 @@ impl Mac {
             HashAlg::Sha256 => hmac::HMAC_SHA256,
             HashAlg::Sha384 => hmac::HMAC_SHA384,
             HashAlg::Sha512 => hmac::HMAC_SHA512,
-            _ => return Err(CryptoError::MechanismInvalid),
         };
         if key.is_empty() || key.len() > 512 {
             return Err(CryptoError::KeySizeRange);
