@@ -33,6 +33,9 @@ enum Command {
     /// Back up a live store, verify and restore backups.
     #[command(subcommand)]
     Backup(commands::backup::BackupCommand),
+    /// See where a store's schema stands, and upgrade it.
+    #[command(subcommand)]
+    Migrate(commands::migrate::MigrateCommand),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
         Command::Token(c) => commands::token::run(c, &out),
         Command::Inspect(a) => commands::inspect::run(a, &out),
         Command::Backup(c) => commands::backup::run(c, &out),
+        Command::Migrate(c) => commands::migrate::run(c, &out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

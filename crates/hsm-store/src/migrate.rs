@@ -1,8 +1,12 @@
 //! Schema versions and the ordered migration steps. Each step's design note lives in the
 //! top-level `migrations/` directory (`NNNN-title.md`); a test keeps the two in step.
 //!
-//! A step upgrades a store from `from` to `from + 1` in one durable batch. The caller
-//! (the CLI's `migrate` and every read-write open) takes a checkpoint first.
+//! A step upgrades a store from `from` to `from + 1` in one durable batch, so a crash
+//! leaves the store at one version or the next, never between. Every read-write open
+//! migrates (the PKCS#11 module's too); `ferrohsm migrate run` does it on purpose, after a
+//! RocksDB checkpoint of the old store, and `ferrohsm migrate status` says what would run.
+//! The whole path is checked before the first step: a build that cannot reach its own
+//! version changes nothing.
 
 use crate::backend::{Batch, KvBackend};
 use crate::cf::Cf;
@@ -23,22 +27,89 @@ pub struct Step {
 /// first change to the layout adds `Step { from: 1, .. }` here and `migrations/0002-….md`.
 pub const STEPS: &[Step] = &[];
 
+/// One step that would run.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PendingStep {
+    pub from: u32,
+    pub to: u32,
+    pub title: &'static str,
+}
+
+/// A store's schema and what this build would do with it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Status {
+    /// The store's schema version.
+    pub found: u32,
+    /// The version this build writes.
+    pub current: u32,
+    /// The steps from `found` to `current`, in order (empty when up to date).
+    pub pending: Vec<PendingStep>,
+}
+
+/// The schema version a store records (`None`: no store has been created here yet).
+pub fn stored_version(kv: &dyn KvBackend) -> Result<Option<u32>> {
+    kv.get(Cf::Meta, keys::meta::SCHEMA_VERSION)?
+        .map(|v| {
+            v.as_slice()
+                .try_into()
+                .map(u32::from_be_bytes)
+                .map_err(|_| StoreError::corruption("meta/schema_version", "not 4 bytes"))
+        })
+        .transpose()
+}
+
+/// Where a store stands: `SchemaTooNew` when it is newer than this build, `Migration`
+/// when this build has no step for a version on the way, `NotAStore` when there is no
+/// store.
+pub fn status(kv: &dyn KvBackend) -> Result<Status> {
+    let found = stored_version(kv)?.ok_or(StoreError::NotAStore)?;
+    if found > CURRENT {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            supported: CURRENT,
+        });
+    }
+    Ok(Status {
+        found,
+        current: CURRENT,
+        pending: plan(found, CURRENT, STEPS)?,
+    })
+}
+
 /// Applies every step from `found` up to [`CURRENT`].
 pub fn run(kv: &dyn KvBackend, found: u32) -> Result<()> {
     run_steps(kv, found, CURRENT, STEPS)
 }
 
+/// The steps from `found` to `target`, or the first version with no step.
+fn plan(found: u32, target: u32, steps: &[Step]) -> Result<Vec<PendingStep>> {
+    (found..target)
+        .map(|v| {
+            steps
+                .iter()
+                .find(|s| s.from == v)
+                .map(|s| PendingStep {
+                    from: v,
+                    to: v + 1,
+                    title: s.title,
+                })
+                .ok_or_else(|| StoreError::Migration {
+                    from: v,
+                    to: v + 1,
+                    reason: "no migration step for this version in this build".into(),
+                })
+        })
+        .collect()
+}
+
 pub(crate) fn run_steps(kv: &dyn KvBackend, found: u32, target: u32, steps: &[Step]) -> Result<()> {
+    plan(found, target, steps)?;
     let mut v = found;
     while v < target {
         let step = steps
             .iter()
             .find(|s| s.from == v)
-            .ok_or_else(|| StoreError::Migration {
-                from: v,
-                to: v + 1,
-                reason: "no migration step for this version in this build".into(),
-            })?;
+            .ok_or_else(|| StoreError::corruption("migrations", "the plan lost a step"))?;
         let mut b = Batch::new();
         (step.apply)(kv, &mut b).map_err(|e| StoreError::Migration {
             from: v,
@@ -89,6 +160,32 @@ mod tests {
             kv.get(Cf::Meta, keys::meta::SCHEMA_VERSION).unwrap(),
             Some(3u32.to_be_bytes().to_vec())
         );
+    }
+
+    /// A later gap stops the migration before its first step: nothing half-done.
+    #[test]
+    fn a_later_gap_changes_nothing() {
+        let kv = MemBackend::new();
+        let steps = [Step {
+            from: 1,
+            title: "one",
+            apply: mark,
+        }];
+        let e = run_steps(&kv, 1, 3, &steps).unwrap_err();
+        assert!(
+            matches!(e, StoreError::Migration { from: 2, to: 3, .. }),
+            "{e}"
+        );
+        assert_eq!(kv.get(Cf::Meta, b"\x00steps").unwrap(), None);
+        assert_eq!(
+            plan(1, 2, &steps).unwrap(),
+            vec![PendingStep {
+                from: 1,
+                to: 2,
+                title: "one"
+            }]
+        );
+        assert_eq!(plan(3, 3, &steps).unwrap(), vec![]);
     }
 
     #[test]

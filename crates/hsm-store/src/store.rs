@@ -176,7 +176,7 @@ impl Store {
     /// Opens a store over any backend: initialises an empty one, migrates an older one,
     /// refuses a newer one.
     pub fn open(kv: Box<dyn KvBackend>) -> Result<Store> {
-        let version = match kv.get(Cf::Meta, keys::meta::SCHEMA_VERSION)? {
+        let version = match migrate::stored_version(kv.as_ref())? {
             None => {
                 if kv.read_only() {
                     return Err(StoreError::NotAStore);
@@ -194,10 +194,6 @@ impl Store {
                 migrate::CURRENT
             }
             Some(v) => {
-                let v =
-                    u32::from_be_bytes(v.as_slice().try_into().map_err(|_| {
-                        StoreError::corruption("meta/schema_version", "not 4 bytes")
-                    })?);
                 if v > migrate::CURRENT {
                     return Err(StoreError::SchemaTooNew {
                         found: v,

@@ -1,3 +1,4 @@
 pub mod backup;
 pub mod inspect;
+pub mod migrate;
 pub mod token;
