@@ -42,6 +42,16 @@ def check(name, fn):
         print("FAIL: %s: %s: %s" % (name, type(e).__name__, e))
 
 
+def openssl_rsa(name, bits):
+    """An RSA key openssl generates: its PEM path, and n, e, d, p, q, dP, dQ, qInv as bytes."""
+    pem = os.path.join(os.environ["FERROHSM_WORK"], name)
+    subprocess.run(["openssl", "genrsa", "-traditional", "-out", pem, str(bits)], check=True, capture_output=True)
+    ints = [line.split(":")[-1].strip() for line in
+            subprocess.run(["openssl", "asn1parse", "-in", pem], check=True, capture_output=True, text=True).stdout.splitlines()
+            if "INTEGER" in line]
+    return pem, [bytes.fromhex(x if len(x) % 2 == 0 else "0" + x) for x in ints[1:9]]
+
+
 def same(what, mine, theirs):
     if bytes(mine) != bytes(theirs):
         raise AssertionError("%s: module %s, openssl %s" % (what, bytes(mine).hex(), bytes(theirs).hex()))
@@ -178,12 +188,7 @@ def run(module):
         same("AES key wrap with padding (RFC 5649)", mine, theirs)
 
     def oaep():
-        pem = os.path.join(os.environ["FERROHSM_WORK"], "rsa.pem")
-        subprocess.run(["openssl", "genrsa", "-traditional", "-out", pem, "2048"], check=True, capture_output=True)
-        ints = [line.split(":")[-1].strip() for line in
-                subprocess.run(["openssl", "asn1parse", "-in", pem], check=True, capture_output=True, text=True).stdout.splitlines()
-                if "INTEGER" in line]
-        n, e, d, p, q, dp, dq, qi = [bytes.fromhex(x if len(x) % 2 == 0 else "0" + x) for x in ints[1:9]]
+        pem, (n, e, d, p, q, dp, dq, qi) = openssl_rsa("rsa.pem", 2048)
         common = [(CKA_KEY_TYPE, PyKCS11.CKK_RSA), (CKA_TOKEN, False), (PyKCS11.CKA_MODULUS, n), (PyKCS11.CKA_PUBLIC_EXPONENT, e)]
         pub = s.createObject([(CKA_CLASS, PyKCS11.CKO_PUBLIC_KEY), (CKA_ENCRYPT, True)] + common)
         priv = s.createObject([(CKA_CLASS, PyKCS11.CKO_PRIVATE_KEY), (CKA_DECRYPT, True), (CKA_UNWRAP, True),
@@ -202,12 +207,7 @@ def run(module):
         same("FerroHSM unwraps openssl's OAEP-wrapped AES key", s.getAttributeValue(k, [CKA_VALUE])[0], secret)
 
     def oaep_wrap():
-        pem = os.path.join(os.environ["FERROHSM_WORK"], "rsa3072.pem")
-        subprocess.run(["openssl", "genrsa", "-traditional", "-out", pem, "3072"], check=True, capture_output=True)
-        ints = [line.split(":")[-1].strip() for line in
-                subprocess.run(["openssl", "asn1parse", "-in", pem], check=True, capture_output=True, text=True).stdout.splitlines()
-                if "INTEGER" in line]
-        n, e = [bytes.fromhex(x if len(x) % 2 == 0 else "0" + x) for x in ints[1:3]]
+        pem, (n, e, *_) = openssl_rsa("rsa3072.pem", 3072)
         pub = s.createObject([(CKA_CLASS, PyKCS11.CKO_PUBLIC_KEY), (CKA_KEY_TYPE, PyKCS11.CKK_RSA), (CKA_TOKEN, False),
                               (PyKCS11.CKA_MODULUS, n), (PyKCS11.CKA_PUBLIC_EXPONENT, e), (CKA_WRAP, True)])
         secret = os.urandom(16)

@@ -173,13 +173,7 @@ pub fn aes_key_unwrap(key: &[u8], data: &[u8], padded: bool) -> CryptoResult<Vec
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::crypto::test_hex as hex;
 
     #[test]
     fn rfc3394_4_6_wraps_256_bits_under_a_256_bit_kek() {

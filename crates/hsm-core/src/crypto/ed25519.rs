@@ -85,13 +85,7 @@ pub fn ed25519_verify(public_key: &[u8], data: &[u8], signature: &[u8]) -> Crypt
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::crypto::test_hex as hex;
 
     #[test]
     fn rfc8032_test_1() {

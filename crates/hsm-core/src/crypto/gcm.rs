@@ -149,13 +149,7 @@ pub(crate) fn open(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::crypto::test_hex as hex;
 
     /// McGrew & Viega, "The Galois/Counter Mode of Operation", test cases 5 and 6
     /// (AES-128, 64-bit and 480-bit IVs) and 17 and 18 (AES-256).

@@ -94,13 +94,7 @@ impl Mac {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::crypto::test_hex as hex;
 
     /// RFC 2202 case 2 (SHA-1), RFC 4231 case 2 (SHA-224), and the first HOTP value's
     /// HMAC of RFC 4226 appendix D (counter 0 under "12345678901234567890").

@@ -30,14 +30,8 @@ pub fn x963_kdf(hash: HashAlg, z: &[u8], info: &[u8], len: usize) -> CryptoResul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::test_hex as hex;
     use sha2::Digest as _;
-
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
 
     #[test]
     fn nist_cavs_vector_sha256() {
