@@ -2233,7 +2233,7 @@ impl Hsm {
 
     // ------------------------------------------------------------ derive
 
-    /// `C_DeriveKey`: `CKM_ECDH1_DERIVE` (null KDF) from an EC private key, or
+    /// `C_DeriveKey`: `CKM_ECDH1_DERIVE` (null or X9.63 KDF) from an EC private key, or
     /// `CKM_HKDF_DERIVE` from a generic secret or HKDF key. The new secret key's template
     /// is merged with the base key's `CKA_DERIVE_TEMPLATE`; `CKA_ALWAYS_SENSITIVE` and
     /// `CKA_NEVER_EXTRACTABLE` are the base key's AND the new key's.
@@ -2266,61 +2266,8 @@ impl Hsm {
             }
             _ => return Err(Error::MechanismInvalid),
         };
-        if !base_fits {
-            return Err(Error::KeyTypeInconsistent);
-        }
-        if b.attrs.bool(A::DERIVE) != Some(true) {
-            return Err(Error::KeyFunctionNotPermitted("CKA_DERIVE is FALSE"));
-        }
-        let allowed = b.attrs.mechanisms();
-        if !allowed.is_empty() && !allowed.contains(&mech.kind().0) {
-            return Err(Error::MechanismInvalid);
-        }
-        if template.contains(A::VALUE) {
-            return Err(Error::TemplateInconsistent(
-                "CKA_VALUE comes from the derivation".into(),
-            ));
-        }
-        let mut t = template;
-        if t.class().is_none() {
-            t.set(A::CLASS, AttrValue::Ulong(ObjectClass::SECRET_KEY.0));
-        }
-        if let Some(AttrValue::Template(dt)) = b.attrs.get(A::DERIVE_TEMPLATE) {
-            for (a, v) in dt.iter() {
-                match t.get(a) {
-                    Some(mine) if mine != v => {
-                        return Err(Error::TemplateInconsistent(format!(
-                            "{a:?} conflicts with the base key's CKA_DERIVE_TEMPLATE"
-                        )));
-                    }
-                    _ => t.set(a, v.clone()),
-                }
-            }
-        }
-        if t.class() != Some(ObjectClass::SECRET_KEY) {
-            return Err(Error::TemplateInconsistent(
-                "derivation makes secret keys".into(),
-            ));
-        }
-        let requested = t.ulong(A::VALUE_LEN).map(|n| n as usize);
-        let len = match (t.key_type(), requested) {
-            (None, _) => return Err(Error::TemplateIncomplete("CKA_KEY_TYPE".into())),
-            (Some(KeyType::AES), Some(n)) if matches!(n, 16 | 24 | 32) => n,
-            (Some(KeyType::AES), None) => 32,
-            (Some(KeyType::AES), Some(_)) => {
-                return Err(Error::TemplateInconsistent(
-                    "an AES key is 16, 24 or 32 bytes".into(),
-                ));
-            }
-            (Some(KeyType::GENERIC_SECRET), Some(n)) if (1..=512).contains(&n) => n,
-            (Some(KeyType::GENERIC_SECRET), None) => 32,
-            (Some(KeyType::GENERIC_SECRET), Some(_)) => return Err(Error::KeySizeRange),
-            (Some(_), _) => {
-                return Err(Error::TemplateInconsistent(
-                    "derivation makes AES or generic secret keys".into(),
-                ));
-            }
-        };
+        Self::check_base_key(&b.attrs, base_fits, mech)?;
+        let (mut t, len, requested) = Self::derived_template(&b.attrs, template)?;
         let value = match mech {
             Mechanism::Ecdh {
                 kdf,
@@ -2399,23 +2346,190 @@ impl Hsm {
             }
             _ => return Err(Error::MechanismInvalid),
         };
+        let attrs = Self::derived_attrs(&slot, &b.attrs, &mut t, value, mech.kind())?;
+        Ok(self.store_new(&sess, &slot, token, vec![attrs])?[0])
+    }
+
+    /// `C_DeriveKey` with SP 800-108 (`CKM_SP800_108_COUNTER_KDF`, `_FEEDBACK_KDF`):
+    /// the key of the call's template, then one per `CK_DERIVED_KEY`, each from its own
+    /// whole PRF outputs; all are stored in one batch or none is. Returns their handles in
+    /// that order. HMAC PRFs take generic secret or HMAC keys, AES-CMAC takes AES keys;
+    /// a template without `CKA_SENSITIVE`/`CKA_EXTRACTABLE` takes the base key's.
+    pub fn derive_keys(
+        &self,
+        h: u64,
+        mech: &Mechanism,
+        base: u64,
+        template: AttributeSet,
+    ) -> Result<Vec<u64>> {
+        self.check_health()?;
+        let Mechanism::Kbkdf {
+            mechanism,
+            prf,
+            fields,
+            iv,
+            additional,
+        } = mech
+        else {
+            return Err(Error::MechanismInvalid);
+        };
+        let (sess, slot, token) = self.session_slot(h)?;
+        let b = self.load(&slot, token, base).map_err(key_handle)?;
+        let prf = match *prf {
+            M::AES_CMAC => crypto::Prf::AesCmac,
+            m => match sign_kind(&Mechanism::Plain(m)) {
+                Ok(SignKind::Hmac(hash)) => crypto::Prf::Hmac(hash),
+                _ => {
+                    return Err(Error::MechanismParamInvalid(format!(
+                        "SP 800-108 PRF {m:?}: HMAC-SHA-1/224/256/384/512 or AES-CMAC"
+                    )));
+                }
+            },
+        };
+        let base_fits = b.attrs.class() == Some(ObjectClass::SECRET_KEY)
+            && match prf {
+                crypto::Prf::AesCmac => b.attrs.key_type() == Some(KeyType::AES),
+                crypto::Prf::Hmac(_) => matches!(
+                    b.attrs.key_type(),
+                    Some(
+                        KeyType::GENERIC_SECRET
+                            | KeyType::SHA_1_HMAC
+                            | KeyType::SHA224_HMAC
+                            | KeyType::SHA256_HMAC
+                            | KeyType::SHA384_HMAC
+                            | KeyType::SHA512_HMAC
+                    )
+                ),
+            };
+        Self::check_base_key(&b.attrs, base_fits, mech)?;
+        let mode = match *mechanism {
+            M::SP800_108_FEEDBACK_KDF => crypto::KbkdfMode::Feedback(iv.clone()),
+            _ => crypto::KbkdfMode::Counter,
+        };
+        let mut templates = Vec::with_capacity(1 + additional.len());
+        for t in std::iter::once(template).chain(additional.iter().cloned()) {
+            let mut t = t;
+            for a in [A::SENSITIVE, A::EXTRACTABLE] {
+                if !t.contains(a) {
+                    if let Some(v) = b.attrs.get(a) {
+                        t.set(a, v.clone());
+                    }
+                }
+            }
+            templates.push(Self::derived_template(&b.attrs, t)?);
+        }
+        let lens: Vec<usize> = templates.iter().map(|(_, len, _)| *len).collect();
+        let key = b.attrs.bytes(A::VALUE).ok_or(Error::UserNotLoggedIn)?;
+        let values = crypto::kbkdf(prf, key, &mode, fields, &lens)?;
+        let mut objects = Vec::with_capacity(values.len());
+        for ((mut t, _, _), value) in templates.into_iter().zip(values) {
+            objects.push(Self::derived_attrs(
+                &slot,
+                &b.attrs,
+                &mut t,
+                value.expose().to_vec(),
+                *mechanism,
+            )?);
+        }
+        self.store_new(&sess, &slot, token, objects)
+    }
+
+    /// The base key may derive with this mechanism: its type fits, `CKA_DERIVE` is set,
+    /// and the mechanism is among its allowed ones.
+    fn check_base_key(b: &AttributeSet, fits: bool, mech: &Mechanism) -> Result<()> {
+        if !fits {
+            return Err(Error::KeyTypeInconsistent);
+        }
+        if b.bool(A::DERIVE) != Some(true) {
+            return Err(Error::KeyFunctionNotPermitted("CKA_DERIVE is FALSE"));
+        }
+        let allowed = b.mechanisms();
+        if !allowed.is_empty() && !allowed.contains(&mech.kind().0) {
+            return Err(Error::MechanismInvalid);
+        }
+        Ok(())
+    }
+
+    /// A derived key's template merged with the base key's `CKA_DERIVE_TEMPLATE`, its
+    /// length in bytes, and the `CKA_VALUE_LEN` the caller asked for (if any).
+    fn derived_template(
+        b: &AttributeSet,
+        template: AttributeSet,
+    ) -> Result<(AttributeSet, usize, Option<usize>)> {
+        if template.contains(A::VALUE) {
+            return Err(Error::TemplateInconsistent(
+                "CKA_VALUE comes from the derivation".into(),
+            ));
+        }
+        let mut t = template;
+        if t.class().is_none() {
+            t.set(A::CLASS, AttrValue::Ulong(ObjectClass::SECRET_KEY.0));
+        }
+        if let Some(AttrValue::Template(dt)) = b.get(A::DERIVE_TEMPLATE) {
+            for (a, v) in dt.iter() {
+                match t.get(a) {
+                    Some(mine) if mine != v => {
+                        return Err(Error::TemplateInconsistent(format!(
+                            "{a:?} conflicts with the base key's CKA_DERIVE_TEMPLATE"
+                        )));
+                    }
+                    _ => t.set(a, v.clone()),
+                }
+            }
+        }
+        if t.class() != Some(ObjectClass::SECRET_KEY) {
+            return Err(Error::TemplateInconsistent(
+                "derivation makes secret keys".into(),
+            ));
+        }
+        let requested = t.ulong(A::VALUE_LEN).map(|n| n as usize);
+        let len = match (t.key_type(), requested) {
+            (None, _) => return Err(Error::TemplateIncomplete("CKA_KEY_TYPE".into())),
+            (Some(KeyType::AES), Some(n)) if matches!(n, 16 | 24 | 32) => n,
+            (Some(KeyType::AES), None) => 32,
+            (Some(KeyType::AES), Some(_)) => {
+                return Err(Error::TemplateInconsistent(
+                    "an AES key is 16, 24 or 32 bytes".into(),
+                ));
+            }
+            (Some(KeyType::GENERIC_SECRET), Some(n)) if (1..=512).contains(&n) => n,
+            (Some(KeyType::GENERIC_SECRET), None) => 32,
+            (Some(KeyType::GENERIC_SECRET), Some(_)) => return Err(Error::KeySizeRange),
+            (Some(_), _) => {
+                return Err(Error::TemplateInconsistent(
+                    "derivation makes AES or generic secret keys".into(),
+                ));
+            }
+        };
+        Ok((t, len, requested))
+    }
+
+    /// The attributes of a derived key: its value and length, the mechanism that made it,
+    /// and `CKA_ALWAYS_SENSITIVE` / `CKA_NEVER_EXTRACTABLE` as the base key's AND its own.
+    fn derived_attrs(
+        slot: &Slot,
+        b: &AttributeSet,
+        t: &mut AttributeSet,
+        value: Vec<u8>,
+        mech: M,
+    ) -> Result<AttributeSet> {
         let len = value.len();
         t.remove(A::VALUE_LEN);
         t.set(A::VALUE, AttrValue::Bytes(value));
-        let mut attrs = attrs::build_new(&t, Origin::Created, Self::actor(&slot))?;
+        let mut attrs = attrs::build_new(&t, Origin::Created, Self::actor(slot))?;
         attrs.set(A::VALUE_LEN, AttrValue::Ulong(len as u64));
-        attrs.set(A::KEY_GEN_MECHANISM, AttrValue::Ulong(mech.kind().0));
+        attrs.set(A::KEY_GEN_MECHANISM, AttrValue::Ulong(mech.0));
         let sensitive = attrs.bool(A::SENSITIVE) == Some(true);
         let extractable = attrs.bool(A::EXTRACTABLE) == Some(true);
         attrs.set(
             A::ALWAYS_SENSITIVE,
-            AttrValue::Bool(b.attrs.bool(A::ALWAYS_SENSITIVE) == Some(true) && sensitive),
+            AttrValue::Bool(b.bool(A::ALWAYS_SENSITIVE) == Some(true) && sensitive),
         );
         attrs.set(
             A::NEVER_EXTRACTABLE,
-            AttrValue::Bool(b.attrs.bool(A::NEVER_EXTRACTABLE) == Some(true) && !extractable),
+            AttrValue::Bool(b.bool(A::NEVER_EXTRACTABLE) == Some(true) && !extractable),
         );
-        Ok(self.store_new(&sess, &slot, token, vec![attrs])?[0])
+        Ok(attrs)
     }
 
     // ------------------------------------------------------------ digest and random

@@ -139,6 +139,8 @@ pub const TABLE: &[(M, MechanismInfo)] = &[
         info(16, 32, flags::WRAP | flags::UNWRAP),
     ),
     (M::GENERIC_SECRET_KEY_GEN, info(1, 512, flags::GENERATE)),
+    (M::SP800_108_COUNTER_KDF, info(1, 512, flags::DERIVE)),
+    (M::SP800_108_FEEDBACK_KDF, info(1, 512, flags::DERIVE)),
     (M::SHA_1_KEY_GEN, info(1, 512, flags::GENERATE)),
     (M::SHA224_KEY_GEN, info(1, 512, flags::GENERATE)),
     (M::SHA256_KEY_GEN, info(1, 512, flags::GENERATE)),
@@ -198,6 +200,15 @@ pub enum Mechanism {
         shared_data: Vec<u8>,
         public_data: Vec<u8>,
     },
+    /// `CK_SP800_108_KDF_PARAMS` / `CK_SP800_108_FEEDBACK_KDF_PARAMS`: the PRF, the PRF
+    /// input fields, feedback mode's IV, and the templates of the additional keys.
+    Kbkdf {
+        mechanism: M,
+        prf: M,
+        fields: Vec<crate::crypto::KbkdfField>,
+        iv: Vec<u8>,
+        additional: Vec<hsm_types::AttributeSet>,
+    },
 }
 
 impl Mechanism {
@@ -210,6 +221,7 @@ impl Mechanism {
             Mechanism::Ecdh { .. } => M::ECDH1_DERIVE,
             Mechanism::Oaep { .. } => M::RSA_PKCS_OAEP,
             Mechanism::Hkdf { .. } => M::HKDF_DERIVE,
+            Mechanism::Kbkdf { mechanism, .. } => *mechanism,
         }
     }
 }

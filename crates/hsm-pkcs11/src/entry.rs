@@ -1093,6 +1093,14 @@ pub unsafe extern "C" fn C_DeriveKey(
         let mech = unsafe { mechanism(m) }?;
         // SAFETY: forwarded contract.
         let template = unsafe { parse(t, n) }?;
+        if let hsm_core::mechanisms::Mechanism::Kbkdf { .. } = mech {
+            // SP 800-108: the keys of CK_DERIVED_KEY get their handles too, all or none.
+            let result = h.derive_keys(session as u64, &mech, base as u64, template);
+            // SAFETY: `m` parsed as an SP 800-108 mechanism above.
+            unsafe { template::kbkdf_write_handles(m, result.as_deref().ok().map(|h| &h[1..])) };
+            *out = result?[0] as CK_OBJECT_HANDLE;
+            return Ok(());
+        }
         *out = h.derive_key(session as u64, &mech, base as u64, template)? as CK_OBJECT_HANDLE;
         Ok(())
     })

@@ -337,6 +337,10 @@ pub unsafe fn mechanism(m: *const CK_MECHANISM) -> Result<Mechanism, Error> {
             }
             Ok(Mechanism::Plain(kind))
         }
+        MechanismType::SP800_108_COUNTER_KDF | MechanismType::SP800_108_FEEDBACK_KDF => {
+            // SAFETY: forwarded contract (sizes are checked inside).
+            unsafe { kbkdf(kind, m.pParameter, plen) }
+        }
         MechanismType::HKDF_DERIVE => {
             if m.pParameter.is_null() || plen != std::mem::size_of::<CK_HKDF_PARAMS>() {
                 return Err(param_invalid("CK_HKDF_PARAMS expected"));
@@ -442,6 +446,186 @@ pub unsafe fn write_out(bytes: &[u8], out: *mut u8, out_len: *mut CK_ULONG) -> R
     unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), out, bytes.len()) };
     *len = bytes.len() as CK_ULONG;
     Ok(())
+}
+
+/// The raw SP 800-108 parameters: PRF, data fields, IV and additional keys (counter mode
+/// has no IV).
+struct KbkdfRaw {
+    prf: CK_MECHANISM_TYPE,
+    count: CK_ULONG,
+    data: *mut CK_PRF_DATA_PARAM,
+    iv: (*mut CK_BYTE, CK_ULONG),
+    extra: (CK_ULONG, *mut CK_DERIVED_KEY),
+}
+
+/// # Safety
+/// A non-null `p` of the right size points to the mechanism's parameter struct.
+unsafe fn kbkdf_raw(
+    kind: MechanismType,
+    p: *mut std::ffi::c_void,
+    len: usize,
+) -> Result<KbkdfRaw, Error> {
+    let param_invalid = |why: &str| Error::Core(CoreError::MechanismParamInvalid(why.to_owned()));
+    if kind == MechanismType::SP800_108_FEEDBACK_KDF {
+        if p.is_null() || len != std::mem::size_of::<CK_SP800_108_FEEDBACK_KDF_PARAMS>() {
+            return Err(param_invalid("CK_SP800_108_FEEDBACK_KDF_PARAMS expected"));
+        }
+        // SAFETY: size checked.
+        let p = unsafe { &*(p as *const CK_SP800_108_FEEDBACK_KDF_PARAMS) };
+        Ok(KbkdfRaw {
+            prf: p.prfType,
+            count: p.ulNumberOfDataParams,
+            data: p.pDataParams,
+            iv: (p.pIV, p.ulIVLen),
+            extra: (p.ulAdditionalDerivedKeys, p.pAdditionalDerivedKeys),
+        })
+    } else {
+        if p.is_null() || len != std::mem::size_of::<CK_SP800_108_KDF_PARAMS>() {
+            return Err(param_invalid("CK_SP800_108_KDF_PARAMS expected"));
+        }
+        // SAFETY: size checked.
+        let p = unsafe { &*(p as *const CK_SP800_108_KDF_PARAMS) };
+        Ok(KbkdfRaw {
+            prf: p.prfType,
+            count: p.ulNumberOfDataParams,
+            data: p.pDataParams,
+            iv: (std::ptr::null_mut(), 0),
+            extra: (p.ulAdditionalDerivedKeys, p.pAdditionalDerivedKeys),
+        })
+    }
+}
+
+/// Most PRF input fields and additional keys one derivation takes.
+const MAX_KBKDF_FIELDS: usize = 64;
+const MAX_KBKDF_KEYS: usize = 32;
+
+/// Parses SP 800-108 parameters.
+///
+/// # Safety
+/// A non-null `p` of the right size points to the parameter struct, whose arrays and
+/// values are valid for their lengths.
+unsafe fn kbkdf(
+    kind: MechanismType,
+    p: *mut std::ffi::c_void,
+    len: usize,
+) -> Result<Mechanism, Error> {
+    use hsm_core::crypto::{DkmMethod, IntFormat, KbkdfField};
+    let param_invalid = |why: &str| Error::Core(CoreError::MechanismParamInvalid(why.to_owned()));
+    // SAFETY: forwarded contract.
+    let raw = unsafe { kbkdf_raw(kind, p, len) }?;
+    let count = raw.count as usize;
+    if count > MAX_KBKDF_FIELDS || (count > 0 && raw.data.is_null()) {
+        return Err(param_invalid("SP 800-108 data parameters"));
+    }
+    let mut fields = Vec::with_capacity(count);
+    for i in 0..count {
+        // SAFETY: pDataParams holds ulNumberOfDataParams entries (checked non-null).
+        let d = unsafe { &*raw.data.add(i) };
+        let vlen = d.ulValueLen as usize;
+        let format = |what: &str| -> Result<IntFormat, Error> {
+            if d.pValue.is_null() || vlen != std::mem::size_of::<CK_SP800_108_COUNTER_FORMAT>() {
+                return Err(param_invalid(what));
+            }
+            // SAFETY: size checked.
+            let f = unsafe { &*(d.pValue as *const CK_SP800_108_COUNTER_FORMAT) };
+            Ok(IntFormat {
+                little_endian: f.bLittleEndian != 0,
+                bits: f.ulWidthInBits as u64,
+            })
+        };
+        fields.push(match d.type_ {
+            CK_SP800_108_ITERATION_VARIABLE if d.pValue.is_null() && vlen == 0 => {
+                KbkdfField::Iteration(None)
+            }
+            CK_SP800_108_ITERATION_VARIABLE => {
+                KbkdfField::Iteration(Some(format("CK_SP800_108_COUNTER_FORMAT expected")?))
+            }
+            CK_SP800_108_COUNTER => {
+                KbkdfField::Counter(format("CK_SP800_108_COUNTER_FORMAT expected")?)
+            }
+            CK_SP800_108_DKM_LENGTH => {
+                if d.pValue.is_null()
+                    || vlen != std::mem::size_of::<CK_SP800_108_DKM_LENGTH_FORMAT>()
+                {
+                    return Err(param_invalid("CK_SP800_108_DKM_LENGTH_FORMAT expected"));
+                }
+                // SAFETY: size checked.
+                let f = unsafe { &*(d.pValue as *const CK_SP800_108_DKM_LENGTH_FORMAT) };
+                let method = match f.dkmLengthMethod {
+                    CK_SP800_108_DKM_LENGTH_SUM_OF_KEYS => DkmMethod::SumOfKeys,
+                    CK_SP800_108_DKM_LENGTH_SUM_OF_SEGMENTS => DkmMethod::SumOfSegments,
+                    _ => return Err(param_invalid("DKM length method")),
+                };
+                KbkdfField::DkmLength(
+                    method,
+                    IntFormat {
+                        little_endian: f.bLittleEndian != 0,
+                        bits: f.ulWidthInBits as u64,
+                    },
+                )
+            }
+            CK_SP800_108_BYTE_ARRAY => {
+                // SAFETY: pValue valid for ulValueLen bytes per the contract; capped.
+                let b =
+                    unsafe { slice(d.pValue as *const u8, d.ulValueLen, MAX_DATA, "byte array") }
+                        .map_err(|_| param_invalid("SP 800-108 byte array"))?;
+                KbkdfField::Bytes(b.to_vec())
+            }
+            CK_SP800_108_KEY_HANDLE => {
+                return Err(param_invalid(
+                    "CK_SP800_108_KEY_HANDLE fields are not supported",
+                ));
+            }
+            _ => return Err(param_invalid("unknown SP 800-108 data field type")),
+        });
+    }
+    // SAFETY: pIV valid for ulIVLen bytes per the contract; capped.
+    let iv = unsafe { slice(raw.iv.0, raw.iv.1, 1024, "IV") }
+        .map_err(|_| param_invalid("SP 800-108 feedback IV"))?
+        .to_vec();
+    let (n, keys) = (raw.extra.0 as usize, raw.extra.1);
+    if n > MAX_KBKDF_KEYS || (n > 0 && keys.is_null()) {
+        return Err(param_invalid("SP 800-108 additional derived keys"));
+    }
+    let mut additional = Vec::with_capacity(n);
+    for i in 0..n {
+        // SAFETY: pAdditionalDerivedKeys holds n entries (checked non-null).
+        let k = unsafe { &*keys.add(i) };
+        if k.phKey.is_null() {
+            return Err(Error::bad("CK_DERIVED_KEY.phKey is NULL"));
+        }
+        // SAFETY: the template is valid for its count per the contract.
+        additional.push(unsafe { parse(k.pTemplate, k.ulAttributeCount) }?);
+    }
+    Ok(Mechanism::Kbkdf {
+        mechanism: kind,
+        prf: MechanismType(raw.prf as u64),
+        fields,
+        iv,
+        additional,
+    })
+}
+
+/// Writes the handles of the additional SP 800-108 keys (or `CK_INVALID_HANDLE` to all
+/// of them when the derivation failed) into their `CK_DERIVED_KEY.phKey`.
+///
+/// # Safety
+/// `m` is the mechanism [`mechanism`] parsed as `Mechanism::Kbkdf`.
+pub unsafe fn kbkdf_write_handles(m: *const CK_MECHANISM, handles: Option<&[u64]>) {
+    // SAFETY: parsed before, so non-null and of the right size.
+    let m = unsafe { &*m };
+    let kind = MechanismType(m.mechanism as u64);
+    // SAFETY: as above.
+    let Ok(raw) = (unsafe { kbkdf_raw(kind, m.pParameter, m.ulParameterLen as usize) }) else {
+        return;
+    };
+    for i in 0..raw.extra.0 as usize {
+        // SAFETY: checked at parse time: n entries, each phKey non-null and writable.
+        unsafe {
+            let k = &*raw.extra.1.add(i);
+            *k.phKey = handles.and_then(|h| h.get(i)).copied().unwrap_or(0) as CK_OBJECT_HANDLE;
+        }
+    }
 }
 
 /// The `CK_GCM_MESSAGE_PARAMS` of one message-based AES-GCM call: the parameters as the
