@@ -173,6 +173,57 @@ def run(module):
             theirs = AESGCM(aes).encrypt(iv, data, b"hdr")
             same("AES-GCM %d-byte IV, sealed by python3-cryptography" % n, s.decrypt(aes_key, theirs, m), data)
 
+    def kbkdf_counter():
+        # SP 800-108 counter mode against python3-cryptography's KBKDFHMAC / KBKDFCMAC:
+        # PRF(K, [i]_16 || label || 0x00 || context || [L]_32). PyKCS11 has no class for
+        # these parameters, so they are laid out with ctypes (the pointers inside stay
+        # valid while the ctypes objects live).
+        import ctypes
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.ciphers import algorithms
+        from cryptography.hazmat.primitives.kdf.kbkdf import CounterLocation, KBKDFCMAC, KBKDFHMAC, Mode
+
+        class DataParam(ctypes.Structure):
+            _fields_ = [("type", ctypes.c_ulong), ("pValue", ctypes.c_void_p), ("ulValueLen", ctypes.c_ulong)]
+
+        class CounterFormat(ctypes.Structure):
+            _fields_ = [("bLittleEndian", ctypes.c_ubyte), ("ulWidthInBits", ctypes.c_ulong)]
+
+        class DkmFormat(ctypes.Structure):
+            _fields_ = [("dkmLengthMethod", ctypes.c_ulong), ("bLittleEndian", ctypes.c_ubyte),
+                        ("ulWidthInBits", ctypes.c_ulong)]
+
+        class KdfParams(ctypes.Structure):
+            _fields_ = [("prfType", ctypes.c_ulong), ("ulNumberOfDataParams", ctypes.c_ulong),
+                        ("pDataParams", ctypes.c_void_p), ("ulAdditionalDerivedKeys", ctypes.c_ulong),
+                        ("pAdditionalDerivedKeys", ctypes.c_void_p)]
+
+        label, context = b"ferrohsm label", b"context"
+        counter = CounterFormat(0, 16)
+        dkm = DkmFormat(1, 0, 32)  # CK_SP800_108_DKM_LENGTH_SUM_OF_KEYS
+        blobs = [ctypes.create_string_buffer(b, len(b)) for b in (label, b"\x00", context)]
+        fields = (DataParam * 5)(
+            DataParam(1, ctypes.cast(ctypes.pointer(counter), ctypes.c_void_p), ctypes.sizeof(counter)),
+            *[DataParam(4, ctypes.cast(b, ctypes.c_void_p), len(b.raw)) for b in blobs],
+            DataParam(3, ctypes.cast(ctypes.pointer(dkm), ctypes.c_void_p), ctypes.sizeof(dkm)),
+        )
+        base_value = os.urandom(32)
+        for prf, key_type, length in [(PyKCS11.CKM_SHA256_HMAC, CKK_GENERIC_SECRET, 48),
+                                      (PyKCS11.CKM_AES_CMAC, CKK_AES, 32)]:
+            base = key(key_type, base_value, derive=True)
+            params = KdfParams(prf, 5, ctypes.cast(fields, ctypes.c_void_p), 0, None)
+            mech = PyKCS11.Mechanism(PyKCS11.CKM_SP800_108_COUNTER_KDF, bytes(params))
+            k = s.deriveKey(base, [(CKA_CLASS, CKO_SECRET_KEY), (CKA_KEY_TYPE, CKK_GENERIC_SECRET),
+                                   (PyKCS11.CKA_VALUE_LEN, length), (CKA_TOKEN, False),
+                                   (CKA_SENSITIVE, False), (CKA_EXTRACTABLE, True)], mech)
+            common = dict(mode=Mode.CounterMode, length=length, rlen=2, llen=4,
+                          location=CounterLocation.BeforeFixed, label=label, context=context, fixed=None)
+            if prf == PyKCS11.CKM_AES_CMAC:
+                theirs = KBKDFCMAC(algorithm=algorithms.AES, **common).derive(base_value)
+            else:
+                theirs = KBKDFHMAC(algorithm=hashes.SHA256(), **common).derive(base_value)
+            same("SP 800-108 counter mode, PRF %#x" % prf, s.getAttributeValue(k, [CKA_VALUE])[0], theirs)
+
     def key_wrap():
         kek = os.urandom(32)
         w = key(CKK_AES, kek, wrap=True, unwrap=True)
@@ -359,6 +410,7 @@ def run(module):
     check("AES-GCM ciphertext equals AES-CTR from J0+1 under openssl", gcm)
     check("AES-GCM with a 96-bit tag both ways with python3-cryptography; a bad tag refused", gcm_short_tag)
     check("AES-GCM with 8-, 16-, 60- and 128-byte IVs both ways with python3-cryptography", gcm_other_ivs)
+    check("SP 800-108 counter mode (HMAC-SHA-256, AES-CMAC) equals python3-cryptography's KBKDF", kbkdf_counter)
     check("AES key wrap and key wrap with padding equal openssl id-aes256-wrap(-pad)", key_wrap)
     s.logout()
     s.closeSession()
