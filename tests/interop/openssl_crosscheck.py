@@ -396,7 +396,39 @@ def run(module):
         theirs = X963KDF(algorithm=hashes.SHA256(), length=48, sharedinfo=b"ferrohsm").derive(z)
         same("ECDH + X9.63 SHA-256 KDF", mine, theirs)
 
+    def x25519():
+        # X25519 both ways with python3-cryptography: the token's secret with the peer's
+        # public value equals the peer's exchange with the token's public value.
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+        pub, priv = s.generateKeyPair(
+            [(CKA_TOKEN, False), (PyKCS11.CKA_EC_PARAMS, bytes.fromhex("06032b656e"))],
+            [(CKA_TOKEN, False)],
+            mecha=PyKCS11.Mechanism(PyKCS11.CKM_EC_MONTGOMERY_KEY_PAIR_GEN, None))
+        point = bytes(s.getAttributeValue(pub, [PyKCS11.CKA_EC_POINT])[0])
+        ours = X25519PublicKey.from_public_bytes(point[2:])
+        peer = X25519PrivateKey.generate()
+        raw = serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        mech = PyKCS11.ECDH1_DERIVE_Mechanism(peer.public_key().public_bytes(*raw), PyKCS11.CKD_NULL, None)
+        k = s.deriveKey(priv, [(CKA_CLASS, CKO_SECRET_KEY), (CKA_KEY_TYPE, CKK_GENERIC_SECRET),
+                               (CKA_TOKEN, False), (CKA_SENSITIVE, False), (CKA_EXTRACTABLE, True),
+                               (PyKCS11.CKA_VALUE_LEN, 32)], mech)
+        same("X25519 shared secret", s.getAttributeValue(k, [CKA_VALUE])[0], peer.exchange(ours))
+        # The SP 800-56C one-step KDF (CKD_SHA256_KDF_SP800) is cryptography's ConcatKDFHash.
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
+        mech = PyKCS11.ECDH1_DERIVE_Mechanism(peer.public_key().public_bytes(*raw),
+                                              PyKCS11.CKD_SHA256_KDF_SP800, b"fixed info")
+        k = s.deriveKey(priv, [(CKA_CLASS, CKO_SECRET_KEY), (CKA_KEY_TYPE, CKK_GENERIC_SECRET),
+                               (CKA_TOKEN, False), (CKA_SENSITIVE, False), (CKA_EXTRACTABLE, True),
+                               (PyKCS11.CKA_VALUE_LEN, 40)], mech)
+        theirs = ConcatKDFHash(algorithm=hashes.SHA256(), length=40, otherinfo=b"fixed info").derive(
+            peer.exchange(ours))
+        same("X25519 + SP 800-56C SHA-256 KDF", s.getAttributeValue(k, [CKA_VALUE])[0], theirs)
+
     check("HMAC-SHA-1/224/256/384/512 equal openssl dgst -mac HMAC", hmac)
+    check("X25519 (CKM_EC_MONTGOMERY_KEY_PAIR_GEN + ECDH, CKD_NULL and CKD_SHA256_KDF_SP800) agrees with "
+          "python3-cryptography's X25519 and ConcatKDFHash", x25519)
     check("ECDH P-256 + X9.63 SHA-256 KDF equals python3-cryptography's ECDH + X963KDF", ecdh_x963)
     check("ECDSA P-521 (SHA-512) verified by OpenSSL through python-cryptography", p521)
     check("Ed25519 signature verified by openssl pkeyutl", ed25519)

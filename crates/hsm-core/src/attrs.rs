@@ -75,6 +75,9 @@ pub fn class_rules(class: ObjectClass, key_type: Option<KeyType>) -> Result<Vec<
     );
     // Only RSA pairs encrypt and decrypt among the asymmetric keys offered.
     let rsa_pair = key_type == Some(KeyType::RSA);
+    // X25519 keys agree on secrets and do nothing else: they derive by default and sign
+    // or verify never.
+    let montgomery = key_type == Some(KeyType::EC_MONTGOMERY);
     let private_default = matches!(class, ObjectClass::PRIVATE_KEY | ObjectClass::SECRET_KEY);
     let mut v = vec![
         r(A::CLASS, Always, None),
@@ -123,7 +126,11 @@ pub fn class_rules(class: ObjectClass, key_type: Option<KeyType>) -> Result<Vec<
                 r(A::ID, Optional, empty()),
                 r(A::START_DATE, Optional, empty()),
                 r(A::END_DATE, Optional, empty()),
-                r(A::DERIVE, Optional, b(false)),
+                r(
+                    A::DERIVE,
+                    Optional,
+                    b(montgomery && class == ObjectClass::PRIVATE_KEY),
+                ),
                 r(A::LOCAL, Computed, None),
                 r(A::KEY_GEN_MECHANISM, Computed, None),
                 r(
@@ -136,7 +143,7 @@ pub fn class_rules(class: ObjectClass, key_type: Option<KeyType>) -> Result<Vec<
                 ObjectClass::PUBLIC_KEY => v.extend([
                     r(A::SUBJECT, Optional, empty()),
                     r(A::ENCRYPT, Optional, b(rsa_pair)),
-                    r(A::VERIFY, Optional, b(true)),
+                    r(A::VERIFY, Optional, b(!montgomery)),
                     r(A::VERIFY_RECOVER, Optional, b(false)),
                     r(A::WRAP, Optional, b(false)),
                     r(A::TRUSTED, Optional, b(false)),
@@ -147,7 +154,7 @@ pub fn class_rules(class: ObjectClass, key_type: Option<KeyType>) -> Result<Vec<
                     r(A::SUBJECT, Optional, empty()),
                     r(A::SENSITIVE, Optional, b(true)),
                     r(A::DECRYPT, Optional, b(rsa_pair)),
-                    r(A::SIGN, Optional, b(true)),
+                    r(A::SIGN, Optional, b(!montgomery)),
                     r(A::SIGN_RECOVER, Optional, b(false)),
                     r(A::UNWRAP, Optional, b(false)),
                     r(A::EXTRACTABLE, Optional, b(false)),
@@ -193,11 +200,17 @@ pub fn class_rules(class: ObjectClass, key_type: Option<KeyType>) -> Result<Vec<
                     r(A::EXPONENT_2, GeneratedOnly, None),
                     r(A::COEFFICIENT, GeneratedOnly, None),
                 ]),
-                (ObjectClass::PUBLIC_KEY, KeyType::EC | KeyType::EC_EDWARDS) => v.extend([
+                (
+                    ObjectClass::PUBLIC_KEY,
+                    KeyType::EC | KeyType::EC_EDWARDS | KeyType::EC_MONTGOMERY,
+                ) => v.extend([
                     r(A::EC_PARAMS, Always, None),
                     r(A::EC_POINT, OnCreate, None),
                 ]),
-                (ObjectClass::PRIVATE_KEY, KeyType::EC | KeyType::EC_EDWARDS) => v.extend([
+                (
+                    ObjectClass::PRIVATE_KEY,
+                    KeyType::EC | KeyType::EC_EDWARDS | KeyType::EC_MONTGOMERY,
+                ) => v.extend([
                     r(A::EC_PARAMS, OnCreate, None),
                     r(A::VALUE, GeneratedOnly, None),
                 ]),

@@ -1136,19 +1136,32 @@ impl Hsm {
                 );
                 (pubk, privk)
             }
-            M::EC_EDWARDS_KEY_PAIR_GEN => {
-                let pt = implied(public, ObjectClass::PUBLIC_KEY, KeyType::EC_EDWARDS)?;
+            M::EC_EDWARDS_KEY_PAIR_GEN | M::EC_MONTGOMERY_KEY_PAIR_GEN => {
+                // Curve25519 either way: Ed25519 signs, X25519 agrees on secrets.
+                let edwards = m == M::EC_EDWARDS_KEY_PAIR_GEN;
+                let (kt, fits, only): (KeyType, fn(&[u8]) -> bool, &str) = if edwards {
+                    (
+                        KeyType::EC_EDWARDS,
+                        crypto::is_ed25519_params,
+                        "CKA_EC_PARAMS: only Ed25519 is supported",
+                    )
+                } else {
+                    (
+                        KeyType::EC_MONTGOMERY,
+                        crypto::is_x25519_params,
+                        "CKA_EC_PARAMS: only X25519 is supported",
+                    )
+                };
+                let pt = implied(public, ObjectClass::PUBLIC_KEY, kt)?;
                 let mut pubk = attrs::build_new(&pt, Origin::Generated(m), actor)?;
                 let params = pubk
                     .bytes(A::EC_PARAMS)
                     .map(<[u8]>::to_vec)
                     .unwrap_or_default();
-                if !crypto::is_ed25519_params(&params) {
-                    return Err(Error::AttributeValueInvalid(
-                        "CKA_EC_PARAMS: only Ed25519 is supported".into(),
-                    ));
+                if !fits(&params) {
+                    return Err(Error::AttributeValueInvalid(only.into()));
                 }
-                let mut privt = implied(private, ObjectClass::PRIVATE_KEY, KeyType::EC_EDWARDS)?;
+                let mut privt = implied(private, ObjectClass::PRIVATE_KEY, kt)?;
                 if privt
                     .bytes(A::EC_PARAMS)
                     .is_some_and(|p| p != params.as_slice())
@@ -1159,7 +1172,11 @@ impl Hsm {
                 }
                 privt.set(A::EC_PARAMS, AttrValue::Bytes(params.clone()));
                 let mut privk = attrs::build_new(&privt, Origin::Generated(m), actor)?;
-                let (seed, public_key) = crypto::generate_ed25519()?;
+                let (seed, public_key) = if edwards {
+                    crypto::generate_ed25519()?
+                } else {
+                    crypto::generate_x25519()?
+                };
                 pubk.set(
                     A::EC_POINT,
                     AttrValue::Bytes(crypto::ec_point_der(&public_key)),
@@ -1170,11 +1187,21 @@ impl Hsm {
             _ => return Err(Error::MechanismInvalid),
         };
         attrs::check_pair_separation(&pubk, (&private_template, &mut privk))?;
-        // Pair-wise consistency: a generated pair signs and verifies before it is stored.
-        let sk = signing_key(&privk)?;
-        let vk = verifying_key(&pubk)?;
-        crypto::pairwise_check(&sk, &vk)
-            .map_err(|e| Error::General(format!("pair-wise consistency check failed: {e}")))?;
+        // Pair-wise consistency before the pair is stored: it signs and verifies, or (an
+        // X25519 pair) the private half yields the public one.
+        if privk.key_type() == Some(KeyType::EC_MONTGOMERY) {
+            let derived = crypto::x25519_public(privk.bytes(A::VALUE).unwrap_or_default())?;
+            if derived != curve25519_public(pubk.bytes(A::EC_POINT).unwrap_or_default())? {
+                return Err(Error::General(
+                    "pair-wise consistency check failed: X25519 public value".into(),
+                ));
+            }
+        } else {
+            let sk = signing_key(&privk)?;
+            let vk = verifying_key(&pubk)?;
+            crypto::pairwise_check(&sk, &vk)
+                .map_err(|e| Error::General(format!("pair-wise consistency check failed: {e}")))?;
+        }
         // Key usage defaults already applied; both halves share CKA_ID if only one gave it.
         if pubk.id().is_some_and(<[u8]>::is_empty) && privk.id().is_some_and(|i| !i.is_empty()) {
             pubk.set(
@@ -2250,7 +2277,10 @@ impl Hsm {
         let base_fits = match mech {
             Mechanism::Ecdh { .. } => {
                 b.attrs.class() == Some(ObjectClass::PRIVATE_KEY)
-                    && b.attrs.key_type() == Some(KeyType::EC)
+                    && matches!(
+                        b.attrs.key_type(),
+                        Some(KeyType::EC | KeyType::EC_MONTGOMERY)
+                    )
             }
             Mechanism::Hkdf { .. } => {
                 b.attrs.class() == Some(ObjectClass::SECRET_KEY)
@@ -2274,17 +2304,23 @@ impl Hsm {
                 shared_data,
                 public_data,
             } => {
-                // CKD_NULL, or the X9.63 KDF with SHA-1/224/256/384/512 (CKD_SHA*_KDF).
-                let kdf_hash = match *kdf {
-                    1 => None,
-                    2 => Some(HashAlg::Sha1),
-                    5 => Some(HashAlg::Sha224),
-                    6 => Some(HashAlg::Sha256),
-                    7 => Some(HashAlg::Sha384),
-                    8 => Some(HashAlg::Sha512),
+                // CKD_NULL, the X9.63 KDF (CKD_SHA*_KDF) or the SP 800-56C one-step KDF
+                // (CKD_SHA*_KDF_SP800), with SHA-1/224/256/384/512.
+                let (kdf_hash, sp800) = match *kdf {
+                    1 => (None, false),
+                    2 => (Some(HashAlg::Sha1), false),
+                    5 => (Some(HashAlg::Sha224), false),
+                    6 => (Some(HashAlg::Sha256), false),
+                    7 => (Some(HashAlg::Sha384), false),
+                    8 => (Some(HashAlg::Sha512), false),
+                    14 => (Some(HashAlg::Sha1), true),
+                    15 => (Some(HashAlg::Sha224), true),
+                    16 => (Some(HashAlg::Sha256), true),
+                    17 => (Some(HashAlg::Sha384), true),
+                    18 => (Some(HashAlg::Sha512), true),
                     other => {
                         return Err(Error::MechanismParamInvalid(format!(
-                            "ECDH KDF {other:#x}: CKD_NULL and CKD_SHA1/224/256/384/512_KDF are supported"
+                            "ECDH KDF {other:#x}: CKD_NULL, CKD_SHA1/224/256/384/512_KDF and _KDF_SP800 are supported"
                         )));
                     }
                 };
@@ -2293,13 +2329,21 @@ impl Hsm {
                         "CKD_NULL takes no shared data".into(),
                     ));
                 }
-                let curve = Curve::from_ec_params(b.attrs.bytes(A::EC_PARAMS).unwrap_or_default())
-                    .ok_or(Error::KeyTypeInconsistent)?;
-                let peer = crypto::ec_point_from_der(public_data).ok_or_else(|| {
-                    Error::MechanismParamInvalid("public data is not an EC point".into())
-                })?;
                 let scalar = b.attrs.bytes(A::VALUE).ok_or(Error::UserNotLoggedIn)?;
-                let z = crypto::ecdh(curve, scalar, &peer)?;
+                let z = if b.attrs.key_type() == Some(KeyType::EC_MONTGOMERY) {
+                    let peer = curve25519_public(public_data).map_err(|_| {
+                        Error::MechanismParamInvalid("public data is not an X25519 key".into())
+                    })?;
+                    crypto::x25519(scalar, &peer)?
+                } else {
+                    let curve =
+                        Curve::from_ec_params(b.attrs.bytes(A::EC_PARAMS).unwrap_or_default())
+                            .ok_or(Error::KeyTypeInconsistent)?;
+                    let peer = crypto::ec_point_from_der(public_data).ok_or_else(|| {
+                        Error::MechanismParamInvalid("public data is not an EC point".into())
+                    })?;
+                    crypto::ecdh(curve, scalar, &peer)?
+                };
                 // A generic secret without CKA_VALUE_LEN takes Z whole, or one hash output.
                 let natural = kdf_hash.map_or(z.len(), HashAlg::output_len);
                 let len = if requested.is_none() && t.key_type() == Some(KeyType::GENERIC_SECRET) {
@@ -2308,6 +2352,11 @@ impl Hsm {
                     len
                 };
                 match kdf_hash {
+                    Some(hash) if sp800 => {
+                        crypto::sp800_56c_kdf(hash, z.expose(), shared_data, len)?
+                            .expose()
+                            .to_vec()
+                    }
                     Some(hash) => crypto::x963_kdf(hash, z.expose(), shared_data, len)?
                         .expose()
                         .to_vec(),
@@ -2863,14 +2912,14 @@ fn signing_key(a: &AttributeSet) -> Result<SigningKey> {
     }
 }
 
-/// An Ed25519 public key from `CKA_EC_POINT`: a DER OCTET STRING of 32 bytes, or the
-/// 32 bytes themselves.
-fn ed25519_public(point: &[u8]) -> Result<Vec<u8>> {
+/// A Curve25519 public key (Ed25519 or X25519) from `CKA_EC_POINT` or ECDH public data:
+/// a DER OCTET STRING of 32 bytes, or the 32 bytes themselves.
+fn curve25519_public(point: &[u8]) -> Result<Vec<u8>> {
     match point {
         [0x04, 0x20, rest @ ..] if rest.len() == 32 => Ok(rest.to_vec()),
         raw if raw.len() == 32 => Ok(raw.to_vec()),
         _ => Err(Error::AttributeValueInvalid(
-            "CKA_EC_POINT of an Ed25519 key".into(),
+            "a Curve25519 public key is 32 bytes (or their DER OCTET STRING)".into(),
         )),
     }
 }
@@ -2925,7 +2974,7 @@ fn key_strength(a: &AttributeSet) -> u32 {
             Some(Curve::P521) => 256,
             None => 0,
         },
-        Some(KeyType::EC_EDWARDS) => 128,
+        Some(KeyType::EC_EDWARDS | KeyType::EC_MONTGOMERY) => 128,
         _ => a
             .bytes(A::VALUE)
             .map_or(0, |v| (v.len() as u32).saturating_mul(8).min(256)),
@@ -3062,7 +3111,7 @@ fn verifying_key(a: &AttributeSet) -> Result<VerifyingKey> {
             if !crypto::is_ed25519_params(a.bytes(A::EC_PARAMS).unwrap_or_default()) {
                 return Err(Error::KeyTypeInconsistent);
             }
-            Ok(VerifyingKey::ed25519(&ed25519_public(
+            Ok(VerifyingKey::ed25519(&curve25519_public(
                 a.bytes(A::EC_POINT).unwrap_or_default(),
             )?)?)
         }
@@ -3109,6 +3158,21 @@ fn validate_key_material(a: &AttributeSet) -> Result<()> {
         (Some(ObjectClass::SECRET_KEY), _) => {
             if a.bytes(A::VALUE).is_none_or(<[u8]>::is_empty) {
                 return Err(Error::AttributeValueInvalid("empty secret".into()));
+            }
+        }
+        (Some(class), Some(KeyType::EC_MONTGOMERY)) => {
+            let invalid = |e: Error| Error::AttributeValueInvalid(format!("X25519 key: {e}"));
+            if !crypto::is_x25519_params(a.bytes(A::EC_PARAMS).unwrap_or_default()) {
+                return Err(invalid(Error::KeyTypeInconsistent));
+            }
+            if class == ObjectClass::PRIVATE_KEY {
+                let value = a.bytes(A::VALUE).unwrap_or_default();
+                if value.len() != 32 {
+                    return Err(invalid(Error::KeySizeRange));
+                }
+                crypto::x25519_public(value).map_err(|e| invalid(e.into()))?;
+            } else {
+                curve25519_public(a.bytes(A::EC_POINT).unwrap_or_default()).map_err(invalid)?;
             }
         }
         (Some(ObjectClass::PRIVATE_KEY | ObjectClass::PUBLIC_KEY), _) => {

@@ -109,7 +109,11 @@ pub const TABLE: &[(M, MechanismInfo)] = &[
         M::ECDSA_SHA512,
         info(256, 521, flags::SIGN | flags::VERIFY | EC),
     ),
-    (M::ECDH1_DERIVE, info(256, 521, flags::DERIVE | EC)),
+    (M::ECDH1_DERIVE, info(255, 521, flags::DERIVE | EC)),
+    (
+        M::EC_MONTGOMERY_KEY_PAIR_GEN,
+        info(255, 255, flags::GENERATE_KEY_PAIR),
+    ),
     (
         M::EC_EDWARDS_KEY_PAIR_GEN,
         info(255, 255, flags::GENERATE_KEY_PAIR),

@@ -47,7 +47,7 @@ mod x963;
 #[cfg(test)]
 mod sign_tests;
 
-pub use agree::ecdh;
+pub use agree::{X25519_OID, ecdh, generate_x25519, is_x25519_params, x25519, x25519_public};
 pub use block::{BlockMode, aes_decrypt, aes_encrypt, aes_key_unwrap, aes_key_wrap, encrypted_len};
 pub use digest::{Digester, HashAlg};
 pub use ec::{Curve, EcPrivateParts, ec_point_der, ec_point_from_der, generate_ec};
@@ -63,7 +63,7 @@ pub use symmetric::{
     GCM_IV_LEN, GCM_TAG_BITS, MAX_SECRET_LEN, aes_gcm_decrypt, aes_gcm_encrypt, check_gcm_params,
     generate_secret, random_bytes,
 };
-pub use x963::x963_kdf;
+pub use x963::{sp800_56c_kdf, x963_kdf};
 
 /// Errors of the provider, one per `CKR_*` a caller would answer.
 #[derive(Debug, thiserror::Error)]

@@ -1,14 +1,35 @@
-//! The ANSI X9.63 key derivation function (SEC 1 §3.6.1), which PKCS#11 names
-//! `CKD_SHA*_KDF` for `CKM_ECDH1_DERIVE`: `K = H(Z ‖ 1 ‖ info) ‖ H(Z ‖ 2 ‖ info) ‖ …`
-//! with a 32-bit big-endian counter, cut to the length asked for. aws-lc-rs has no public
-//! X9.63 KDF, so it is built here over aws-lc-rs's digests.
+//! The hash-based KDFs of `CKM_ECDH1_DERIVE`, built over aws-lc-rs's digests (it has no
+//! public API for them): ANSI X9.63 (SEC 1 §3.6.1, `CKD_SHA*_KDF`),
+//! `K = H(Z ‖ 1 ‖ info) ‖ H(Z ‖ 2 ‖ info) ‖ …`, and the SP 800-56C one-step KDF
+//! (`CKD_SHA*_KDF_SP800`), `K = H(1 ‖ Z ‖ info) ‖ H(2 ‖ Z ‖ info) ‖ …`; both with a 32-bit
+//! big-endian counter, cut to the length asked for.
 
 use super::{CryptoError, CryptoResult, Digester, HashAlg};
 use hsm_types::SecretBytes;
 use zeroize::Zeroizing;
 
-/// `len` bytes from the shared secret `z` and the shared info.
+/// `len` bytes from the shared secret `z` and the shared info (ANSI X9.63).
 pub fn x963_kdf(hash: HashAlg, z: &[u8], info: &[u8], len: usize) -> CryptoResult<SecretBytes> {
+    counter_kdf(hash, z, info, len, false)
+}
+
+/// `len` bytes from the shared secret `z` and the fixed info (SP 800-56C one-step, hash).
+pub fn sp800_56c_kdf(
+    hash: HashAlg,
+    z: &[u8],
+    info: &[u8],
+    len: usize,
+) -> CryptoResult<SecretBytes> {
+    counter_kdf(hash, z, info, len, true)
+}
+
+fn counter_kdf(
+    hash: HashAlg,
+    z: &[u8],
+    info: &[u8],
+    len: usize,
+    counter_first: bool,
+) -> CryptoResult<SecretBytes> {
     if len == 0 || len > super::MAX_SECRET_LEN {
         return Err(CryptoError::KeySizeRange);
     }
@@ -16,8 +37,13 @@ pub fn x963_kdf(hash: HashAlg, z: &[u8], info: &[u8], len: usize) -> CryptoResul
     let mut counter: u32 = 1;
     while out.len() < len {
         let mut d = Digester::new(hash);
-        d.update(z);
-        d.update(&counter.to_be_bytes());
+        if counter_first {
+            d.update(&counter.to_be_bytes());
+            d.update(z);
+        } else {
+            d.update(z);
+            d.update(&counter.to_be_bytes());
+        }
         d.update(info);
         let block = Zeroizing::new(d.finish());
         out.extend_from_slice(&block);
@@ -32,6 +58,32 @@ mod tests {
     use super::*;
     use crate::crypto::test_hex as hex;
     use sha2::Digest as _;
+
+    /// The OpenPGP X25519 sample the `cryptoki` crate's tests use (RFC 6637-style KDF:
+    /// SHA-256 over 00000001 ‖ Z ‖ parameters): X25519, then the SP 800-56C one-step KDF.
+    #[test]
+    fn x25519_then_sp800_56c_matches_the_openpgp_sample() {
+        let z = crate::crypto::x25519(
+            &hex("F00670C5F139E7E6C2511EA04FF507AFBBE237CE3C71A89CA59A1C5CF8856562"),
+            &hex("533B3F09E53B3DEED661A13F7A7D9694AB71CE156C728E00DEE87A1EE3A14C4A"),
+        )
+        .unwrap();
+        let info = hex(
+            "0A2B0601040197550105011203010807416E6F6E796D6F75732053656E646572202020205633A4C5AE4305BC0FE2ABB699A8EE54632790A0",
+        );
+        let k = sp800_56c_kdf(HashAlg::Sha256, z.expose(), &info, 16).unwrap();
+        assert_eq!(
+            k.expose(),
+            hex("AF8CE51D0139A6D60831A9BABAB20186").as_slice()
+        );
+        // The counter comes first here and after Z in X9.63: the two differ.
+        assert_ne!(
+            x963_kdf(HashAlg::Sha256, z.expose(), &info, 16)
+                .unwrap()
+                .expose(),
+            k.expose()
+        );
+    }
 
     #[test]
     fn nist_cavs_vector_sha256() {
