@@ -289,6 +289,7 @@ def run(module):
             ("Ed25519", PyKCS11.CKM_EC_EDWARDS_KEY_PAIR_GEN, [(PyKCS11.CKA_EC_PARAMS, bytes.fromhex("06032b6570"))]),
             ("P-521", PyKCS11.CKM_EC_KEY_PAIR_GEN, [(PyKCS11.CKA_EC_PARAMS, bytes.fromhex("06052b81040023"))]),
             ("RSA-2048", PyKCS11.CKM_RSA_PKCS_KEY_PAIR_GEN, [(PyKCS11.CKA_MODULUS_BITS, 2048)]),
+            ("X25519", PyKCS11.CKM_EC_MONTGOMERY_KEY_PAIR_GEN, [(PyKCS11.CKA_EC_PARAMS, bytes.fromhex("06032b656e"))]),
         ]:
             pub, priv = s.generateKeyPair(
                 [(CKA_TOKEN, False), (CKA_VERIFY, True)] + public,
@@ -309,7 +310,7 @@ def run(module):
             else:
                 point = bytes(s.getAttributeValue(pub, [PyKCS11.CKA_EC_POINT])[0])
                 point = point[3:] if point[1] == 0x81 else point[2:]
-                same(name + " public key", inside.public_bytes(*(raw if name == "Ed25519" else x962)), point)
+                same(name + " public key", inside.public_bytes(*(x962 if name == "P-521" else raw)), point)
 
     def private_key_in():
         work = os.environ["FERROHSM_WORK"]
@@ -434,7 +435,7 @@ def run(module):
     check("Ed25519 signature verified by openssl pkeyutl", ed25519)
     check("RSA-OAEP (SHA-256) both ways with openssl pkeyutl, and C_UnwrapKey of openssl's blob", oaep)
     check("RSA-OAEP C_WrapKey (SHA-256, SHA-1) opened by openssl pkeyutl; AES-256 under RSA-3072 refused", oaep_wrap)
-    check("Ed25519, P-521 and RSA private keys wrapped with KWP: openssl unwraps, checks and reads the same key",
+    check("Ed25519, P-521, RSA and X25519 private keys wrapped with KWP: openssl unwraps, checks and reads the same key",
           private_keys_out)
     check("An Ed25519 key openssl made and wrapped unwraps in FerroHSM and signs for openssl", private_key_in)
     check("AES-CMAC equals openssl mac CMAC", cmac)

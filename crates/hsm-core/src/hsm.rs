@@ -3005,6 +3005,7 @@ fn private_key_of(a: &AttributeSet) -> Result<crypto::PrivateKey> {
             }))
         }
         Some(KeyType::EC_EDWARDS) => Ok(crypto::PrivateKey::Ed25519(value()?)),
+        Some(KeyType::EC_MONTGOMERY) => Ok(crypto::PrivateKey::X25519(value()?)),
         _ => Err(Error::KeyNotWrappable(
             "no PKCS#8 form for this key type".into(),
         )),
@@ -3018,6 +3019,9 @@ fn set_private_key(t: &mut AttributeSet, key: crypto::PrivateKey) -> Result<()> 
         crypto::PrivateKey::Rsa(_) => (KeyType::RSA, None),
         crypto::PrivateKey::Ec(p) => (KeyType::EC, Some(p.curve.ec_params())),
         crypto::PrivateKey::Ed25519(_) => (KeyType::EC_EDWARDS, Some(crypto::ED25519_OID.to_vec())),
+        crypto::PrivateKey::X25519(_) => {
+            (KeyType::EC_MONTGOMERY, Some(crypto::X25519_OID.to_vec()))
+        }
     };
     match t.key_type() {
         None => t.set(A::KEY_TYPE, AttrValue::Ulong(key_type.0)),
@@ -3031,6 +3035,7 @@ fn set_private_key(t: &mut AttributeSet, key: crypto::PrivateKey) -> Result<()> 
     if let Some(params) = params {
         let same_curve = |given: &[u8]| match key_type {
             KeyType::EC => Curve::from_ec_params(given) == Curve::from_ec_params(&params),
+            KeyType::EC_MONTGOMERY => crypto::is_x25519_params(given),
             _ => crypto::is_ed25519_params(given),
         };
         match t.bytes(A::EC_PARAMS) {
@@ -3067,7 +3072,7 @@ fn set_private_key(t: &mut AttributeSet, key: crypto::PrivateKey) -> Result<()> 
                 AttrValue::Bytes(p.private_value.expose().to_vec()),
             );
         }
-        crypto::PrivateKey::Ed25519(seed) => {
+        crypto::PrivateKey::Ed25519(seed) | crypto::PrivateKey::X25519(seed) => {
             t.set(A::VALUE, AttrValue::Bytes(seed.expose().to_vec()));
         }
     }

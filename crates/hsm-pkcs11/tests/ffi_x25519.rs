@@ -110,6 +110,48 @@ fn x25519_pairs_agree_and_match_rfc7748() {
         hex("4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742")
     );
 
+    // The private key leaves as RFC 8410 PKCS#8 under AES key wrap and comes back working.
+    let kek = create(
+        h,
+        &[
+            (CKA_CLASS, Val::Ulong(CKO_SECRET_KEY)),
+            (CKA_KEY_TYPE, Val::Ulong(CKK_AES)),
+            (CKA_VALUE, Val::Bytes(vec![7; 32])),
+            (CKA_WRAP, Val::Bool(true)),
+            (CKA_UNWRAP, Val::Bool(true)),
+        ],
+    )
+    .unwrap();
+    let (_, movable) = generate_pair(
+        h,
+        CKM_EC_MONTGOMERY_KEY_PAIR_GEN,
+        &[(CKA_EC_PARAMS, Val::Bytes(X25519.to_vec()))],
+        &[(CKA_EXTRACTABLE, Val::Bool(true))],
+    )
+    .unwrap();
+    let kwp = || Mech::plain(CKM_AES_KEY_WRAP_KWP);
+    let blob = wrap_with(h, &mut kwp(), kek, movable).unwrap();
+    let back = unwrap_with(
+        h,
+        &mut kwp(),
+        kek,
+        &blob,
+        &[
+            (CKA_CLASS, Val::Ulong(CKO_PRIVATE_KEY)),
+            (CKA_DERIVE, Val::Bool(true)),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        attribute(h, back, CKA_KEY_TYPE).unwrap(),
+        CKK_EC_MONTGOMERY.to_ne_bytes()
+    );
+    assert_eq!(
+        agree(h, back, &b_point, CKD_NULL, 32).unwrap(),
+        agree(h, movable, &b_point, CKD_NULL, 32).unwrap(),
+        "the unwrapped key is the same key"
+    );
+
     // A low-order peer value, a P-256 point, and a short value are refused.
     let p256_point = [&[0x04u8][..], &[7u8; 64]].concat();
     for bad in [&[0u8; 32][..], &p256_point, &[9u8; 31]] {

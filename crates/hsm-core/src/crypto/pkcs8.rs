@@ -18,6 +18,13 @@ use zeroize::Zeroizing;
 const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
 const ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
+const X25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.110");
+/// RFC 8410's X25519 `PrivateKeyInfo` up to the key: version 0, the algorithm, and the
+/// OCTET STRING holding the 32-byte `CurvePrivateKey` OCTET STRING (aws-lc-rs writes no
+/// X25519 PKCS#8, so this one fixed layout is written here).
+const X25519_PKCS8_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e, 0x04, 0x22, 0x04, 0x20,
+];
 const P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
 const P384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
 const P521: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.35");
@@ -28,6 +35,8 @@ pub enum PrivateKey {
     Ec(EcPrivateParts),
     /// The 32-byte seed (`CKA_VALUE`).
     Ed25519(SecretBytes),
+    /// The 32-byte scalar (`CKA_VALUE` of a `CKK_EC_MONTGOMERY` key).
+    X25519(SecretBytes),
 }
 
 /// The DER `PrivateKeyInfo` of a key (version 1, no attributes).
@@ -46,6 +55,12 @@ pub fn private_key_to_pkcs8(key: &PrivateKey) -> CryptoResult<Zeroizing<Vec<u8>>
             EcSigner::new(parts.curve, parts.private_value.expose())?.to_pkcs8()
         }
         PrivateKey::Ed25519(seed) => Ed25519Signer::new(seed.expose())?.to_pkcs8(),
+        PrivateKey::X25519(scalar) => {
+            super::x25519_public(scalar.expose())?;
+            let mut der = Zeroizing::new(X25519_PKCS8_PREFIX.to_vec());
+            der.extend_from_slice(scalar.expose());
+            Ok(der)
+        }
     }
 }
 
@@ -71,6 +86,15 @@ pub fn private_key_from_pkcs8(der: &[u8]) -> CryptoResult<PrivateKey> {
         EcSigner::parts_from_pkcs8(curve, der).map(PrivateKey::Ec)
     } else if alg.oid == ED25519 {
         Ed25519Signer::seed_from_pkcs8(der).map(PrivateKey::Ed25519)
+    } else if alg.oid == X25519 {
+        // CurvePrivateKey ::= OCTET STRING (32 bytes), inside the privateKey OCTET STRING.
+        match info.private_key.as_bytes() {
+            [0x04, 0x20, scalar @ ..] if scalar.len() == 32 => {
+                super::x25519_public(scalar).map_err(|_| CryptoError::DataInvalid)?;
+                Ok(PrivateKey::X25519(SecretBytes::from_slice(scalar)))
+            }
+            _ => Err(CryptoError::DataInvalid),
+        }
     } else {
         Err(CryptoError::DataInvalid)
     }
@@ -146,6 +170,19 @@ mod tests {
         assert_eq!(back.expose(), bytes.as_slice());
     }
 
+    #[test]
+    fn x25519_round_trips_in_rfc8410_form() {
+        let (scalar, _) = crate::crypto::generate_x25519().unwrap();
+        let bytes = scalar.expose().to_vec();
+        let der = private_key_to_pkcs8(&PrivateKey::X25519(scalar)).unwrap();
+        assert_eq!(der.len(), 48);
+        assert_eq!(der[16..], bytes[..]);
+        let PrivateKey::X25519(back) = private_key_from_pkcs8(&der).unwrap() else {
+            panic!("not X25519")
+        };
+        assert_eq!(back.expose(), bytes.as_slice());
+    }
+
     /// What the RustCrypto oracle writes, we read: a P-256 key made by `p256`.
     #[test]
     fn reads_a_p256_key_written_by_another_implementation() {
@@ -192,18 +229,18 @@ mod tests {
         let der = private_key_to_pkcs8(&PrivateKey::Ed25519(seed)).unwrap();
         let mut trailing = der.to_vec();
         trailing.push(1);
-        let mut x25519 = der.to_vec();
-        // 1.3.101.112 (Ed25519) → 1.3.101.110 (X25519): same shape, other algorithm.
-        let at = x25519
+        let mut ed448 = der.to_vec();
+        // 1.3.101.112 (Ed25519) → 1.3.101.113 (Ed448): same shape, an algorithm not held.
+        let at = ed448
             .windows(3)
             .position(|w| w == [0x2b, 0x65, 0x70])
             .unwrap();
-        x25519[at + 2] = 0x6e;
+        ed448[at + 2] = 0x71;
         for bad in [
             &b""[..],
             b"\x30\x00",
             &trailing,
-            &x25519,
+            &ed448,
             &der[..der.len() - 1],
         ] {
             assert!(
