@@ -1956,25 +1956,43 @@ impl Hsm {
         }
     }
 
-    /// Checks a wrapping or unwrapping key: an AES secret key with the usage bit, allowing
-    /// the mechanism; returns its value.
-    fn kek_attrs(
-        attrs: &AttributeSet,
-        usage: A,
+    /// Loads the key that wraps (`wrap`) or unwraps with `scheme` and checks it: an AES
+    /// secret key for key wrap, the RSA public (wrap) or private (unwrap) key otherwise,
+    /// with the usage bit and the mechanism allowed. An AES key's value comes with it.
+    fn wrapping_key(
+        &self,
+        (slot, token): (&Slot, TokenId),
+        handle: u64,
+        scheme: &WrapScheme,
         mech: &Mechanism,
-        type_err: Error,
-    ) -> Result<Vec<u8>> {
-        Self::check_wrapping_key(
-            attrs,
-            (ObjectClass::SECRET_KEY, KeyType::AES),
-            usage,
-            mech,
-            type_err,
-        )?;
-        attrs
-            .bytes(A::VALUE)
-            .map(<[u8]>::to_vec)
-            .ok_or(Error::UserNotLoggedIn)
+        wrap: bool,
+    ) -> Result<(Loaded, Option<Vec<u8>>)> {
+        let o = self.load(slot, token, handle).map_err(|e| match e {
+            Error::ObjectHandleInvalid if wrap => Error::WrappingKeyHandleInvalid,
+            Error::ObjectHandleInvalid => Error::UnwrappingKeyHandleInvalid,
+            e => e,
+        })?;
+        let (usage, type_err) = if wrap {
+            (A::WRAP, Error::WrappingKeyTypeInconsistent)
+        } else {
+            (A::UNWRAP, Error::UnwrappingKeyTypeInconsistent)
+        };
+        let class_and_type = match scheme {
+            WrapScheme::Aes { .. } => (ObjectClass::SECRET_KEY, KeyType::AES),
+            _ if wrap => (ObjectClass::PUBLIC_KEY, KeyType::RSA),
+            _ => (ObjectClass::PRIVATE_KEY, KeyType::RSA),
+        };
+        Self::check_wrapping_key(&o.attrs, class_and_type, usage, mech, type_err)?;
+        let kek = match scheme {
+            WrapScheme::Aes { .. } => Some(
+                o.attrs
+                    .bytes(A::VALUE)
+                    .map(<[u8]>::to_vec)
+                    .ok_or(Error::UserNotLoggedIn)?,
+            ),
+            _ => None,
+        };
+        Ok((o, kek))
     }
 
     /// A wrapping or unwrapping key of the given class and type, with the usage bit set
@@ -2030,28 +2048,7 @@ impl Hsm {
         self.check_health()?;
         let (_, slot, token) = self.session_slot(h)?;
         let scheme = Self::wrap_scheme(mech)?;
-        let w = self.load(&slot, token, wrapping).map_err(|e| match e {
-            Error::ObjectHandleInvalid => Error::WrappingKeyHandleInvalid,
-            e => e,
-        })?;
-        let kek = match scheme {
-            WrapScheme::Aes { .. } => Some(Self::kek_attrs(
-                &w.attrs,
-                A::WRAP,
-                mech,
-                Error::WrappingKeyTypeInconsistent,
-            )?),
-            WrapScheme::Oaep { .. } | WrapScheme::Pkcs1 => {
-                Self::check_wrapping_key(
-                    &w.attrs,
-                    (ObjectClass::PUBLIC_KEY, KeyType::RSA),
-                    A::WRAP,
-                    mech,
-                    Error::WrappingKeyTypeInconsistent,
-                )?;
-                None
-            }
-        };
+        let (w, kek) = self.wrapping_key((&slot, token), wrapping, &scheme, mech, true)?;
         let k = self.load(&slot, token, key).map_err(key_handle)?;
         match (k.attrs.class(), &scheme) {
             (Some(ObjectClass::SECRET_KEY), _)
@@ -2160,28 +2157,7 @@ impl Hsm {
             );
             return Err(Error::MechanismInvalid);
         }
-        let u = self.load(&slot, token, unwrapping).map_err(|e| match e {
-            Error::ObjectHandleInvalid => Error::UnwrappingKeyHandleInvalid,
-            e => e,
-        })?;
-        let kek = match scheme {
-            WrapScheme::Aes { .. } => Some(Self::kek_attrs(
-                &u.attrs,
-                A::UNWRAP,
-                mech,
-                Error::UnwrappingKeyTypeInconsistent,
-            )?),
-            WrapScheme::Oaep { .. } | WrapScheme::Pkcs1 => {
-                Self::check_wrapping_key(
-                    &u.attrs,
-                    (ObjectClass::PRIVATE_KEY, KeyType::RSA),
-                    A::UNWRAP,
-                    mech,
-                    Error::UnwrappingKeyTypeInconsistent,
-                )?;
-                None
-            }
-        };
+        let (u, kek) = self.wrapping_key((&slot, token), unwrapping, &scheme, mech, false)?;
         if let Some(a) = KEY_MATERIAL.iter().find(|a| template.contains(**a)) {
             return Err(Error::TemplateInconsistent(format!(
                 "{a:?} comes from the wrapped key"
@@ -2956,10 +2932,7 @@ const KEY_MATERIAL: [A; 9] = [
 fn key_strength(a: &AttributeSet) -> u32 {
     match a.key_type() {
         Some(KeyType::RSA) => {
-            let n = a.bytes(A::MODULUS).unwrap_or_default();
-            let n = &n[n.iter().position(|b| *b != 0).unwrap_or(n.len())..];
-            let bits = n.len() * 8 - n.first().map_or(0, |b| b.leading_zeros() as usize);
-            match bits {
+            match crypto::rsa_modulus_bits(a.bytes(A::MODULUS).unwrap_or_default()) {
                 15360.. => 256,
                 7680.. => 192,
                 3072.. => 128,

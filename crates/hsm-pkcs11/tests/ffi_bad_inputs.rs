@@ -1085,13 +1085,6 @@ fn aes_key(h: CK_SESSION_HANDLE, value: &mut [u8]) -> CK_OBJECT_HANDLE {
     key
 }
 
-fn hexv(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
-
 /// One C_EncryptInit + C_Encrypt (or decrypt) with the given mechanism, sizing the output
 /// with a length query first.
 fn crypt(
@@ -1898,36 +1891,16 @@ fn ecdh_with_the_x963_sha_kdfs() {
 fn rsa_oaep_unwraps_a_key_sealed_to_our_public_key() {
     let _env = setup();
     let h = token_session();
-    let mut bits: CK_ULONG = 2048;
-    let mut yes: CK_BBOOL = 1;
-    let mut pt = [
-        ulong_attr(CKA_MODULUS_BITS, &mut bits),
-        bool_attr(CKA_ENCRYPT, &mut yes),
-    ];
-    let mut unwrap_flag: CK_BBOOL = 1;
-    let mut st = [bool_attr(CKA_UNWRAP, &mut unwrap_flag)];
-    let mut keygen = CK_MECHANISM {
-        mechanism: CKM_RSA_PKCS_KEY_PAIR_GEN,
-        pParameter: null_mut(),
-        ulParameterLen: 0,
-    };
-    let (mut public, mut private) = (0, 0);
-    // SAFETY: valid templates.
-    assert_eq!(
-        unsafe {
-            C_GenerateKeyPair(
-                h,
-                &mut keygen,
-                pt.as_mut_ptr(),
-                2,
-                st.as_mut_ptr(),
-                1,
-                &mut public,
-                &mut private,
-            )
-        },
-        CKR_OK
-    );
+    let (public, private) = generate_pair(
+        h,
+        CKM_RSA_PKCS_KEY_PAIR_GEN,
+        &[
+            (CKA_MODULUS_BITS, Val::Ulong(2048)),
+            (CKA_ENCRYPT, Val::Bool(true)),
+        ],
+        &[(CKA_UNWRAP, Val::Bool(true))],
+    )
+    .unwrap();
     let mut label = *b"import";
     let mut params = CK_RSA_PKCS_OAEP_PARAMS {
         hashAlg: CKM_SHA256,
@@ -2063,30 +2036,7 @@ fn digest_key_feeds_a_secret_value_into_the_digest() {
 fn rsa_oaep_encrypt_and_decrypt() {
     let _env = setup();
     let h = token_session();
-    let mut bits: CK_ULONG = 2048;
-    let mut pt = [ulong_attr(CKA_MODULUS_BITS, &mut bits)];
-    let mut keygen = CK_MECHANISM {
-        mechanism: CKM_RSA_PKCS_KEY_PAIR_GEN,
-        pParameter: null_mut(),
-        ulParameterLen: 0,
-    };
-    let (mut public, mut private) = (0, 0);
-    // SAFETY: valid templates.
-    assert_eq!(
-        unsafe {
-            C_GenerateKeyPair(
-                h,
-                &mut keygen,
-                pt.as_mut_ptr(),
-                1,
-                null_mut(),
-                0,
-                &mut public,
-                &mut private,
-            )
-        },
-        CKR_OK
-    );
+    let (public, private) = rsa_pair(h);
     let oaep = |label: &mut [u8], mgf: CK_ULONG| CK_RSA_PKCS_OAEP_PARAMS {
         hashAlg: CKM_SHA256,
         mgf,
@@ -2157,31 +2107,13 @@ fn rsa_oaep_encrypt_and_decrypt() {
 }
 
 fn rsa_pair(h: CK_SESSION_HANDLE) -> (CK_OBJECT_HANDLE, CK_OBJECT_HANDLE) {
-    let mut bits: CK_ULONG = 2048;
-    let mut pt = [ulong_attr(CKA_MODULUS_BITS, &mut bits)];
-    let mut keygen = CK_MECHANISM {
-        mechanism: CKM_RSA_PKCS_KEY_PAIR_GEN,
-        pParameter: null_mut(),
-        ulParameterLen: 0,
-    };
-    let (mut public, mut private) = (0, 0);
-    // SAFETY: valid templates.
-    assert_eq!(
-        unsafe {
-            C_GenerateKeyPair(
-                h,
-                &mut keygen,
-                pt.as_mut_ptr(),
-                1,
-                null_mut(),
-                0,
-                &mut public,
-                &mut private,
-            )
-        },
-        CKR_OK
-    );
-    (public, private)
+    generate_pair(
+        h,
+        CKM_RSA_PKCS_KEY_PAIR_GEN,
+        &[(CKA_MODULUS_BITS, Val::Ulong(2048))],
+        &[],
+    )
+    .unwrap()
 }
 
 #[test]

@@ -9,13 +9,6 @@ use ferrohsm_pkcs11::entry::*;
 
 const X25519: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x6e];
 
-fn hex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
-
 fn pair(h: CK_SESSION_HANDLE) -> (CK_OBJECT_HANDLE, CK_OBJECT_HANDLE) {
     generate_pair(
         h,
@@ -96,7 +89,7 @@ fn x25519_pairs_agree_and_match_rfc7748() {
             (CKA_EC_PARAMS, Val::Bytes(X25519.to_vec())),
             (
                 CKA_VALUE,
-                Val::Bytes(hex(
+                Val::Bytes(hexv(
                     "77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a",
                 )),
             ),
@@ -104,10 +97,10 @@ fn x25519_pairs_agree_and_match_rfc7748() {
         ],
     )
     .unwrap();
-    let bob_public = hex("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f");
+    let bob_public = hexv("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f");
     assert_eq!(
         agree(h, alice, &bob_public, CKD_NULL, 32).unwrap(),
-        hex("4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742")
+        hexv("4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742")
     );
 
     // The private key leaves as RFC 8410 PKCS#8 under AES key wrap and comes back working.

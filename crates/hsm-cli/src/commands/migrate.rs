@@ -96,9 +96,7 @@ fn emit(out: &Output, store: &Path, s: &Status, state: &'static str, checkpoint:
 }
 
 fn status(dir: &Path, out: &Output) -> CliResult {
-    if !dir.join("CURRENT").exists() {
-        return Err(not_a_store(dir)(StoreError::NotAStore));
-    }
+    // A read-only open answers NotAStore for a directory without a store.
     let kv = RocksBackend::open(dir, OpenMode::ReadOnly).map_err(not_a_store(dir))?;
     let s = migrate::status(&kv).map_err(not_a_store(dir))?;
     emit(out, dir, &s, state(&s), None);
@@ -106,6 +104,7 @@ fn status(dir: &Path, out: &Output) -> CliResult {
 }
 
 fn migrate_run(a: RunArgs, out: &Output) -> CliResult {
+    // A read-write open would create a store where there is none: check first.
     if !a.store.join("CURRENT").exists() {
         return Err(not_a_store(&a.store)(StoreError::NotAStore));
     }

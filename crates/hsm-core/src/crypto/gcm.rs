@@ -8,6 +8,7 @@
 //! acceptable for a path peers rarely take.
 
 use super::block::{BlockMode, aes_encrypt};
+use super::symmetric::GCM_MAX_INPUT;
 use super::{CryptoError, CryptoResult};
 use zeroize::Zeroizing;
 
@@ -123,6 +124,9 @@ pub(crate) fn seal(
     tag_len: usize,
     plaintext: &[u8],
 ) -> CryptoResult<Vec<u8>> {
+    if plaintext.len() > GCM_MAX_INPUT {
+        return Err(CryptoError::DataLenRange);
+    }
     let (h, j0, mask) = setup(key, iv)?;
     let mut out = gctr(key, inc32(j0), plaintext)?;
     let t = tag(h, mask, aad, &out);
@@ -139,6 +143,9 @@ pub(crate) fn open(
     input: &[u8],
 ) -> CryptoResult<Vec<u8>> {
     let (ct, given) = input.split_at(input.len() - tag_len);
+    if ct.len() > GCM_MAX_INPUT {
+        return Err(CryptoError::EncryptedDataLenRange);
+    }
     let (h, j0, mask) = setup(key, iv)?;
     let t = tag(h, mask, aad, ct);
     aws_lc_rs::constant_time::verify_slices_are_equal(&t[..tag_len], given)

@@ -57,7 +57,7 @@ pub use kbkdf::{DkmMethod, Field as KbkdfField, IntFormat, Mode as KbkdfMode, Pr
 pub use mac::Mac;
 pub use oaep::{rsa_oaep_decrypt, rsa_oaep_encrypt, rsa_pkcs1_decrypt, rsa_pkcs1_encrypt};
 pub use pkcs8::{PrivateKey, private_key_from_pkcs8, private_key_to_pkcs8};
-pub use rsa_key::{RsaPrivateParts, generate_rsa};
+pub use rsa_key::{RsaPrivateParts, bit_len as rsa_modulus_bits, generate_rsa};
 pub use sign::{SignMechanism, SigningKey, VerifyingKey, pairwise_check};
 pub use symmetric::{
     GCM_IV_LEN, GCM_TAG_BITS, MAX_SECRET_LEN, aes_gcm_decrypt, aes_gcm_encrypt, check_gcm_params,

@@ -103,7 +103,8 @@ pub(crate) fn rsa_parts_from_pkcs8(der: &[u8]) -> CryptoResult<RsaPrivateParts> 
     })
 }
 
-fn bit_len(n: &[u8]) -> usize {
+/// The bit length of a big-endian unsigned integer (an RSA modulus).
+pub fn bit_len(n: &[u8]) -> usize {
     let n = strip_leading_zeros(n);
     match n.first() {
         None => 0,

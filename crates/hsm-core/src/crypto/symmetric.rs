@@ -18,7 +18,7 @@ const GCM_TAG_LEN: usize = GCM_TAG_BITS as usize / 8;
 /// number of messages and their length that a token cannot enforce, so they are refused.
 pub const GCM_MIN_TAG_BITS: u32 = 96;
 /// GCM's plaintext limit, 2^32 - 2 blocks (SP 800-38D §5.2.1.1).
-const GCM_MAX_INPUT: usize = ((1 << 32) - 2) * 16;
+pub(super) const GCM_MAX_INPUT: usize = ((1 << 32) - 2) * 16;
 /// Longest generic secret `generate_secret` makes; caps an allocation sized by the caller.
 pub const MAX_SECRET_LEN: usize = 1024;
 
@@ -37,7 +37,9 @@ pub fn generate_secret(len: usize) -> CryptoResult<SecretBytes> {
     Ok(SecretBytes::new(buf))
 }
 
-fn gcm_key(key: &[u8], iv: &[u8], tag_bits: u32) -> CryptoResult<(LessSafeKey, Nonce)> {
+/// The AES-GCM algorithm for a key of this size, once the IV and tag pass
+/// [`check_gcm_params`]; every GCM call starts here, whatever its IV length.
+fn gcm_alg(key: &[u8], iv: &[u8], tag_bits: u32) -> CryptoResult<&'static aead::Algorithm> {
     let alg = match key.len() {
         16 => &aead::AES_128_GCM,
         24 => &aead::AES_192_GCM,
@@ -45,6 +47,15 @@ fn gcm_key(key: &[u8], iv: &[u8], tag_bits: u32) -> CryptoResult<(LessSafeKey, N
         _ => return Err(CryptoError::KeySizeRange),
     };
     check_gcm_params(iv, tag_bits)?;
+    Ok(alg)
+}
+
+/// aws-lc-rs's AEAD key and nonce, for a 12-byte IV.
+fn gcm_key(
+    alg: &'static aead::Algorithm,
+    key: &[u8],
+    iv: &[u8],
+) -> CryptoResult<(LessSafeKey, Nonce)> {
     let key = UnboundKey::new(alg, key)
         .map_err(|_| CryptoError::General("AES-GCM key rejected".into()))?;
     let nonce = Nonce::try_assume_unique_for_key(iv)
@@ -78,11 +89,11 @@ pub fn aes_gcm_encrypt(
     tag_bits: u32,
     plaintext: &[u8],
 ) -> CryptoResult<Vec<u8>> {
+    let alg = gcm_alg(key, iv, tag_bits)?;
     if iv.len() != GCM_IV_LEN {
-        check_other_iv(key, iv, tag_bits, plaintext.len())?;
         return super::gcm::seal(key, iv, aad, tag_bits as usize / 8, plaintext);
     }
-    let (key, nonce) = gcm_key(key, iv, tag_bits)?;
+    let (key, nonce) = gcm_key(alg, key, iv)?;
     let mut out = Vec::with_capacity(plaintext.len() + GCM_TAG_LEN);
     out.extend_from_slice(plaintext);
     // Only fails for input beyond GCM's 2^36-byte limit.
@@ -100,23 +111,15 @@ pub fn aes_gcm_decrypt(
     tag_bits: u32,
     ciphertext_and_tag: &[u8],
 ) -> CryptoResult<Vec<u8>> {
+    let alg = gcm_alg(raw_key, iv, tag_bits)?;
     let tag_len = tag_bits as usize / 8;
-    if iv.len() != GCM_IV_LEN {
-        check_other_iv(
-            raw_key,
-            iv,
-            tag_bits,
-            ciphertext_and_tag.len().saturating_sub(tag_len),
-        )?;
-        if ciphertext_and_tag.len() < tag_len {
-            return Err(CryptoError::EncryptedDataLenRange);
-        }
-        return super::gcm::open(raw_key, iv, aad, tag_len, ciphertext_and_tag);
-    }
-    let (key, nonce) = gcm_key(raw_key, iv, tag_bits)?;
     if ciphertext_and_tag.len() < tag_len {
         return Err(CryptoError::EncryptedDataLenRange);
     }
+    if iv.len() != GCM_IV_LEN {
+        return super::gcm::open(raw_key, iv, aad, tag_len, ciphertext_and_tag);
+    }
+    let (key, nonce) = gcm_key(alg, raw_key, iv)?;
     if tag_len < GCM_TAG_LEN {
         return gcm_open_truncated(raw_key, (key, nonce), iv, aad, tag_len, ciphertext_and_tag);
     }
@@ -129,18 +132,6 @@ pub fn aes_gcm_decrypt(
     let mut plain = std::mem::take(&mut *buf);
     plain.truncate(len);
     Ok(plain)
-}
-
-/// The checks `gcm_key` makes, for the IVs that bypass aws-lc-rs's AEAD.
-fn check_other_iv(key: &[u8], iv: &[u8], tag_bits: u32, data_len: usize) -> CryptoResult<()> {
-    if !matches!(key.len(), 16 | 24 | 32) {
-        return Err(CryptoError::KeySizeRange);
-    }
-    check_gcm_params(iv, tag_bits)?;
-    if data_len > GCM_MAX_INPUT {
-        return Err(CryptoError::DataLenRange);
-    }
-    Ok(())
 }
 
 /// Opens a GCM message whose tag is shorter than 128 bits, which aws-lc-rs's AEAD API

@@ -393,3 +393,11 @@ pub fn verify(
         rv_result(rv, ())
     }
 }
+
+/// Hex test vectors as bytes.
+pub fn hexv(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}

@@ -11,8 +11,8 @@ use rocksdb::{
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{RwLock, RwLockReadGuard};
 
 static SECONDARY_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -159,15 +159,20 @@ impl RocksBackend {
         &self.path
     }
 
-    /// The open database, reopening it first if a full disk left it closed.
-    fn db(&self) -> Result<RwLockReadGuard<'_, Option<DB>>> {
-        let g = self.db.read().unwrap_or_else(|p| p.into_inner());
-        if g.is_some() {
-            return Ok(g);
+    /// Runs `f` on the open database, reopening it first if a full disk left it closed.
+    fn with_db<T>(&self, f: impl FnOnce(&DB) -> Result<T>) -> Result<T> {
+        let mut g = self.db.read().unwrap_or_else(|p| p.into_inner());
+        if g.is_none() {
+            drop(g);
+            self.resume()?;
+            g = self.db.read().unwrap_or_else(|p| p.into_inner());
         }
-        drop(g);
-        self.resume()?;
-        Ok(self.db.read().unwrap_or_else(|p| p.into_inner()))
+        match g.as_ref() {
+            Some(db) => f(db),
+            None => Err(StoreError::Io(
+                "the store is closed after a failed reopen".into(),
+            )),
+        }
     }
 
     /// After a write failed for lack of space: once enough is free again, closes and
@@ -202,15 +207,11 @@ impl RocksBackend {
 
     /// A consistent copy of the live database in `dir` (hard links where possible).
     pub fn checkpoint(&self, dir: &Path) -> Result<()> {
-        let g = self.db()?;
-        let db = g.as_ref().ok_or_else(closed)?;
-        let cp = rocksdb::checkpoint::Checkpoint::new(db).map_err(map_err)?;
-        cp.create_checkpoint(dir).map_err(map_err)
+        self.with_db(|db| {
+            let cp = rocksdb::checkpoint::Checkpoint::new(db).map_err(map_err)?;
+            cp.create_checkpoint(dir).map_err(map_err)
+        })
     }
-}
-
-fn closed() -> StoreError {
-    StoreError::Io("the store is closed after a failed reopen".into())
 }
 
 fn handle(db: &DB, cf: Cf) -> Result<&rocksdb::ColumnFamily> {
@@ -237,9 +238,7 @@ fn free_bytes(path: &Path) -> Result<u64> {
 
 impl KvBackend for RocksBackend {
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let g = self.db()?;
-        let db = g.as_ref().ok_or_else(closed)?;
-        db.get_cf(handle(db, cf)?, key).map_err(map_err)
+        self.with_db(|db| db.get_cf(handle(db, cf)?, key).map_err(map_err))
     }
 
     fn scan_prefix(
@@ -257,22 +256,22 @@ impl KvBackend for RocksBackend {
         if cf.prefix_len().is_some_and(|len| prefix.len() < len) {
             ro.set_total_order_seek(true);
         }
-        let g = self.db()?;
-        let db = g.as_ref().ok_or_else(closed)?;
-        for item in db.iterator_cf_opt(
-            handle(db, cf)?,
-            ro,
-            IteratorMode::From(prefix, Direction::Forward),
-        ) {
-            let (k, v) = item.map_err(map_err)?;
-            if !k.starts_with(prefix) {
-                break;
+        self.with_db(|db| {
+            for item in db.iterator_cf_opt(
+                handle(db, cf)?,
+                ro,
+                IteratorMode::From(prefix, Direction::Forward),
+            ) {
+                let (k, v) = item.map_err(map_err)?;
+                if !k.starts_with(prefix) {
+                    break;
+                }
+                if visit(&k, &v)? == Flow::Stop {
+                    break;
+                }
             }
-            if visit(&k, &v)? == Flow::Stop {
-                break;
-            }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     fn write(&self, batch: Batch) -> Result<()> {
@@ -280,18 +279,19 @@ impl KvBackend for RocksBackend {
             return Err(StoreError::Invalid("store was opened read-only".into()));
         }
         self.resume()?;
-        let g = self.db()?;
-        let db = g.as_ref().ok_or_else(closed)?;
-        let mut wb = WriteBatch::default();
-        for op in batch.ops() {
-            match op {
-                Op::Put { cf, key, value } => wb.put_cf(handle(db, *cf)?, key, value),
-                Op::Delete { cf, key } => wb.delete_cf(handle(db, *cf)?, key),
+        self.with_db(|db| {
+            let mut wb = WriteBatch::default();
+            for op in batch.ops() {
+                match op {
+                    Op::Put { cf, key, value } => wb.put_cf(handle(db, *cf)?, key, value),
+                    Op::Delete { cf, key } => wb.delete_cf(handle(db, *cf)?, key),
+                }
             }
-        }
-        let mut wo = WriteOptions::default();
-        wo.set_sync(true);
-        db.write_opt(wb, &wo).map_err(map_err).inspect_err(|e| {
+            let mut wo = WriteOptions::default();
+            wo.set_sync(true);
+            db.write_opt(wb, &wo).map_err(map_err)
+        })
+        .inspect_err(|e| {
             if matches!(e, StoreError::NoSpace(_)) && !self.stalled.swap(true, Ordering::AcqRel) {
                 tracing::error!(
                     store = %self.path.display(),
@@ -309,21 +309,21 @@ impl KvBackend for RocksBackend {
         // and is deleted, then compact the ranges to the bottom so tombstones and the
         // values they cover are dropped from the SST files.
         self.resume()?;
-        let g = self.db()?;
-        let db = g.as_ref().ok_or_else(closed)?;
-        let handles: Vec<_> = Cf::ALL
-            .iter()
-            .map(|c| handle(db, *c))
-            .collect::<Result<_>>()?;
-        db.flush_cfs_opt(&handles, &rocksdb::FlushOptions::default())
-            .map_err(map_err)?;
-        let mut co = CompactOptions::default();
-        co.set_bottommost_level_compaction(BottommostLevelCompaction::Force);
-        co.set_exclusive_manual_compaction(true);
-        for r in ranges {
-            db.compact_range_cf_opt(handle(db, r.cf)?, Some(&r.start), Some(&r.end), &co);
-        }
-        Ok(())
+        self.with_db(|db| {
+            let handles: Vec<_> = Cf::ALL
+                .iter()
+                .map(|c| handle(db, *c))
+                .collect::<Result<_>>()?;
+            db.flush_cfs_opt(&handles, &rocksdb::FlushOptions::default())
+                .map_err(map_err)?;
+            let mut co = CompactOptions::default();
+            co.set_bottommost_level_compaction(BottommostLevelCompaction::Force);
+            co.set_exclusive_manual_compaction(true);
+            for r in ranges {
+                db.compact_range_cf_opt(handle(db, r.cf)?, Some(&r.start), Some(&r.end), &co);
+            }
+            Ok(())
+        })
     }
 
     fn read_only(&self) -> bool {
