@@ -603,6 +603,53 @@ def run(module):
     check("C_SignInit with an RSA mechanism on an EC key gives CKR_KEY_TYPE_INCONSISTENT",
           wrong_key_type)
 
+    def client_templates():
+        # PyKCS11's own generate example (with a 2048-bit modulus): the public half
+        # encrypts and wraps, the private half decrypts and unwraps.
+        pub, priv = us.generateKeyPair(
+            [(CKA_CLASS, PyKCS11.CKO_PUBLIC_KEY), (CKA_TOKEN, False), (CKA_PRIVATE, False),
+             (PyKCS11.CKA_MODULUS_BITS, 2048), (PyKCS11.CKA_PUBLIC_EXPONENT, (1, 0, 1)),
+             (CKA_ENCRYPT, True), (CKA_VERIFY, True), (PyKCS11.CKA_VERIFY_RECOVER, True),
+             (PyKCS11.CKA_WRAP, True), (CKA_LABEL, "sem-rsa"), (PyKCS11.CKA_ID, (0x22,))],
+            [(CKA_CLASS, PyKCS11.CKO_PRIVATE_KEY), (CKA_TOKEN, False), (CKA_PRIVATE, True),
+             (CKA_DECRYPT, True), (CKA_SIGN, True), (PyKCS11.CKA_SIGN_RECOVER, True),
+             (PyKCS11.CKA_UNWRAP, True), (PyKCS11.CKA_ID, (0x22,))],
+            PyKCS11.MechanismRSAGENERATEKEYPAIR)
+        for obj, attr in ((pub, PyKCS11.CKA_WRAP), (pub, CKA_ENCRYPT),
+                          (priv, CKA_DECRYPT), (priv, PyKCS11.CKA_UNWRAP)):
+            got = us.getAttributeValue(obj, [attr])[0]
+            expect(got in (True, 1), "%s is %r" % (PyKCS11.CKA[attr], got))
+        oaep = PyKCS11.RSAOAEPMechanism(PyKCS11.CKM_SHA256, PyKCS11.CKG_MGF1_SHA256)
+        ct = us.encrypt(pub, b"client template", oaep)
+        expect(bytes(us.decrypt(priv, ct, oaep)) == b"client template",
+               "the pair does not decrypt what it encrypted")
+        # An AES key with all four usages, generated as most tutorials do.
+        k = us.generateKey([(CKA_CLASS, CKO_SECRET_KEY), (CKA_KEY_TYPE, CKK_AES),
+                            (CKA_VALUE_LEN, 32), (CKA_TOKEN, False), (CKA_ENCRYPT, True),
+                            (CKA_DECRYPT, True), (PyKCS11.CKA_WRAP, True),
+                            (PyKCS11.CKA_UNWRAP, True)],
+                           PyKCS11.Mechanism(CKM_AES_KEY_GEN))
+        got = us.getAttributeValue(k, [CKA_ENCRYPT, CKA_DECRYPT, PyKCS11.CKA_WRAP,
+                                       PyKCS11.CKA_UNWRAP])
+        expect(all(v in (True, 1) for v in got), "AES usages read back as %r" % (got,))
+        # It wraps an extractable key and unwraps it again.
+        inner = us.generateKey([(CKA_CLASS, CKO_SECRET_KEY), (CKA_KEY_TYPE, CKK_AES),
+                                (CKA_VALUE_LEN, 16), (CKA_TOKEN, False),
+                                (CKA_EXTRACTABLE, True)],
+                               PyKCS11.Mechanism(CKM_AES_KEY_GEN))
+        kw = PyKCS11.Mechanism(PyKCS11.CKM_AES_KEY_WRAP)
+        blob = us.wrapKey(k, inner, kw)
+        expect(len(blob) == 24, "RFC 3394 blob of %d bytes" % len(blob))
+        back = us.unwrapKey(k, blob, [(CKA_CLASS, CKO_SECRET_KEY), (CKA_KEY_TYPE, CKK_AES),
+                                      (CKA_TOKEN, False), (CKA_ENCRYPT, True)], kw)
+        expect(back is not None, "no key unwrapped")
+        for obj in (pub, priv, k, inner, back):
+            us.destroyObject(obj)
+
+    check("the templates clients send: PyKCS11's RSA pair (wrap + decrypt across the "
+          "halves) and an AES key with encrypt/decrypt/wrap/unwrap are accepted and work",
+          client_templates)
+
     # ---------------------------------------------------------------- login rules
     def login_twice():
         s = lib.openSession(slot, rw)

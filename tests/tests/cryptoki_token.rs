@@ -566,3 +566,44 @@ fn child_threads() {
     println!("signatures per thread in 3 s: {counts:?}");
     p.finalize().unwrap();
 }
+
+// ------------------------------------------------------------------ quiet by default
+
+#[test]
+fn sessions_on_every_slot_log_no_warning() {
+    let env = TestEnv::new(); // log_level = "warn"
+    let out = run_child(
+        "child_sessions_on_every_slot",
+        &[("FERROHSM_CONF", &env.config)],
+    );
+    assert!(
+        !out.contains("WARN"),
+        "opening sessions the way NSS and p11-kit do logged warnings:\n{out}"
+    );
+}
+
+#[test]
+fn child_sessions_on_every_slot() {
+    if !is_child("child_sessions_on_every_slot") {
+        return;
+    }
+    let p = init();
+    fresh_token(&p);
+    let slots = p.get_all_slots().unwrap();
+    assert_eq!(slots.len(), 2, "the token's slot and the spare one");
+    // NSS and p11-kit try every slot each time they start; the spare slot's token is
+    // not initialised and answers so, quietly.
+    for _ in 0..3 {
+        let mut refused = 0;
+        for &slot in &slots {
+            match p.open_ro_session(slot) {
+                Ok(s) => drop(s),
+                Err(e) => {
+                    assert_eq!(rv(Err::<(), _>(e)), RvError::TokenNotRecognized);
+                    refused += 1;
+                }
+            }
+        }
+        assert_eq!(refused, 1);
+    }
+}

@@ -51,7 +51,8 @@ fn make_store(dir: &Path, n: usize) {
     store.create_objects(&k, objs).unwrap();
 }
 
-const KDF: [&str; 4] = ["--kdf-memory-kib", "256", "--kdf-iterations", "1"];
+/// The floor for a backup passphrase (OWASP's m = 19 MiB, t = 2): the cheapest accepted.
+const KDF: [&str; 4] = ["--kdf-memory-kib", "19456", "--kdf-iterations", "2"];
 
 #[test]
 fn create_verify_show_restore_with_json() {
@@ -75,7 +76,7 @@ fn create_verify_show_restore_with_json() {
     args.extend(KDF);
     let created = json(&ferrohsm(&args));
     assert_eq!(created["manifest"]["tokens"][0]["objects"], 50);
-    assert_eq!(created["manifest"]["schema_version"], 1);
+    assert_eq!(created["manifest"]["schema_version"], 2);
     let store_id = created["manifest"]["store_id"].as_str().unwrap().to_owned();
     let families = created["manifest"]["families"].as_array().unwrap();
     assert_eq!(
@@ -257,4 +258,37 @@ fn every_refusal_names_the_problem_and_exits_non_zero() {
         short_key.to_str().unwrap(),
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+}
+
+#[test]
+fn a_passphrase_cost_below_the_floor_is_refused_and_nothing_written() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    make_store(&src, 2);
+    let file = d.path().join("weak.fhb");
+    let o = ferrohsm(&[
+        "backup",
+        "create",
+        "--store",
+        src.to_str().unwrap(),
+        "--out",
+        file.to_str().unwrap(),
+        "--passphrase-env",
+        "BK_PASS",
+        "--no-progress",
+        "--kdf-memory-kib",
+        "256",
+        "--kdf-iterations",
+        "1",
+    ]);
+    assert!(!o.status.success());
+    assert!(err(&o).contains("below the floor"), "{}", err(&o));
+    assert!(err(&o).contains("19456"), "says what would do: {}", err(&o));
+    assert!(!file.exists());
+    let left: Vec<_> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("partial"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }

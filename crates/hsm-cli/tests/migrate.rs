@@ -29,6 +29,8 @@ fn golden_copy(into: &Path) -> PathBuf {
     let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/store-v1");
     let to = into.join("store");
     std::fs::create_dir_all(&to).unwrap();
+    // A store directory must be its owner's alone (ROBUSTNESS A1), whatever the umask.
+    std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     for e in std::fs::read_dir(&from).unwrap() {
         let e = e.unwrap();
         std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
@@ -69,23 +71,71 @@ fn checkpoints(dir: &Path) -> Vec<String> {
 }
 
 #[test]
-fn the_golden_store_is_current_and_run_changes_nothing() {
+fn the_golden_store_is_upgraded_with_the_so_pin() {
     let d = tempfile::tempdir().unwrap();
     let store = golden_copy(d.path());
     let s = status_json(&store);
     assert_eq!(s["found"], 1);
-    assert_eq!(s["current"], 1);
-    assert_eq!(s["pending"], serde_json::json!([]));
-    assert_eq!(s["state"], "up to date");
+    assert_eq!(s["current"], 2);
+    assert_eq!(s["state"], "migration pending");
+    assert_eq!(s["pending"][0]["from"], 1);
     let o = ferrohsm(&["migrate", "status", "--store", store.to_str().unwrap()]);
-    assert!(stdout(&o).contains("up to date"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("SO PIN"),
+        "the step says what it needs: {}",
+        stdout(&o)
+    );
+    // Without the SO PIN (and no terminal to ask on) nothing happens.
     let o = ferrohsm(&["migrate", "run", "--store", store.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains("nothing to do"), "{}", stdout(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("SO PIN"), "{}", stderr(&o));
     assert!(
         checkpoints(d.path()).is_empty(),
-        "no checkpoint when nothing runs"
+        "no checkpoint without the PIN"
     );
+    assert_eq!(status_json(&store)["found"], 1);
+    // A wrong one: refused, nothing upgraded (the checkpoint stays for the record).
+    let wrong = d.path().join("wrong.pin");
+    std::fs::write(&wrong, "wrong-so-pin\n").unwrap();
+    let checkpoint = d.path().join("before");
+    let o = ferrohsm(&[
+        "migrate",
+        "run",
+        "--store",
+        store.to_str().unwrap(),
+        "--so-pin-file",
+        wrong.to_str().unwrap(),
+        "--checkpoint",
+        checkpoint.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(6), "{}", stderr(&o));
+    assert!(stderr(&o).contains("incorrect PIN"), "{}", stderr(&o));
+    assert_eq!(status_json(&store)["found"], 1);
+    std::fs::remove_dir_all(&checkpoint).unwrap();
+    let right = d.path().join("so.pin");
+    std::fs::write(&right, "golden-so-pin\n").unwrap();
+    let o = ferrohsm(&[
+        "migrate",
+        "run",
+        "--store",
+        store.to_str().unwrap(),
+        "--so-pin-file",
+        right.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("migrated"), "{}", stdout(&o));
+    assert_eq!(
+        checkpoints(d.path()).len(),
+        1,
+        "a checkpoint of the schema-1 store"
+    );
+    let s = status_json(&store);
+    assert_eq!(
+        (s["found"].clone(), s["state"].clone()),
+        (2.into(), "up to date".into())
+    );
+    let o = ferrohsm(&["migrate", "run", "--store", store.to_str().unwrap()]);
+    assert!(stdout(&o).contains("nothing to do"), "{}", stdout(&o));
 }
 
 #[test]
@@ -97,7 +147,7 @@ fn a_newer_store_is_refused_by_both_commands() {
         let o = ferrohsm(&["migrate", cmd, "--store", store.to_str().unwrap()]);
         assert_eq!(o.status.code(), Some(6), "{cmd}: {}", stderr(&o));
         assert!(
-            stderr(&o).contains("99") && stderr(&o).contains('1'),
+            stderr(&o).contains("99") && stderr(&o).contains('2'),
             "{cmd}: the message names both versions: {}",
             stderr(&o)
         );
@@ -139,7 +189,7 @@ fn run_needs_the_store_to_itself_and_status_does_not() {
         "names the holder: {}",
         stderr(&o)
     );
-    assert_eq!(status_json(&store)["state"], "up to date");
+    assert_eq!(status_json(&store)["state"], "migration pending");
     let o = ferrohsm(&[
         "migrate",
         "status",

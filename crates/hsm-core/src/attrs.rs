@@ -257,6 +257,83 @@ pub enum Actor {
     So,
 }
 
+/// How strictly one key's roles are kept apart (`key_separation` in the configuration).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Separation {
+    /// WRAP with DECRYPT and UNWRAP with ENCRYPT on one key (or across a generated pair)
+    /// are allowed, as the templates of PyKCS11, pkcs11-tool and most clients ask for.
+    /// What keeps a sensitive key in: `CKA_EXTRACTABLE` FALSE by default,
+    /// `CKA_WRAP_WITH_TRUSTED`, trusted keys whose roles never change and that never
+    /// decrypt, and the SP 800-57 strength rule.
+    #[default]
+    Standard,
+    /// Those combinations are refused as well (`CKR_TEMPLATE_INCONSISTENT` when a key is
+    /// made, `CKR_ATTRIBUTE_READ_ONLY` on set or copy).
+    Strict,
+}
+
+/// Who asks, and under which separation rule: what every attribute rule reads.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Ctx {
+    pub actor: Actor,
+    pub separation: Separation,
+}
+
+impl Ctx {
+    pub fn new(actor: Actor, separation: Separation) -> Ctx {
+        Ctx { actor, separation }
+    }
+}
+
+/// The usages a trusted key (`CKA_TRUSTED`) may never have: a key others rely on to keep
+/// `CKA_WRAP_WITH_TRUSTED` keys in must not also turn a wrapped blob back into clear text.
+pub const FORBIDDEN_FOR_TRUSTED: [A; 3] = [A::ENCRYPT, A::DECRYPT, A::DERIVE];
+
+/// What is fixed on a trusted key, for everyone (the SO included): its roles, its
+/// templates and its trust. Changing any of them is how a wrapping key is turned into one
+/// that unwraps a `CKA_WRAP_WITH_TRUSTED` key as extractable.
+pub const FROZEN_ON_TRUSTED: [A; 9] = [
+    A::WRAP,
+    A::UNWRAP,
+    A::ENCRYPT,
+    A::DECRYPT,
+    A::DERIVE,
+    A::TRUSTED,
+    A::WRAP_TEMPLATE,
+    A::UNWRAP_TEMPLATE,
+    A::DERIVE_TEMPLATE,
+];
+
+/// Whether an object is a trusted key.
+pub fn is_trusted(attrs: &AttributeSet) -> bool {
+    attrs.bool(A::TRUSTED) == Some(true)
+        && matches!(
+            attrs.class(),
+            Some(ObjectClass::SECRET_KEY | ObjectClass::PUBLIC_KEY | ObjectClass::PRIVATE_KEY)
+        )
+}
+
+/// A trusted key never encrypts, decrypts or derives. Usages left to their defaults yield;
+/// asked-for ones are refused.
+fn check_trusted_usages(template: &AttributeSet, out: &mut AttributeSet) -> Result<()> {
+    if !is_trusted(out) {
+        return Ok(());
+    }
+    for a in FORBIDDEN_FOR_TRUSTED {
+        if bool_of(out, a) {
+            if template.get(a).is_none() {
+                out.set(a, AttrValue::Bool(false));
+            } else {
+                return Err(Error::TemplateInconsistent(format!(
+                    "a trusted key never has {a:?}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn check_values(set: &AttributeSet) -> Result<()> {
     for (t, v) in set.iter() {
         let Some(rule) = policy::rule(t) else {
@@ -286,7 +363,7 @@ fn check_values(set: &AttributeSet) -> Result<()> {
 /// Builds a new object's attribute set from a caller's template: checks every attribute
 /// belongs to the class, that token-computed ones are absent, that required ones are
 /// present, fills defaults and computed values, and enforces key separation.
-pub fn build_new(template: &AttributeSet, origin: Origin, actor: Actor) -> Result<AttributeSet> {
+pub fn build_new(template: &AttributeSet, origin: Origin, ctx: Ctx) -> Result<AttributeSet> {
     check_values(template)?;
     let class = template
         .class()
@@ -329,11 +406,12 @@ pub fn build_new(template: &AttributeSet, origin: Origin, actor: Actor) -> Resul
             }
         }
     }
-    if bool_of(&out, A::TRUSTED) && actor != Actor::So {
+    if bool_of(&out, A::TRUSTED) && ctx.actor != Actor::So {
         return Err(Error::AttributeReadOnly(
             "only the security officer may set CKA_TRUSTED".into(),
         ));
     }
+    check_trusted_usages(template, &mut out)?;
     if class == ObjectClass::CERTIFICATE && out.ulong(A::CERTIFICATE_TYPE) != Some(0) {
         return Err(Error::AttributeValueInvalid(
             "only X.509 certificates (CKC_X_509) are supported".into(),
@@ -366,21 +444,24 @@ pub fn build_new(template: &AttributeSet, origin: Origin, actor: Actor) -> Resul
             );
         }
     }
-    check_key_separation(template, &mut out, "template")?;
+    separate_roles(template, &mut out, ctx.separation)?;
     Ok(out)
 }
 
-/// A key may not hold WRAP together with DECRYPT, nor UNWRAP together with ENCRYPT
-/// (Clulow's attacks). When the caller asks for WRAP or UNWRAP and left the conflicting
-/// usage to its default, the default yields.
-fn check_key_separation(template: &AttributeSet, out: &mut AttributeSet, what: &str) -> Result<()> {
+/// WRAP with DECRYPT and UNWRAP with ENCRYPT on one key (Clulow's attacks). When the
+/// caller asks for WRAP or UNWRAP and leaves the conflicting usage to its default, the
+/// default yields, under either rule: nobody gets the pair without asking for it. Asking
+/// for both is accepted under the standard rule and refused under the strict one.
+fn separate_roles(template: &AttributeSet, out: &mut AttributeSet, sep: Separation) -> Result<()> {
     for (role, conflicting) in [(A::WRAP, A::DECRYPT), (A::UNWRAP, A::ENCRYPT)] {
         if bool_of(out, role) && bool_of(out, conflicting) {
             if template.get(conflicting).is_none() {
                 out.set(conflicting, AttrValue::Bool(false));
-            } else {
+            } else if template.get(role).is_none() {
+                out.set(role, AttrValue::Bool(false));
+            } else if sep == Separation::Strict {
                 return Err(Error::TemplateInconsistent(format!(
-                    "{what}: {role:?} together with {conflicting:?}"
+                    "{role:?} together with {conflicting:?} (key_separation = \"strict\")"
                 )));
             }
         }
@@ -389,22 +470,24 @@ fn check_key_separation(template: &AttributeSet, out: &mut AttributeSet, what: &
 }
 
 /// The two halves of a generated pair count as one key for the same rule: a public key
-/// that wraps may not have a private half that decrypts (wrap K under the public key,
-/// decrypt the blob with the private one: K in clear). The mirror rule (no ENCRYPT on a
-/// public key whose private half unwraps) would protect nothing: anyone can encrypt under
-/// a public key without the token. `CKA_WRAP` defaults to FALSE, so a wrapping public key
-/// was asked for: a private key's default `CKA_DECRYPT` yields to it, an asked-for one is
-/// refused.
+/// that wraps and a private half that decrypts (wrap K under the public key, decrypt the
+/// blob with the private one: K in clear). The mirror rule (no ENCRYPT on a public key
+/// whose private half unwraps) would protect nothing: anyone can encrypt under a public
+/// key without the token. `CKA_WRAP` defaults to FALSE, so a wrapping public key was
+/// asked for: a private key's default `CKA_DECRYPT` yields to it; an asked-for one is
+/// accepted under the standard rule (PyKCS11's and most tutorials' RSA template) and
+/// refused under the strict one.
 pub fn check_pair_separation(
     public: &AttributeSet,
     (private_template, private): (&AttributeSet, &mut AttributeSet),
+    separation: Separation,
 ) -> Result<()> {
     if !(bool_of(public, A::WRAP) && bool_of(private, A::DECRYPT)) {
         return Ok(());
     }
     if private_template.get(A::DECRYPT).is_none() {
         private.set(A::DECRYPT, AttrValue::Bool(false));
-    } else {
+    } else if separation == Separation::Strict {
         return Err(Error::TemplateInconsistent(
             "key pair: CKA_WRAP on the public key with CKA_DECRYPT on the private key".into(),
         ));
@@ -412,12 +495,14 @@ pub fn check_pair_separation(
     Ok(())
 }
 
-/// Applies `C_SetAttributeValue` changes, enforcing the table: class membership,
-/// immutable and computed attributes, sticky flags, `CKA_TRUSTED`, key separation.
+/// Applies `C_SetAttributeValue` (or `C_CopyObject`) changes, enforcing the table: class
+/// membership, immutable and computed attributes, sticky flags, `CKA_MODIFIABLE` (a copy
+/// of an unmodifiable object may only move, to the token or a session), `CKA_TRUSTED`
+/// and what it freezes, key separation.
 pub fn apply_changes(
     current: &AttributeSet,
     changes: &AttributeSet,
-    actor: Actor,
+    ctx: Ctx,
     copying: bool,
 ) -> Result<AttributeSet> {
     check_values(changes)?;
@@ -441,6 +526,16 @@ pub fn apply_changes(
             continue;
         }
         let f = rule.flags;
+        if copying && current.bool(A::MODIFIABLE) == Some(false) && t != A::TOKEN {
+            return Err(Error::AttributeReadOnly(format!(
+                "{t:?}: the object has CKA_MODIFIABLE = FALSE, so its copy keeps its attributes"
+            )));
+        }
+        if is_trusted(current) && FROZEN_ON_TRUSTED.contains(&t) {
+            return Err(Error::AttributeReadOnly(format!(
+                "{t:?} of a trusted key never changes"
+            )));
+        }
         let copy_may_change = copying && matches!(t, A::TOKEN | A::PRIVATE);
         if (f.immutable || f.token_computed) && !copy_may_change {
             return Err(Error::AttributeReadOnly(format!("{t:?} cannot change")));
@@ -461,18 +556,27 @@ pub fn apply_changes(
                 "{t:?} can only change to FALSE"
             )));
         }
-        if t == A::TRUSTED && v == &AttrValue::Bool(true) && actor != Actor::So {
+        if t == A::TRUSTED && v == &AttrValue::Bool(true) && ctx.actor != Actor::So {
             return Err(Error::AttributeReadOnly(
                 "only the security officer may set CKA_TRUSTED".into(),
             ));
         }
         out.set(t, v.clone());
     }
-    for (role, conflicting) in [(A::WRAP, A::DECRYPT), (A::UNWRAP, A::ENCRYPT)] {
-        if bool_of(&out, role) && bool_of(&out, conflicting) {
-            return Err(Error::AttributeReadOnly(format!(
-                "{role:?} together with {conflicting:?} is refused"
+    if is_trusted(&out) {
+        if let Some(a) = FORBIDDEN_FOR_TRUSTED.iter().find(|a| bool_of(&out, **a)) {
+            return Err(Error::TemplateInconsistent(format!(
+                "a trusted key never has {a:?}"
             )));
+        }
+    }
+    if ctx.separation == Separation::Strict {
+        for (role, conflicting) in [(A::WRAP, A::DECRYPT), (A::UNWRAP, A::ENCRYPT)] {
+            if bool_of(&out, role) && bool_of(&out, conflicting) {
+                return Err(Error::AttributeReadOnly(format!(
+                    "{role:?} together with {conflicting:?} is refused (key_separation = \"strict\")"
+                )));
+            }
         }
     }
     // Becoming sensitive or unextractable later does not make a key "always"/"never".
@@ -523,6 +627,16 @@ pub fn object_size(attrs: &AttributeSet) -> usize {
 mod tests {
     use super::*;
 
+    fn user() -> Ctx {
+        Ctx::new(Actor::User, Separation::Standard)
+    }
+    fn so() -> Ctx {
+        Ctx::new(Actor::So, Separation::Standard)
+    }
+    fn strict_user() -> Ctx {
+        Ctx::new(Actor::User, Separation::Strict)
+    }
+
     fn aes_template() -> AttributeSet {
         AttributeSet::new()
             .with(A::CLASS, AttrValue::Ulong(ObjectClass::SECRET_KEY.0))
@@ -532,7 +646,7 @@ mod tests {
 
     #[test]
     fn defaults_are_the_safe_ones() {
-        let o = build_new(&aes_template(), Origin::Created, Actor::User).unwrap();
+        let o = build_new(&aes_template(), Origin::Created, user()).unwrap();
         assert_eq!(o.bool(A::SENSITIVE), Some(true));
         assert_eq!(o.bool(A::EXTRACTABLE), Some(false));
         assert_eq!(o.bool(A::PRIVATE), Some(true));
@@ -550,98 +664,197 @@ mod tests {
         let missing =
             AttributeSet::new().with(A::CLASS, AttrValue::Ulong(ObjectClass::SECRET_KEY.0));
         assert!(matches!(
-            build_new(&missing, Origin::Created, Actor::User),
+            build_new(&missing, Origin::Created, user()),
             Err(Error::TemplateIncomplete(_))
         ));
         let no_value = AttributeSet::new()
             .with(A::CLASS, AttrValue::Ulong(ObjectClass::SECRET_KEY.0))
             .with(A::KEY_TYPE, AttrValue::Ulong(KeyType::AES.0));
         assert!(matches!(
-            build_new(&no_value, Origin::Created, Actor::User),
+            build_new(&no_value, Origin::Created, user()),
             Err(Error::TemplateIncomplete(_))
         ));
         let computed = aes_template().with(A::LOCAL, AttrValue::Bool(true));
         assert!(matches!(
-            build_new(&computed, Origin::Created, Actor::User),
+            build_new(&computed, Origin::Created, user()),
             Err(Error::AttributeReadOnly(_))
         ));
         let trusted = aes_template().with(A::TRUSTED, AttrValue::Bool(true));
         assert!(matches!(
-            build_new(&trusted, Origin::Created, Actor::User),
+            build_new(&trusted, Origin::Created, user()),
             Err(Error::AttributeReadOnly(_))
         ));
-        assert!(build_new(&trusted, Origin::Created, Actor::So).is_ok());
+        assert!(build_new(&trusted, Origin::Created, so()).is_ok());
         let both = aes_template()
             .with(A::WRAP, AttrValue::Bool(true))
             .with(A::DECRYPT, AttrValue::Bool(true));
+        let o = build_new(&both, Origin::Created, user()).unwrap();
+        assert_eq!(
+            (o.bool(A::WRAP), o.bool(A::DECRYPT)),
+            (Some(true), Some(true)),
+            "the standard rule takes what clients ask for"
+        );
         assert!(matches!(
-            build_new(&both, Origin::Created, Actor::User),
+            build_new(&both, Origin::Created, strict_user()),
             Err(Error::TemplateInconsistent(_))
         ));
         let wrap_only = aes_template().with(A::WRAP, AttrValue::Bool(true));
-        let o = build_new(&wrap_only, Origin::Created, Actor::User).unwrap();
-        assert_eq!(
-            o.bool(A::DECRYPT),
-            Some(false),
-            "the default yields to an explicit WRAP"
-        );
+        for ctx in [user(), strict_user()] {
+            let o = build_new(&wrap_only, Origin::Created, ctx).unwrap();
+            assert_eq!(
+                o.bool(A::DECRYPT),
+                Some(false),
+                "the default yields to an explicit WRAP"
+            );
+        }
         let bad_date = aes_template().with(A::START_DATE, AttrValue::Bytes(b"2026-1-1".to_vec()));
         assert!(matches!(
-            build_new(&bad_date, Origin::Created, Actor::User),
+            build_new(&bad_date, Origin::Created, user()),
             Err(Error::AttributeValueInvalid(_))
         ));
         let foreign = aes_template().with(A::MODULUS, AttrValue::Bytes(vec![1]));
         assert!(matches!(
-            build_new(&foreign, Origin::Created, Actor::User),
+            build_new(&foreign, Origin::Created, user()),
             Err(Error::TemplateInconsistent(_))
         ));
     }
 
     #[test]
     fn sticky_rules_hold_on_set() {
-        let o = build_new(&aes_template(), Origin::Created, Actor::User).unwrap();
+        let o = build_new(&aes_template(), Origin::Created, user()).unwrap();
         let unsensitive = AttributeSet::new().with(A::SENSITIVE, AttrValue::Bool(false));
         assert!(matches!(
-            apply_changes(&o, &unsensitive, Actor::User, false),
+            apply_changes(&o, &unsensitive, user(), false),
             Err(Error::AttributeReadOnly(_))
         ));
         let extractable = AttributeSet::new().with(A::EXTRACTABLE, AttrValue::Bool(true));
         assert!(matches!(
-            apply_changes(&o, &extractable, Actor::User, false),
+            apply_changes(&o, &extractable, user(), false),
             Err(Error::AttributeReadOnly(_))
         ));
         let value = AttributeSet::new().with(A::VALUE, AttrValue::Bytes(vec![1; 32]));
         assert!(matches!(
-            apply_changes(&o, &value, Actor::User, false),
+            apply_changes(&o, &value, user(), false),
             Err(Error::AttributeReadOnly(_))
         ));
         let label = AttributeSet::new().with(A::LABEL, AttrValue::Bytes(b"new".to_vec()));
         assert_eq!(
-            apply_changes(&o, &label, Actor::User, false)
-                .unwrap()
-                .label(),
+            apply_changes(&o, &label, user(), false).unwrap().label(),
             Some(&b"new"[..])
         );
         let wrap = AttributeSet::new().with(A::WRAP, AttrValue::Bool(true));
         assert!(
             matches!(
-                apply_changes(&o, &wrap, Actor::User, false),
+                apply_changes(&o, &wrap, strict_user(), false),
                 Err(Error::AttributeReadOnly(_))
             ),
-            "WRAP on a DECRYPT key"
+            "strict: WRAP on a DECRYPT key"
         );
-        let frozen = apply_changes(&o, &AttributeSet::new(), Actor::User, false)
+        assert!(
+            apply_changes(&o, &wrap, user(), false).is_ok(),
+            "standard: WRAP on a DECRYPT key"
+        );
+        let frozen = apply_changes(&o, &AttributeSet::new(), user(), false)
             .unwrap()
             .with(A::MODIFIABLE, AttrValue::Bool(false));
         assert!(matches!(
-            apply_changes(&frozen, &label, Actor::User, false),
+            apply_changes(&frozen, &label, user(), false),
             Err(Error::ActionProhibited(_))
         ));
     }
 
     #[test]
+    fn a_trusted_key_keeps_its_roles_and_never_decrypts() {
+        let t = aes_template()
+            .with(A::TRUSTED, AttrValue::Bool(true))
+            .with(A::WRAP, AttrValue::Bool(true));
+        let w = build_new(&t, Origin::Created, so()).unwrap();
+        for a in FORBIDDEN_FOR_TRUSTED {
+            assert_eq!(
+                w.bool(a),
+                Some(false),
+                "{a:?} defaults off on a trusted key"
+            );
+        }
+        assert!(matches!(
+            build_new(
+                &t.clone().with(A::DECRYPT, AttrValue::Bool(true)),
+                Origin::Created,
+                so()
+            ),
+            Err(Error::TemplateInconsistent(_))
+        ));
+        for (a, v) in [
+            (A::WRAP, AttrValue::Bool(false)),
+            (A::UNWRAP, AttrValue::Bool(true)),
+            (A::DECRYPT, AttrValue::Bool(true)),
+            (A::DERIVE, AttrValue::Bool(true)),
+            (A::TRUSTED, AttrValue::Bool(false)),
+            (A::UNWRAP_TEMPLATE, AttrValue::Template(AttributeSet::new())),
+        ] {
+            let change = AttributeSet::new().with(a, v);
+            for ctx in [user(), so()] {
+                assert!(
+                    matches!(
+                        apply_changes(&w, &change, ctx, false),
+                        Err(Error::AttributeReadOnly(_))
+                    ),
+                    "{a:?} changed on a trusted key by {:?}",
+                    ctx.actor
+                );
+            }
+        }
+        let label = AttributeSet::new().with(A::LABEL, AttrValue::Bytes(b"w".to_vec()));
+        assert!(apply_changes(&w, &label, user(), false).is_ok());
+        // The SO makes an existing decrypting key trusted: refused, it would decrypt.
+        let k = build_new(&aes_template(), Origin::Created, so()).unwrap();
+        let trust = AttributeSet::new().with(A::TRUSTED, AttrValue::Bool(true));
+        assert!(matches!(
+            apply_changes(&k, &trust, so(), false),
+            Err(Error::TemplateInconsistent(_))
+        ));
+    }
+
+    #[test]
+    fn copies_of_unmodifiable_objects_change_nothing_but_where_they_live() {
+        let frozen = build_new(
+            &aes_template().with(A::MODIFIABLE, AttrValue::Bool(false)),
+            Origin::Created,
+            user(),
+        )
+        .unwrap();
+        let to_token = AttributeSet::new().with(A::TOKEN, AttrValue::Bool(true));
+        assert!(apply_changes(&frozen, &to_token, user(), true).is_ok());
+        for change in [
+            AttributeSet::new().with(A::LABEL, AttrValue::Bytes(b"x".to_vec())),
+            AttributeSet::new().with(A::SIGN, AttrValue::Bool(false)),
+        ] {
+            assert!(matches!(
+                apply_changes(&frozen, &change, user(), true),
+                Err(Error::AttributeReadOnly(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn always_authenticate_only_turns_on() {
+        let t = AttributeSet::new()
+            .with(A::CLASS, AttrValue::Ulong(ObjectClass::PRIVATE_KEY.0))
+            .with(A::KEY_TYPE, AttrValue::Ulong(KeyType::EC.0))
+            .with(A::EC_PARAMS, AttrValue::Bytes(vec![6, 8]))
+            .with(A::VALUE, AttrValue::Bytes(vec![1; 32]))
+            .with(A::ALWAYS_AUTHENTICATE, AttrValue::Bool(true));
+        let k = build_new(&t, Origin::Created, user()).unwrap();
+        let off = AttributeSet::new().with(A::ALWAYS_AUTHENTICATE, AttrValue::Bool(false));
+        assert!(matches!(
+            apply_changes(&k, &off, user(), false),
+            Err(Error::AttributeReadOnly(_))
+        ));
+    }
+
+    #[test]
     fn sensitive_material_is_unreadable_and_unmatchable() {
-        let o = build_new(&aes_template(), Origin::Created, Actor::User).unwrap();
+        let o = build_new(&aes_template(), Origin::Created, user()).unwrap();
         assert!(matches!(readable(&o, A::VALUE), Readable::Sensitive));
         assert!(matches!(readable(&o, A::LABEL), Readable::Value(_)));
         let probe = AttributeSet::new().with(A::VALUE, AttrValue::Bytes(vec![7; 32]));

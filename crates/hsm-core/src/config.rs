@@ -57,6 +57,11 @@ pub struct Config {
     /// a peer that insists on, say, AES-256 keys under RSA-2048 or RSA-4096.
     #[serde(default)]
     pub allow_weaker_wrapping_key: bool,
+    /// `"standard"` (default): one key may wrap and decrypt, or unwrap and encrypt, as
+    /// client templates ask; `"strict"` refuses those combinations too (see
+    /// `attrs::Separation`).
+    #[serde(default)]
+    pub key_separation: crate::attrs::Separation,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]

@@ -3,10 +3,13 @@
 //! cryptographic operations. Rust types only; the FFI crate converts.
 //!
 //! Locking: the session table and slot table are `RwLock`s held only to look up or
-//! insert an `Arc`; each session has its own `Mutex`, so sessions run in parallel. No
-//! lock is held while calling out of the module.
+//! insert an `Arc`; each session has its own `Mutex`, so sessions run in parallel. A
+//! session's slot, handle and R/W flag never change, so they live outside its mutex and
+//! counting sessions takes no session lock. Order: the session table before a session's
+//! mutex, never the other way round (a thread holding a session mutex takes no table
+//! lock). No lock is held while calling out of the module.
 
-use crate::attrs::{self, Actor, Origin};
+use crate::attrs::{self, Actor, Ctx, Origin};
 use crate::config::Config;
 use crate::crypto::{self, Curve, Digester, HashAlg, SignMechanism, SigningKey, VerifyingKey};
 use crate::error::{Error, Result};
@@ -81,8 +84,19 @@ struct Slot {
     public: RwLock<Option<Arc<TokenKeys>>>,
     /// Prepared keys of token objects, while a user is logged in. Dropped (and zeroized)
     /// at logout. Only this process writes the store, so entries stay current as long as
-    /// every change of an object goes through [`Hsm::forget_cached`].
-    key_cache: Mutex<HashMap<ObjectId, Arc<CachedKey>>>,
+    /// every change of an object goes through [`Slot::forget_cached`].
+    key_cache: Mutex<KeyCache>,
+}
+
+/// The prepared keys and a counter raised by every invalidation (a change, a destroy, a
+/// logout). A key loaded from the store is cached only if the counter did not move while
+/// it was loaded: otherwise the load may have read the state from before the change, and
+/// caching it would let a later `C_SignInit` use what `C_SetAttributeValue` or
+/// `C_DestroyObject` already took away.
+#[derive(Default)]
+struct KeyCache {
+    epoch: u64,
+    keys: HashMap<ObjectId, Arc<CachedKey>>,
 }
 
 struct CachedKey {
@@ -138,9 +152,14 @@ struct SignOp {
 /// GCM must see the tag first, and the block modes then need no carried state.
 struct AeadOp {
     key: Vec<u8>,
+    /// The IV; for CBC streamed part by part, the last ciphertext block so far.
     iv: Vec<u8>,
     cipher: CipherKind,
+    /// Input not processed yet: all of it for GCM and RSA, a partial block for ECB/CBC.
     buffer: Vec<u8>,
+    /// A `CKA_ALWAYS_AUTHENTICATE` private key decrypts only after
+    /// `C_Login(CKU_CONTEXT_SPECIFIC)`.
+    needs_context_login: bool,
 }
 
 enum CipherKind {
@@ -163,6 +182,26 @@ enum CipherKind {
 }
 
 impl AeadOp {
+    /// How many bytes a part leaves processed at once, with `extra` more input: the whole
+    /// blocks of ECB and CBC, less the last block when CBC-PAD decrypts (it may be the
+    /// padding); nothing for the modes that answer at the end.
+    fn streamed_len(&self, d: Dir, extra: usize) -> usize {
+        let CipherKind::Block(mode) = self.cipher else {
+            return 0;
+        };
+        if mode == crypto::BlockMode::Ctr {
+            return 0;
+        }
+        let pending = self.buffer.len() + extra;
+        let whole = pending / 16 * 16;
+        match d {
+            Dir::Decrypt if mode == crypto::BlockMode::CbcPad && whole == pending && whole > 0 => {
+                whole - 16
+            }
+            _ => whole,
+        }
+    }
+
     fn output_len(&self, encrypt: bool, extra: usize) -> usize {
         let n = self.buffer.len() + extra;
         match (&self.cipher, encrypt) {
@@ -218,10 +257,24 @@ impl Drop for AeadOp {
     }
 }
 
-#[derive(Default)]
-struct Session {
+/// A session: what never changes beside the operations, which its mutex guards.
+struct SessionEntry {
+    handle: u64,
     slot: u64,
     rw: bool,
+    ops: Mutex<Session>,
+}
+
+impl std::ops::Deref for SessionEntry {
+    type Target = Mutex<Session>;
+    fn deref(&self) -> &Mutex<Session> {
+        &self.ops
+    }
+}
+
+/// A session's operations.
+#[derive(Default)]
+struct Session {
     find: Option<(Vec<u64>, usize)>,
     sign: Option<SignOp>,
     verify: Option<SignOp>,
@@ -249,7 +302,7 @@ pub struct Hsm {
     config: Config,
     store: Store,
     slots: RwLock<BTreeMap<u64, Arc<Slot>>>,
-    sessions: RwLock<HashMap<u64, Arc<Mutex<Session>>>>,
+    sessions: RwLock<HashMap<u64, Arc<SessionEntry>>>,
     next_session: AtomicU64,
     session_objects: RwLock<HashMap<u64, SessionObject>>,
     next_session_object: AtomicU64,
@@ -350,6 +403,11 @@ impl Hsm {
             .ok_or(Error::SlotIdInvalid)
     }
 
+    /// How many prepared keys the slot holds in memory (none while nobody is logged in).
+    pub fn cached_keys(&self, slot: u64) -> Result<usize> {
+        Ok(lock(&self.slot(slot)?.key_cache).keys.len())
+    }
+
     pub fn slot_info(&self, id: u64) -> Result<SlotInfo> {
         self.slot(id)?;
         // A slot always holds a token; an uninitialised one on the spare slot.
@@ -401,7 +459,6 @@ impl Hsm {
         let mut all = 0;
         let mut rw = 0;
         for s in sessions.values() {
-            let s = lock(s);
             if s.slot == slot {
                 all += 1;
                 rw += s.rw as u64;
@@ -436,7 +493,7 @@ impl Hsm {
             Some(t) => {
                 self.store.reinit_token(t, &so_pin, label)?;
                 *s.public.write().unwrap_or_else(|p| p.into_inner()) = None;
-                lock(&s.key_cache).clear();
+                s.forget_all_cached();
             }
             None => {
                 let t = self.store.init_token(TokenSpec {
@@ -476,19 +533,20 @@ impl Hsm {
             return Err(Error::SessionReadWriteSoExists);
         }
         let h = self.next_session.fetch_add(1, Ordering::Relaxed);
-        let session = Session {
+        let session = SessionEntry {
+            handle: h,
             slot,
             rw,
-            ..Default::default()
+            ops: Mutex::new(Session::default()),
         };
         self.sessions
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(h, Arc::new(Mutex::new(session)));
+            .insert(h, Arc::new(session));
         Ok(h)
     }
 
-    fn session(&self, h: u64) -> Result<Arc<Mutex<Session>>> {
+    fn session(&self, h: u64) -> Result<Arc<SessionEntry>> {
         self.sessions
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -504,7 +562,7 @@ impl Hsm {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&h)
             .ok_or(Error::SessionHandleInvalid)?;
-        let slot = lock(&s).slot;
+        let slot = s.slot;
         self.session_objects
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -524,7 +582,7 @@ impl Hsm {
             let sessions = self.sessions.read().unwrap_or_else(|p| p.into_inner());
             sessions
                 .iter()
-                .filter(|(_, v)| lock(v).slot == slot)
+                .filter(|(_, v)| v.slot == slot)
                 .map(|(k, _)| *k)
                 .collect()
         };
@@ -538,7 +596,6 @@ impl Hsm {
     pub fn session_info(&self, h: u64) -> Result<SessionInfo> {
         let (slot, rw) = {
             let s = self.session(h)?;
-            let s = lock(&s);
             (s.slot, s.rw)
         };
         let sl = self.slot(slot)?;
@@ -552,9 +609,9 @@ impl Hsm {
         Ok(SessionInfo { slot, state, rw })
     }
 
-    fn session_slot(&self, h: u64) -> Result<(Arc<Mutex<Session>>, Arc<Slot>, TokenId)> {
+    fn session_slot(&self, h: u64) -> Result<(Arc<SessionEntry>, Arc<Slot>, TokenId)> {
         let s = self.session(h)?;
-        let slot = lock(&s).slot;
+        let slot = s.slot;
         let sl = self.slot(slot)?;
         let t = sl.token_id().ok_or(Error::TokenNotPresent)?;
         Ok((s, sl, t))
@@ -563,8 +620,11 @@ impl Hsm {
     pub fn login(&self, h: u64, kind: LoginKind, pin: SecretString) -> Result<()> {
         let (sess, slot, token) = self.session_slot(h)?;
         if kind == LoginKind::ContextSpecific {
-            if lock(&sess).sign.is_none() {
-                return Err(Error::OperationNotInitialized);
+            {
+                let g = lock(&sess);
+                if g.sign.is_none() && g.decrypt.is_none() {
+                    return Err(Error::OperationNotInitialized);
+                }
             }
             if !matches!(
                 *slot.login.read().unwrap_or_else(|p| p.into_inner()),
@@ -574,8 +634,12 @@ impl Hsm {
             }
             // Checked like any login: counted, lockable. No session lock is held meanwhile.
             self.store.login(token, UserKind::User, &pin)?;
-            if let Some(op) = lock(&sess).sign.as_mut() {
-                op.needs_context_login = false;
+            let mut g = lock(&sess);
+            let g = &mut *g;
+            match (g.sign.as_mut(), g.decrypt.as_mut()) {
+                (Some(op), _) if op.needs_context_login => op.needs_context_login = false,
+                (_, Some(op)) => op.needs_context_login = false,
+                _ => {}
             }
             return Ok(());
         }
@@ -593,10 +657,7 @@ impl Hsm {
         }
         if kind == LoginKind::So {
             let sessions = self.sessions.read().unwrap_or_else(|p| p.into_inner());
-            if sessions.values().any(|s| {
-                let s = lock(s);
-                s.slot == slot.id && !s.rw
-            }) {
+            if sessions.values().any(|s| s.slot == slot.id && !s.rw) {
                 return Err(Error::SessionReadOnlyExists);
             }
         }
@@ -632,8 +693,8 @@ impl Hsm {
             .cloned()
             .collect();
         for s in sessions {
-            let mut g = lock(&s);
-            if g.slot == slot.id {
+            if s.slot == slot.id {
+                let mut g = lock(&s);
                 g.sign = None;
                 g.verify = None;
                 g.encrypt = None;
@@ -649,7 +710,7 @@ impl Hsm {
     /// `C_InitPIN`: the SO sets the user PIN (and so unlocks it).
     pub fn init_pin(&self, h: u64, pin: SecretString) -> Result<()> {
         let (sess, slot, _) = self.session_slot(h)?;
-        if !lock(&sess).rw {
+        if !sess.rw {
             return Err(Error::SessionReadOnly);
         }
         let keys = match &*slot.login.read().unwrap_or_else(|p| p.into_inner()) {
@@ -663,7 +724,7 @@ impl Hsm {
     /// `C_SetPIN`: changes the PIN of whoever is logged in (the user when nobody is).
     pub fn set_pin(&self, h: u64, old: SecretString, new: SecretString) -> Result<()> {
         let (sess, slot, token) = self.session_slot(h)?;
-        if !lock(&sess).rw {
+        if !sess.rw {
             return Err(Error::SessionReadOnly);
         }
         let who = match &*slot.login.read().unwrap_or_else(|p| p.into_inner()) {
@@ -675,6 +736,11 @@ impl Hsm {
     }
 
     // ------------------------------------------------------------ objects
+
+    /// Who asks through this slot, under the configured key-separation rule.
+    fn ctx(&self, slot: &Slot) -> Ctx {
+        Ctx::new(Self::actor(slot), self.config.key_separation)
+    }
 
     fn actor(slot: &Slot) -> Actor {
         match &*slot.login.read().unwrap_or_else(|p| p.into_inner()) {
@@ -765,15 +831,12 @@ impl Hsm {
     /// says, after the session checks.
     fn store_new(
         &self,
-        sess: &Mutex<Session>,
+        sess: &SessionEntry,
         slot: &Slot,
         token: TokenId,
         attrs: Vec<AttributeSet>,
     ) -> Result<Vec<u64>> {
-        let (rw, session_handle) = {
-            let g = lock(sess);
-            (g.rw, self.handle_of(sess))
-        };
+        let (rw, session_handle) = (sess.rw, sess.handle);
         let login = Self::actor(slot);
         for a in &attrs {
             if a.is_private() && login != Actor::User {
@@ -814,18 +877,9 @@ impl Hsm {
         Ok(out)
     }
 
-    fn handle_of(&self, sess: &Mutex<Session>) -> u64 {
-        let sessions = self.sessions.read().unwrap_or_else(|p| p.into_inner());
-        sessions
-            .iter()
-            .find(|(_, v)| std::ptr::eq(Arc::as_ptr(v), sess))
-            .map(|(k, _)| *k)
-            .unwrap_or(0)
-    }
-
     pub fn create_object(&self, h: u64, template: AttributeSet) -> Result<u64> {
         let (sess, slot, token) = self.session_slot(h)?;
-        let mut attrs = attrs::build_new(&template, Origin::Created, Self::actor(&slot))?;
+        let mut attrs = attrs::build_new(&template, Origin::Created, self.ctx(&slot))?;
         validate_key_material(&attrs)?;
         // Values PKCS#11 says the token computes for imported keys.
         if attrs.class() == Some(ObjectClass::SECRET_KEY) {
@@ -851,7 +905,14 @@ impl Hsm {
                 "the object has CKA_COPYABLE = FALSE",
             ));
         }
-        let attrs = attrs::apply_changes(&src.attrs, &template, Self::actor(&slot), true)?;
+        if attrs::is_trusted(&src.attrs) {
+            // A copy holds the same key: whatever roles it could be given later, the
+            // original's blobs would open under it. Trusted keys are not copied.
+            return Err(Error::ActionProhibited(
+                "a trusted key (CKA_TRUSTED) is not copied",
+            ));
+        }
+        let attrs = attrs::apply_changes(&src.attrs, &template, self.ctx(&slot), true)?;
         Ok(self.store_new(&sess, &slot, token, vec![attrs])?[0])
     }
 
@@ -871,7 +932,7 @@ impl Hsm {
                     .remove(&n);
             }
             Location::Token { id, .. } => {
-                if !lock(&sess).rw {
+                if !sess.rw {
                     return Err(Error::SessionReadOnly);
                 }
                 let keys = self.keys(&slot, token)?;
@@ -906,7 +967,7 @@ impl Hsm {
     pub fn set_attributes(&self, h: u64, obj: u64, template: AttributeSet) -> Result<()> {
         let (sess, slot, token) = self.session_slot(h)?;
         let o = self.load(&slot, token, obj)?;
-        let new = attrs::apply_changes(&o.attrs, &template, Self::actor(&slot), false)?;
+        let new = attrs::apply_changes(&o.attrs, &template, self.ctx(&slot), false)?;
         match o.location {
             Location::Session(n) => {
                 if let Some(so) = self
@@ -919,7 +980,7 @@ impl Hsm {
                 }
             }
             Location::Token { id, .. } => {
-                if !lock(&sess).rw {
+                if !sess.rw {
                     return Err(Error::SessionReadOnly);
                 }
                 let keys = self.keys(&slot, token)?;
@@ -1001,7 +1062,7 @@ impl Hsm {
         let s = self.session(h)?;
         let mut g = lock(&s);
         let (all, pos) = g.find.as_mut().ok_or(Error::OperationNotInitialized)?;
-        let end = (*pos + max).min(all.len());
+        let end = *pos + max.min(all.len() - *pos);
         let out = all[*pos..end].to_vec();
         *pos = end;
         Ok(out)
@@ -1031,7 +1092,7 @@ impl Hsm {
             _ => return Err(Error::MechanismInvalid),
         };
         let t = implied(template, ObjectClass::SECRET_KEY, key_type)?;
-        let mut attrs = attrs::build_new(&t, Origin::Generated(m), Self::actor(&slot))?;
+        let mut attrs = attrs::build_new(&t, Origin::Generated(m), self.ctx(&slot))?;
         let len = attrs
             .ulong(A::VALUE_LEN)
             .ok_or_else(|| Error::TemplateIncomplete("CKA_VALUE_LEN".into()))?
@@ -1058,7 +1119,7 @@ impl Hsm {
         self.check_health()?;
         let (sess, slot, token) = self.session_slot(h)?;
         let m = mech.kind();
-        let actor = Self::actor(&slot);
+        let actor = self.ctx(&slot);
         let private_template = private.clone();
         let (mut pubk, mut privk) = match m {
             M::RSA_PKCS_KEY_PAIR_GEN => {
@@ -1186,7 +1247,11 @@ impl Hsm {
             }
             _ => return Err(Error::MechanismInvalid),
         };
-        attrs::check_pair_separation(&pubk, (&private_template, &mut privk))?;
+        attrs::check_pair_separation(
+            &pubk,
+            (&private_template, &mut privk),
+            self.config.key_separation,
+        )?;
         // Pair-wise consistency before the pair is stored: it signs and verifies, or (an
         // X25519 pair) the private half yields the public one.
         if privk.key_type() == Some(KeyType::EC_MONTGOMERY) {
@@ -1230,12 +1295,19 @@ impl Hsm {
                     Login::User(_)
                 )
             {
-                if let Some(k) = lock(&slot.key_cache).get(&id) {
-                    return Ok(k.clone());
-                }
+                let epoch = {
+                    let cache = lock(&slot.key_cache);
+                    if let Some(k) = cache.keys.get(&id) {
+                        return Ok(k.clone());
+                    }
+                    cache.epoch
+                };
                 let o = self.load(slot, token, h).map_err(key_handle)?;
                 let k = Arc::new(prepare(o.attrs)?);
-                lock(&slot.key_cache).insert(id, k.clone());
+                let mut cache = lock(&slot.key_cache);
+                if cache.epoch == epoch {
+                    cache.keys.insert(id, k.clone());
+                }
                 return Ok(k);
             }
         }
@@ -1334,6 +1406,7 @@ impl Hsm {
             multi_part: false,
         };
         let mut g = lock(&sess);
+        slot.still_logged_in_for(&k.attrs)?;
         if sign {
             g.sign = Some(op);
         } else {
@@ -1565,14 +1638,16 @@ impl Hsm {
                 )));
             }
         }
-        let value = self.aes_key_value(&slot, token, key, encrypt, mech.kind())?;
+        let k = self.aes_key(&slot, token, key, encrypt, mech.kind())?;
         let op = AeadOp {
-            key: value,
+            key: aes_value(&k)?,
             iv,
             cipher,
             buffer: Vec::new(),
+            needs_context_login: false,
         };
         let mut g = lock(&sess);
+        slot.still_logged_in_for(&k.attrs)?;
         if encrypt {
             g.encrypt = Some(op);
         } else {
@@ -1581,21 +1656,22 @@ impl Hsm {
         Ok(())
     }
 
-    /// The value of an AES key that may encrypt (or decrypt) with `mech`.
-    fn aes_key_value(
+    /// An AES key that may encrypt (or decrypt) with `mech`.
+    fn aes_key(
         &self,
         slot: &Slot,
         token: TokenId,
         key: u64,
         encrypt: bool,
         mech: M,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<Arc<CachedKey>> {
         let o = self.prepared_key(slot, token, key)?;
         if o.attrs.class() != Some(ObjectClass::SECRET_KEY)
             || o.attrs.key_type() != Some(KeyType::AES)
         {
             return Err(Error::KeyTypeInconsistent);
         }
+        refuse_trusted(&o.attrs)?;
         let usage = if encrypt { A::ENCRYPT } else { A::DECRYPT };
         if o.attrs.bool(usage) != Some(true) {
             return Err(Error::KeyFunctionNotPermitted(if encrypt {
@@ -1608,10 +1684,7 @@ impl Hsm {
         if !allowed.is_empty() && !allowed.contains(&mech.0) {
             return Err(Error::MechanismInvalid);
         }
-        Ok(o.attrs
-            .bytes(A::VALUE)
-            .ok_or(Error::UserNotLoggedIn)?
-            .to_vec())
+        Ok(o)
     }
 
     // ------------------------------------------------------------ message-based AES-GCM
@@ -1635,8 +1708,10 @@ impl Hsm {
         if mech != M::AES_GCM {
             return Err(Error::MechanismInvalid);
         }
-        let key = Zeroizing::new(self.aes_key_value(&slot, token, key, encrypt, mech)?);
+        let k = self.aes_key(&slot, token, key, encrypt, mech)?;
+        let key = Zeroizing::new(aes_value(&k)?);
         let mut g = lock(&sess);
+        slot.still_logged_in_for(&k.attrs)?;
         let op = Some(MessageOp { key });
         if encrypt {
             g.message_encrypt = op;
@@ -1748,7 +1823,7 @@ impl Hsm {
     fn oaep_init(
         &self,
         _h: u64,
-        sess: &Mutex<Session>,
+        sess: &SessionEntry,
         slot: &Slot,
         token: TokenId,
         mech: &Mechanism,
@@ -1772,6 +1847,7 @@ impl Hsm {
         if o.attrs.class() != Some(want) || o.attrs.key_type() != Some(KeyType::RSA) {
             return Err(Error::KeyTypeInconsistent);
         }
+        refuse_trusted(&o.attrs)?;
         let usage = if encrypt { A::ENCRYPT } else { A::DECRYPT };
         if o.attrs.bool(usage) != Some(true) {
             return Err(Error::KeyFunctionNotPermitted(if encrypt {
@@ -1786,7 +1862,10 @@ impl Hsm {
         }
         let m = o.attrs.bytes(A::MODULUS).unwrap_or_default();
         let modulus_len = m.len() - m.iter().take_while(|b| **b == 0).count();
+        let needs_context_login = !encrypt && o.attrs.bool(A::ALWAYS_AUTHENTICATE) == Some(true);
+        let attrs = o.attrs.clone();
         let op = AeadOp {
+            needs_context_login,
             key: Vec::new(),
             iv: Vec::new(),
             cipher: match oaep {
@@ -1805,6 +1884,7 @@ impl Hsm {
             buffer: Vec::new(),
         };
         let mut g = lock(sess);
+        slot.still_logged_in_for(&attrs)?;
         if encrypt {
             g.encrypt = Some(op);
         } else {
@@ -1840,6 +1920,9 @@ impl Hsm {
             .slot(&mut lock(&s))
             .take()
             .ok_or(Error::OperationNotInitialized)?;
+        if op.needs_context_login {
+            return Err(Error::UserNotLoggedIn);
+        }
         op.buffer.extend_from_slice(data);
         Ok(match (&op.cipher, d) {
             (CipherKind::Gcm { aad, tag_bits }, Dir::Encrypt) => {
@@ -1889,13 +1972,19 @@ impl Hsm {
         })
     }
 
-    /// Buffers a part: the output comes at the end (for GCM after the tag is known or
+    /// Takes a part. ECB and CBC (with or without padding) return every whole block
+    /// at once (CBC-PAD decryption keeps the last one back: it may be the padding); GCM,
+    /// CTR and RSA buffer the input and answer at the end (GCM after the tag is known or
     /// checked).
-    fn aead_update(&self, h: u64, d: Dir, data: &[u8]) -> Result<()> {
+    fn aead_update(&self, h: u64, d: Dir, data: &[u8]) -> Result<Vec<u8>> {
         let s = self.session(h)?;
         let mut g = lock(&s);
         let slot = d.slot(&mut g);
         let op = slot.as_mut().ok_or(Error::OperationNotInitialized)?;
+        if op.needs_context_login {
+            *slot = None;
+            return Err(Error::UserNotLoggedIn);
+        }
         if op.buffer.len() + data.len() > MAX_AEAD_INPUT {
             *slot = None;
             return Err(match d {
@@ -1904,14 +1993,57 @@ impl Hsm {
             });
         }
         op.buffer.extend_from_slice(data);
-        Ok(())
+        let ready = op.streamed_len(d, 0);
+        if ready == 0 {
+            return Ok(Vec::new());
+        }
+        let CipherKind::Block(mode) = op.cipher else {
+            return Ok(Vec::new());
+        };
+        let chunk: Zeroizing<Vec<u8>> = Zeroizing::new(op.buffer.drain(..ready).collect());
+        // Whole blocks of CBC-PAD are plain CBC; the padding comes with the final part.
+        let inner = if mode == crypto::BlockMode::CbcPad {
+            crypto::BlockMode::Cbc
+        } else {
+            mode
+        };
+        let out = match d {
+            Dir::Encrypt => crypto::aes_encrypt(inner, &op.key, &op.iv, &chunk),
+            Dir::Decrypt => crypto::aes_decrypt(inner, &op.key, &op.iv, &chunk),
+        };
+        let out = match out {
+            Ok(out) => out,
+            Err(e) => {
+                *slot = None;
+                return Err(e.into());
+            }
+        };
+        if inner == crypto::BlockMode::Cbc {
+            let last = match d {
+                Dir::Encrypt => &out[out.len() - 16..],
+                Dir::Decrypt => &chunk[chunk.len() - 16..],
+            };
+            op.iv = last.to_vec();
+        }
+        Ok(out)
+    }
+
+    /// What a `C_EncryptUpdate` / `C_DecryptUpdate` of `len` more bytes returns.
+    pub fn update_len(&self, h: u64, encrypt: bool, len: usize) -> Result<usize> {
+        let d = if encrypt { Dir::Encrypt } else { Dir::Decrypt };
+        let s = self.session(h)?;
+        let mut g = lock(&s);
+        Ok(d.slot(&mut g)
+            .as_ref()
+            .ok_or(Error::OperationNotInitialized)?
+            .streamed_len(d, len))
     }
 
     pub fn encrypt(&self, h: u64, data: &[u8]) -> Result<Vec<u8>> {
         self.aead_run(h, Dir::Encrypt, data)
     }
 
-    pub fn encrypt_update(&self, h: u64, data: &[u8]) -> Result<()> {
+    pub fn encrypt_update(&self, h: u64, data: &[u8]) -> Result<Vec<u8>> {
         self.aead_update(h, Dir::Encrypt, data)
     }
 
@@ -1923,7 +2055,7 @@ impl Hsm {
         self.aead_run(h, Dir::Decrypt, data)
     }
 
-    pub fn decrypt_update(&self, h: u64, data: &[u8]) -> Result<()> {
+    pub fn decrypt_update(&self, h: u64, data: &[u8]) -> Result<Vec<u8>> {
         self.aead_update(h, Dir::Decrypt, data)
     }
 
@@ -2158,6 +2290,7 @@ impl Hsm {
             return Err(Error::MechanismInvalid);
         }
         let (u, kek) = self.wrapping_key((&slot, token), unwrapping, &scheme, mech, false)?;
+        refuse_always_authenticate(&u.attrs)?;
         if let Some(a) = KEY_MATERIAL.iter().find(|a| template.contains(**a)) {
             return Err(Error::TemplateInconsistent(format!(
                 "{a:?} comes from the wrapped key"
@@ -2225,7 +2358,7 @@ impl Hsm {
             }
             t.set(A::VALUE, AttrValue::Bytes(value.to_vec()));
         }
-        let mut attrs = attrs::build_new(&t, Origin::Created, Self::actor(&slot))?;
+        let mut attrs = attrs::build_new(&t, Origin::Created, self.ctx(&slot))?;
         validate_key_material(&attrs).map_err(|_| Error::WrappedKeyInvalid)?;
         if attrs.class() == Some(ObjectClass::SECRET_KEY) {
             let n = attrs.bytes(A::VALUE).map(<[u8]>::len).unwrap_or(0);
@@ -2371,7 +2504,7 @@ impl Hsm {
             }
             _ => return Err(Error::MechanismInvalid),
         };
-        let attrs = Self::derived_attrs(&slot, &b.attrs, &mut t, value, mech.kind())?;
+        let attrs = Self::derived_attrs(self.ctx(&slot), &b.attrs, &mut t, value, mech.kind())?;
         Ok(self.store_new(&sess, &slot, token, vec![attrs])?[0])
     }
 
@@ -2449,7 +2582,7 @@ impl Hsm {
         let mut objects = Vec::with_capacity(values.len());
         for ((mut t, _, _), value) in templates.into_iter().zip(values) {
             objects.push(Self::derived_attrs(
-                &slot,
+                self.ctx(&slot),
                 &b.attrs,
                 &mut t,
                 value.expose().to_vec(),
@@ -2465,6 +2598,8 @@ impl Hsm {
         if !fits {
             return Err(Error::KeyTypeInconsistent);
         }
+        refuse_trusted(b)?;
+        refuse_always_authenticate(b)?;
         if b.bool(A::DERIVE) != Some(true) {
             return Err(Error::KeyFunctionNotPermitted("CKA_DERIVE is FALSE"));
         }
@@ -2532,7 +2667,7 @@ impl Hsm {
     /// The attributes of a derived key: its value and length, the mechanism that made it,
     /// and `CKA_ALWAYS_SENSITIVE` / `CKA_NEVER_EXTRACTABLE` as the base key's AND its own.
     fn derived_attrs(
-        slot: &Slot,
+        ctx: Ctx,
         b: &AttributeSet,
         t: &mut AttributeSet,
         value: Vec<u8>,
@@ -2541,7 +2676,7 @@ impl Hsm {
         let len = value.len();
         t.remove(A::VALUE_LEN);
         t.set(A::VALUE, AttrValue::Bytes(value));
-        let mut attrs = attrs::build_new(&t, Origin::Created, Self::actor(slot))?;
+        let mut attrs = attrs::build_new(&t, Origin::Created, ctx)?;
         attrs.set(A::VALUE_LEN, AttrValue::Ulong(len as u64));
         attrs.set(A::KEY_GEN_MECHANISM, AttrValue::Ulong(mech.0));
         let sensitive = attrs.bool(A::SENSITIVE) == Some(true);
@@ -2731,13 +2866,44 @@ fn key_handle(e: Error) -> Error {
     }
 }
 
+/// A trusted key never encrypts, decrypts or derives (also checked when it is made;
+/// this holds for records made before that rule).
+fn refuse_trusted(attrs: &AttributeSet) -> Result<()> {
+    if attrs::is_trusted(attrs) {
+        return Err(Error::KeyFunctionNotPermitted(
+            "a trusted key (CKA_TRUSTED) only wraps or unwraps",
+        ));
+    }
+    Ok(())
+}
+
+/// `CKA_ALWAYS_AUTHENTICATE` keys are used one operation at a time, each after
+/// `C_Login(CKU_CONTEXT_SPECIFIC)`; PKCS#11 has that login for operations with an
+/// `*Init` (sign, decrypt) only, so such keys do not unwrap or derive.
+fn refuse_always_authenticate(attrs: &AttributeSet) -> Result<()> {
+    if attrs.bool(A::ALWAYS_AUTHENTICATE) == Some(true) {
+        return Err(Error::KeyFunctionNotPermitted(
+            "a CKA_ALWAYS_AUTHENTICATE key signs and decrypts only, each time after C_Login(CKU_CONTEXT_SPECIFIC)",
+        ));
+    }
+    Ok(())
+}
+
+/// An AES key's value (absent without the user's login).
+fn aes_value(k: &CachedKey) -> Result<Vec<u8>> {
+    Ok(k.attrs
+        .bytes(A::VALUE)
+        .ok_or(Error::UserNotLoggedIn)?
+        .to_vec())
+}
+
 fn new_slot(id: u64, token: Option<TokenId>) -> Slot {
     Slot {
         id,
         token: RwLock::new(token),
         login: RwLock::new(Login::Public),
         public: RwLock::new(None),
-        key_cache: Mutex::new(HashMap::new()),
+        key_cache: Mutex::new(KeyCache::default()),
     }
 }
 
@@ -2747,10 +2913,30 @@ impl Slot {
     }
     fn logout(&self) {
         *self.login.write().unwrap_or_else(|p| p.into_inner()) = Login::Public;
-        lock(&self.key_cache).clear();
+        self.forget_all_cached();
+    }
+    fn forget_all_cached(&self) {
+        let mut cache = lock(&self.key_cache);
+        cache.keys.clear();
+        cache.epoch += 1;
     }
     fn forget_cached(&self, id: ObjectId) {
-        lock(&self.key_cache).remove(&id);
+        let mut cache = lock(&self.key_cache);
+        cache.keys.remove(&id);
+        cache.epoch += 1;
+    }
+    /// Refuses to install an operation on a private key once the user's login is gone. Called with the session's mutex held: `C_Logout` first drops the
+    /// login, then clears each session's operations under that mutex, so an operation
+    /// prepared while the user was logged in either sees the logout here or is cleared.
+    fn still_logged_in_for(&self, attrs: &AttributeSet) -> Result<()> {
+        let public = matches!(
+            *self.login.read().unwrap_or_else(|p| p.into_inner()),
+            Login::Public
+        );
+        if attrs.is_private() && public {
+            return Err(Error::UserNotLoggedIn);
+        }
+        Ok(())
     }
 }
 

@@ -114,15 +114,16 @@ pub fn ffi(name: &'static str, body: impl FnOnce() -> Result<(), Error>) -> CK_R
         Ok(Ok(())) => CKR_OK,
         Ok(Err(e)) => {
             // Problems of the token are warnings; answers to a caller's mistake or
-            // state (wrong PIN, sensitive attribute, small buffer) are not.
+            // state (wrong PIN, sensitive attribute, small buffer) are not, and neither is
+            // an uninitialised token: NSS and p11-kit open a session on every slot, the
+            // spare one included, each time they start.
             match &e {
                 Error::Config(_)
                 | Error::Core(
                     CoreError::DeviceError(_)
                     | CoreError::DeviceMemory(_)
                     | CoreError::FunctionFailed(_)
-                    | CoreError::General(_)
-                    | CoreError::TokenNotRecognized(_),
+                    | CoreError::General(_),
                 ) => tracing::warn!(function = name, "{e}"),
                 Error::Core(CoreError::PinIncorrect | CoreError::PinLocked) => {
                     tracing::info!(function = name, "{e}")

@@ -81,6 +81,24 @@ pub const IMPLEMENTED: &[&str] = &[
     "C_CancelFunction",
 ];
 
+/// Runs the body of a call that belongs to an operation (`C_Encrypt`, `C_SignUpdate`,
+/// `C_DigestFinal`, …) and ends that operation when the call fails with anything but
+/// `CKR_BUFFER_TOO_SMALL`, as PKCS#11 says: the next `*Init` then succeeds.
+fn ending<T>(
+    h: &hsm_core::hsm::Hsm,
+    session: u64,
+    kind: OpKind,
+    body: impl FnOnce() -> Result<T, Error>,
+) -> Result<T, Error> {
+    let r = body();
+    if let Err(e) = &r {
+        if !matches!(e, Error::Core(CoreError::BufferTooSmall(_))) {
+            let _ = h.cancel(session, &[kind]);
+        }
+    }
+    r
+}
+
 /// Writes a list with the two-call length convention.
 ///
 /// # Safety
@@ -725,19 +743,14 @@ pub unsafe extern "C" fn C_Sign(
 ) -> CK_RV {
     ffi("C_Sign", || {
         let h = hsm()?;
-        let s = session as u64;
-        let needed = h.sign_len(s)?;
-        // SAFETY: forwarded contract.
-        let input = unsafe { data(d, dl, "pData") };
-        let input = match input {
-            Ok(i) => i,
-            Err(e) => {
-                h.cancel(s, &[OpKind::Sign])?;
-                return Err(e);
-            }
-        };
-        // SAFETY: forwarded contract.
-        unsafe { produce(needed, sig, sl, || Ok(h.sign(s, input)?)) }
+        ending(&h, session as u64, OpKind::Sign, || {
+            let s = session as u64;
+            let needed = h.sign_len(s)?;
+            // SAFETY: forwarded contract.
+            let input = unsafe { data(d, dl, "pData") }?;
+            // SAFETY: forwarded contract.
+            unsafe { produce(needed, sig, sl, || Ok(h.sign(s, input)?)) }
+        })
     })
 }
 
@@ -751,9 +764,11 @@ pub unsafe extern "C" fn C_SignUpdate(
 ) -> CK_RV {
     ffi("C_SignUpdate", || {
         let h = hsm()?;
-        // SAFETY: forwarded contract.
-        let input = unsafe { data(d, dl, "pPart") }?;
-        Ok(h.sign_update(session as u64, input)?)
+        ending(&h, session as u64, OpKind::Sign, || {
+            // SAFETY: forwarded contract.
+            let input = unsafe { data(d, dl, "pPart") }?;
+            Ok(h.sign_update(session as u64, input)?)
+        })
     })
 }
 
@@ -767,10 +782,12 @@ pub unsafe extern "C" fn C_SignFinal(
 ) -> CK_RV {
     ffi("C_SignFinal", || {
         let h = hsm()?;
-        let s = session as u64;
-        let needed = h.sign_len(s)?;
-        // SAFETY: forwarded contract.
-        unsafe { produce(needed, sig, sl, || Ok(h.sign_final(s)?)) }
+        ending(&h, session as u64, OpKind::Sign, || {
+            let s = session as u64;
+            let needed = h.sign_len(s)?;
+            // SAFETY: forwarded contract.
+            unsafe { produce(needed, sig, sl, || Ok(h.sign_final(s)?)) }
+        })
     })
 }
 
@@ -802,19 +819,16 @@ pub unsafe extern "C" fn C_Verify(
 ) -> CK_RV {
     ffi("C_Verify", || {
         let h = hsm()?;
-        let s = session as u64;
-        // SAFETY: forwarded contract.
-        let parsed = unsafe { data(d, dl, "pData") }.and_then(|input| {
+        ending(&h, session as u64, OpKind::Verify, || {
+            let s = session as u64;
             // SAFETY: forwarded contract.
-            unsafe { slice(sig, sl, 64 * 1024, "pSignature") }.map(|sig| (input, sig))
-        });
-        match parsed {
-            Ok((input, sig)) => Ok(h.verify(s, input, sig)?),
-            Err(e) => {
-                h.cancel(s, &[OpKind::Verify])?;
-                Err(e)
-            }
-        }
+            let parsed = unsafe { data(d, dl, "pData") }.and_then(|input| {
+                // SAFETY: forwarded contract.
+                unsafe { slice(sig, sl, 64 * 1024, "pSignature") }.map(|sig| (input, sig))
+            });
+            let (input, sig) = parsed?;
+            Ok(h.verify(s, input, sig)?)
+        })
     })
 }
 
@@ -828,9 +842,11 @@ pub unsafe extern "C" fn C_VerifyUpdate(
 ) -> CK_RV {
     ffi("C_VerifyUpdate", || {
         let h = hsm()?;
-        // SAFETY: forwarded contract.
-        let input = unsafe { data(d, dl, "pPart") }?;
-        Ok(h.verify_update(session as u64, input)?)
+        ending(&h, session as u64, OpKind::Verify, || {
+            // SAFETY: forwarded contract.
+            let input = unsafe { data(d, dl, "pPart") }?;
+            Ok(h.verify_update(session as u64, input)?)
+        })
     })
 }
 
@@ -844,9 +860,11 @@ pub unsafe extern "C" fn C_VerifyFinal(
 ) -> CK_RV {
     ffi("C_VerifyFinal", || {
         let h = hsm()?;
-        // SAFETY: forwarded contract.
-        let sig = unsafe { slice(sig, sl, 64 * 1024, "pSignature") }?;
-        Ok(h.verify_final(session as u64, sig)?)
+        ending(&h, session as u64, OpKind::Verify, || {
+            // SAFETY: forwarded contract.
+            let sig = unsafe { slice(sig, sl, 64 * 1024, "pSignature") }?;
+            Ok(h.verify_final(session as u64, sig)?)
+        })
     })
 }
 
@@ -880,17 +898,19 @@ pub unsafe extern "C" fn C_Encrypt(
 ) -> CK_RV {
     ffi("C_Encrypt", || {
         let h = hsm()?;
-        let s = session as u64;
-        // SAFETY: forwarded contract.
-        let input = unsafe { data(d, dl, "pData") }?;
-        let needed = h.encrypt_len(s, input.len())?;
-        // SAFETY: forwarded contract.
-        unsafe { produce(needed, out, ol, || Ok(h.encrypt(s, input)?)) }
+        ending(&h, session as u64, OpKind::Encrypt, || {
+            let s = session as u64;
+            // SAFETY: forwarded contract.
+            let input = unsafe { data(d, dl, "pData") }?;
+            let needed = h.encrypt_len(s, input.len())?;
+            // SAFETY: forwarded contract.
+            unsafe { produce(needed, out, ol, || Ok(h.encrypt(s, input)?)) }
+        })
     })
 }
 
 /// # Safety
-/// `d` readable for `dl`; `ol` valid (output is empty: AES-GCM output comes at the end).
+/// `d` readable for `dl`; `out` null or writable for `*ol`; `ol` valid.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn C_EncryptUpdate(
     session: CK_SESSION_HANDLE,
@@ -901,20 +921,19 @@ pub unsafe extern "C" fn C_EncryptUpdate(
 ) -> CK_RV {
     ffi("C_EncryptUpdate", || {
         let h = hsm()?;
-        // SAFETY: null rejected.
-        let ol = unsafe { out_ref(ol, "pulEncryptedPartLen is NULL") }?;
-        // The output of a part always comes at the end, so a length query (NULL output)
-        // answers 0 and consumes nothing.
-        if out.is_null() {
-            h.encrypt_len(session as u64, 0)?;
-            *ol = 0;
-            return Ok(());
-        }
-        // SAFETY: forwarded contract.
-        let input = unsafe { data(d, dl, "pPart") }?;
-        h.encrypt_update(session as u64, input)?;
-        *ol = 0;
-        Ok(())
+        let s = session as u64;
+        ending(&h, s, OpKind::Encrypt, || {
+            if ol.is_null() {
+                return Err(Error::bad("pulEncryptedPartLen is NULL"));
+            }
+            // SAFETY: forwarded contract.
+            let input = unsafe { data(d, dl, "pPart") }?;
+            // ECB and CBC hand back whole blocks at once; the other modes answer at the
+            // end. A length query (NULL output) consumes nothing.
+            let needed = h.update_len(s, true, input.len())?;
+            // SAFETY: forwarded contract.
+            unsafe { produce(needed, out, ol, || Ok(h.encrypt_update(s, input)?)) }
+        })
     })
 }
 
@@ -928,10 +947,12 @@ pub unsafe extern "C" fn C_EncryptFinal(
 ) -> CK_RV {
     ffi("C_EncryptFinal", || {
         let h = hsm()?;
-        let s = session as u64;
-        let needed = h.encrypt_len(s, 0)?;
-        // SAFETY: forwarded contract.
-        unsafe { produce(needed, out, ol, || Ok(h.encrypt_final(s)?)) }
+        ending(&h, session as u64, OpKind::Encrypt, || {
+            let s = session as u64;
+            let needed = h.encrypt_len(s, 0)?;
+            // SAFETY: forwarded contract.
+            unsafe { produce(needed, out, ol, || Ok(h.encrypt_final(s)?)) }
+        })
     })
 }
 
@@ -963,12 +984,14 @@ pub unsafe extern "C" fn C_Decrypt(
 ) -> CK_RV {
     ffi("C_Decrypt", || {
         let h = hsm()?;
-        let s = session as u64;
-        // SAFETY: forwarded contract.
-        let input = unsafe { data(d, dl, "pEncryptedData") }?;
-        let needed = h.decrypt_len(s, input.len())?;
-        // SAFETY: forwarded contract.
-        unsafe { produce(needed, out, ol, || Ok(h.decrypt(s, input)?)) }
+        ending(&h, session as u64, OpKind::Decrypt, || {
+            let s = session as u64;
+            // SAFETY: forwarded contract.
+            let input = unsafe { data(d, dl, "pEncryptedData") }?;
+            let needed = h.decrypt_len(s, input.len())?;
+            // SAFETY: forwarded contract.
+            unsafe { produce(needed, out, ol, || Ok(h.decrypt(s, input)?)) }
+        })
     })
 }
 
@@ -984,20 +1007,19 @@ pub unsafe extern "C" fn C_DecryptUpdate(
 ) -> CK_RV {
     ffi("C_DecryptUpdate", || {
         let h = hsm()?;
-        // SAFETY: null rejected.
-        let ol = unsafe { out_ref(ol, "pulPartLen is NULL") }?;
-        // The output of a part always comes at the end, so a length query (NULL output)
-        // answers 0 and consumes nothing.
-        if out.is_null() {
-            h.decrypt_len(session as u64, 0)?;
-            *ol = 0;
-            return Ok(());
-        }
-        // SAFETY: forwarded contract.
-        let input = unsafe { data(d, dl, "pEncryptedPart") }?;
-        h.decrypt_update(session as u64, input)?;
-        *ol = 0;
-        Ok(())
+        let s = session as u64;
+        ending(&h, s, OpKind::Decrypt, || {
+            if ol.is_null() {
+                return Err(Error::bad("pulPartLen is NULL"));
+            }
+            // SAFETY: forwarded contract.
+            let input = unsafe { data(d, dl, "pEncryptedPart") }?;
+            // ECB and CBC hand back whole blocks at once; the other modes answer at the
+            // end. A length query (NULL output) consumes nothing.
+            let needed = h.update_len(s, false, input.len())?;
+            // SAFETY: forwarded contract.
+            unsafe { produce(needed, out, ol, || Ok(h.decrypt_update(s, input)?)) }
+        })
     })
 }
 
@@ -1011,10 +1033,12 @@ pub unsafe extern "C" fn C_DecryptFinal(
 ) -> CK_RV {
     ffi("C_DecryptFinal", || {
         let h = hsm()?;
-        let s = session as u64;
-        let needed = h.decrypt_len(s, 0)?;
-        // SAFETY: forwarded contract.
-        unsafe { produce(needed, out, ol, || Ok(h.decrypt_final(s)?)) }
+        ending(&h, session as u64, OpKind::Decrypt, || {
+            let s = session as u64;
+            let needed = h.decrypt_len(s, 0)?;
+            // SAFETY: forwarded contract.
+            unsafe { produce(needed, out, ol, || Ok(h.decrypt_final(s)?)) }
+        })
     })
 }
 
@@ -1132,12 +1156,14 @@ pub unsafe extern "C" fn C_Digest(
 ) -> CK_RV {
     ffi("C_Digest", || {
         let h = hsm()?;
-        let s = session as u64;
-        let needed = h.digest_len(s)?;
-        // SAFETY: forwarded contract.
-        let input = unsafe { data(d, dl, "pData") }?;
-        // SAFETY: forwarded contract.
-        unsafe { produce(needed, out, ol, || Ok(h.digest(s, input)?)) }
+        ending(&h, session as u64, OpKind::Digest, || {
+            let s = session as u64;
+            let needed = h.digest_len(s)?;
+            // SAFETY: forwarded contract.
+            let input = unsafe { data(d, dl, "pData") }?;
+            // SAFETY: forwarded contract.
+            unsafe { produce(needed, out, ol, || Ok(h.digest(s, input)?)) }
+        })
     })
 }
 
@@ -1151,9 +1177,11 @@ pub unsafe extern "C" fn C_DigestUpdate(
 ) -> CK_RV {
     ffi("C_DigestUpdate", || {
         let h = hsm()?;
-        // SAFETY: forwarded contract.
-        let input = unsafe { data(d, dl, "pPart") }?;
-        Ok(h.digest_update(session as u64, input)?)
+        ending(&h, session as u64, OpKind::Digest, || {
+            // SAFETY: forwarded contract.
+            let input = unsafe { data(d, dl, "pPart") }?;
+            Ok(h.digest_update(session as u64, input)?)
+        })
     })
 }
 
@@ -1174,10 +1202,12 @@ pub unsafe extern "C" fn C_DigestFinal(
 ) -> CK_RV {
     ffi("C_DigestFinal", || {
         let h = hsm()?;
-        let s = session as u64;
-        let needed = h.digest_len(s)?;
-        // SAFETY: forwarded contract.
-        unsafe { produce(needed, out, ol, || Ok(h.digest_final(s)?)) }
+        ending(&h, session as u64, OpKind::Digest, || {
+            let s = session as u64;
+            let needed = h.digest_len(s)?;
+            // SAFETY: forwarded contract.
+            unsafe { produce(needed, out, ol, || Ok(h.digest_final(s)?)) }
+        })
     })
 }
 

@@ -16,6 +16,13 @@ use cryptoki_sys::*;
 use hsm_core::config::Config;
 use std::ffi::c_void;
 
+/// The token runtime behind the exports, for in-process tests that look at state no
+/// `C_*` call shows (the key cache, say). Not part of the C interface.
+#[doc(hidden)]
+pub fn runtime() -> Result<std::sync::Arc<hsm_core::hsm::Hsm>, Error> {
+    state::hsm()
+}
+
 /// Library version reported by `C_GetInfo` (major, minor).
 pub const LIBRARY_VERSION: (u8, u8) = (0, 1);
 pub const MANUFACTURER: &str = "FerroHSM";

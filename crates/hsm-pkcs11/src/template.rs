@@ -138,9 +138,9 @@ fn parse_depth(attrs: &[CK_ATTRIBUTE], depth: u32) -> Result<AttributeSet, Error
                     return Err(invalid("nested template"));
                 }
                 let n = len / std::mem::size_of::<CK_ATTRIBUTE>();
-                // SAFETY: the value is an array of n CK_ATTRIBUTEs (its length says so).
-                let inner =
-                    unsafe { std::slice::from_raw_parts(a.pValue as *const CK_ATTRIBUTE, n) };
+                // SAFETY: the value is an array of n CK_ATTRIBUTEs (its length says so);
+                // an empty one may come as NULL, which `attributes` answers with no entries.
+                let inner = unsafe { attributes(a.pValue as *const CK_ATTRIBUTE, n as CK_ULONG) }?;
                 AttrValue::Template(parse_depth(inner, depth + 1)?)
             }
         };

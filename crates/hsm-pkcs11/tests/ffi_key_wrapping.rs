@@ -332,7 +332,7 @@ fn configuration_allows_weaker_wrapping_keys_and_v15_unwrap() {
 }
 
 #[test]
-fn a_generated_pair_never_wraps_with_one_half_and_decrypts_with_the_other() {
+fn a_generated_pair_wraps_with_one_half_and_decrypts_with_the_other_only_when_asked() {
     let _env = setup();
     let h = token_session();
     // CKA_DECRYPT defaults to TRUE on an RSA private key; a wrapping public half wins.
@@ -344,15 +344,15 @@ fn a_generated_pair_never_wraps_with_one_half_and_decrypts_with_the_other() {
     )
     .unwrap();
     assert_eq!(attribute(h, private, CKA_DECRYPT).unwrap(), [0]);
-    assert_eq!(
-        generate_pair(
-            h,
-            CKM_RSA_PKCS_KEY_PAIR_GEN,
-            &[u(CKA_MODULUS_BITS, 2048), b(CKA_WRAP, true)],
-            &[b(CKA_DECRYPT, true)],
-        ),
-        Err(CKR_TEMPLATE_INCONSISTENT)
-    );
+    // Asked for both (PyKCS11's template), the pair has both under the standard rule.
+    let (_, both) = generate_pair(
+        h,
+        CKM_RSA_PKCS_KEY_PAIR_GEN,
+        &[u(CKA_MODULUS_BITS, 2048), b(CKA_WRAP, true)],
+        &[b(CKA_DECRYPT, true)],
+    )
+    .unwrap();
+    assert_eq!(attribute(h, both, CKA_DECRYPT).unwrap(), [1]);
     // Without a wrapping public half, the default stands.
     let (_, plain) = generate_pair(
         h,
@@ -362,6 +362,29 @@ fn a_generated_pair_never_wraps_with_one_half_and_decrypts_with_the_other() {
     )
     .unwrap();
     assert_eq!(attribute(h, plain, CKA_DECRYPT).unwrap(), [1]);
+}
+
+#[test]
+fn strict_separation_refuses_a_pair_that_wraps_with_one_half_and_decrypts_with_the_other() {
+    let _env = setup_with(None, "key_separation = \"strict\"\n");
+    let h = token_session();
+    assert_eq!(
+        generate_pair(
+            h,
+            CKM_RSA_PKCS_KEY_PAIR_GEN,
+            &[u(CKA_MODULUS_BITS, 2048), b(CKA_WRAP, true)],
+            &[b(CKA_DECRYPT, true)],
+        ),
+        Err(CKR_TEMPLATE_INCONSISTENT)
+    );
+    let (_, private) = generate_pair(
+        h,
+        CKM_RSA_PKCS_KEY_PAIR_GEN,
+        &[u(CKA_MODULUS_BITS, 2048), b(CKA_WRAP, true)],
+        &[b(CKA_UNWRAP, true)],
+    )
+    .unwrap();
+    assert_eq!(attribute(h, private, CKA_DECRYPT).unwrap(), [0]);
 }
 
 /// A private key pair to move: (public, private, signing mechanism).

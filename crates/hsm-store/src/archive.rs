@@ -12,13 +12,14 @@ use crate::backend::{Batch, Flow, KvBackend};
 use crate::cf::Cf;
 use crate::crypto::{self, KdfParams, Key32};
 use crate::error::{Result, StoreError};
+use crate::private_fs;
 use crate::store::{Store, now};
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use aws_lc_rs::digest::{Context, SHA256};
 use hsm_types::{SecretBytes, SecretString};
 use serde::{Deserialize, Serialize};
 use std::io::{BufReader, BufWriter, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use zeroize::Zeroize;
 
 pub const MAGIC: &[u8; 16] = b"FERROHSM-BACKUP\0";
@@ -151,9 +152,7 @@ fn hex(b: &[u8]) -> String {
 fn derive_key(secret: &BackupSecret, h: &Header) -> Result<Key32> {
     match (secret, h.key_source.as_str()) {
         (BackupSecret::Passphrase(p), "passphrase") => {
-            let kdf = h
-                .kdf
-                .ok_or_else(|| bad("passphrase archive without KDF parameters"))?;
+            let kdf = check_header_kdf(h)?;
             crypto::pin_key(&kdf, &h.salt, p.expose().as_bytes())
         }
         (BackupSecret::KeyFile(k), "keyfile") => {
@@ -172,6 +171,26 @@ fn derive_key(secret: &BackupSecret, h: &Header) -> Result<Key32> {
             "this archive is locked with a {source}, not with what was given"
         ))),
     }
+}
+
+/// The passphrase cost of a header, refused when outside the caps or below the backup
+/// floor. The header is authenticated only by the key the cost derives, so this must run
+/// before the derivation: a crafted cost is answered without any work.
+fn check_header_kdf(h: &Header) -> Result<KdfParams> {
+    let kdf = h
+        .kdf
+        .ok_or_else(|| bad("passphrase archive without KDF parameters"))?;
+    kdf.check()
+        .map_err(|e| bad(format!("the archive header asks for an impossible {e}")))?;
+    if !kdf.meets_backup_floor() {
+        return Err(bad(format!(
+            "the archive's passphrase cost (Argon2id m={} KiB t={}) is below the floor for \
+             backups (m=19456 KiB t=2, or an equivalent OWASP minimum); this build does not \
+             write such archives, so it was weakened or made elsewhere",
+            kdf.m_kib, kdf.t_cost
+        )));
+    }
+    Ok(kdf)
 }
 
 fn chunk_aad(header_hash: &[u8], index: u64, last: bool) -> Vec<u8> {
@@ -358,11 +377,22 @@ pub fn create(
     kdf: KdfParams,
     progress: &dyn Progress,
 ) -> Result<Manifest> {
-    if out.exists() {
-        return Err(StoreError::Invalid(format!(
-            "{} already exists; choose a new file",
-            out.display()
-        )));
+    if std::fs::symlink_metadata(out).is_ok() {
+        return Err(already_exists(out));
+    }
+    if matches!(secret, BackupSecret::Passphrase(_)) {
+        kdf.validate()?;
+        if !kdf.meets_backup_floor() {
+            return Err(StoreError::Invalid(format!(
+                "Argon2id m={} KiB t={} is below the floor for a backup passphrase: use at \
+                 least m=19456 KiB with t=2 (or m=47104 with t=1, m=12288 with t=3, m=9216 \
+                 with t=4, m=7168 with t=5); the default is m={} t={}",
+                kdf.m_kib,
+                kdf.t_cost,
+                KdfParams::DEFAULT.m_kib,
+                KdfParams::DEFAULT.t_cost
+            )));
+        }
     }
     let store = Store::open_dir_read_only(store_dir)?;
     let kv = store.backend();
@@ -424,8 +454,10 @@ pub fn create(
         ..header
     };
     let header_bytes = rmp_serde::to_vec_named(&header).map_err(|e| bad(e.to_string()))?;
-    let tmp = tmp_path(out);
-    let file = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
+    // A fresh name nobody can predict, created exclusively (never through a link, never
+    // over a file), 0600.
+    let tmp = private_fs::unpredictable_sibling(out, "partial")?;
+    let file = private_fs::create_new_private_file(&tmp).map_err(|e| io(&tmp, e))?;
     let result = (|| {
         let mut w = BufWriter::new(file);
         w.write_all(MAGIC).map_err(|e| io(&tmp, e))?;
@@ -480,19 +512,29 @@ pub fn create(
         progress.finish();
         Ok(())
     })();
+    let result = result.and_then(|()| {
+        // Refuses to overwrite even what appeared at `out` since the check above.
+        private_fs::rename_noreplace(&tmp, out).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                already_exists(out)
+            } else {
+                io(out, e)
+            }
+        })
+    });
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
-    std::fs::rename(&tmp, out).map_err(|e| io(out, e))?;
     sync_parent(out);
     Ok(manifest)
 }
 
-fn tmp_path(p: &Path) -> PathBuf {
-    let mut name = p.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(format!(".partial-{}", std::process::id()));
-    p.with_file_name(name)
+fn already_exists(out: &Path) -> StoreError {
+    StoreError::Invalid(format!(
+        "{} already exists; choose a new file",
+        out.display()
+    ))
 }
 
 fn sync_parent(p: &Path) {
@@ -673,10 +715,11 @@ pub fn restore(
             )));
         }
     }
-    let tmp = tmp_path(target);
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
-    }
+    // A new directory under a name nobody can predict, made exclusively and 0700: nothing
+    // that is already there (a crashed run's leftovers, a planted link) is ever removed or
+    // followed. The store written into it gets the store's permissions (`private_fs`).
+    let tmp = private_fs::unpredictable_sibling(target, "partial")?;
+    private_fs::create_private_dir(&tmp).map_err(|e| io(&tmp, e))?;
     let result = (|| {
         let kv = RocksBackend::open(&tmp, OpenMode::ReadWrite)?;
         let manifest = read_all(file, secret, progress, |cf, records| {
@@ -692,16 +735,22 @@ pub fn restore(
         let _ = std::fs::remove_file(tmp.join(crate::backend::rocks::HOLDER_FILE));
         Ok(manifest)
     })();
+    let result = result.and_then(|m| {
+        // The target was checked empty above; `remove_dir` removes only an empty
+        // directory (and no link), and the rename replaces nothing that appeared since.
+        if std::fs::symlink_metadata(target).is_ok() {
+            std::fs::remove_dir(target).map_err(|e| io(target, e))?;
+        }
+        private_fs::rename_noreplace(&tmp, target).map_err(|e| io(target, e))?;
+        Ok(m)
+    });
     match result {
         Ok(m) => {
-            if target.exists() {
-                std::fs::remove_dir(target).map_err(|e| io(target, e))?;
-            }
-            std::fs::rename(&tmp, target).map_err(|e| io(target, e))?;
             sync_parent(target);
             Ok(m)
         }
         Err(e) => {
+            // Ours: made exclusively above, so this removes nothing of anyone else's.
             let _ = std::fs::remove_dir_all(&tmp);
             Err(e)
         }

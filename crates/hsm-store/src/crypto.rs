@@ -67,6 +67,8 @@ pub enum Purpose {
     WrapObjectKey = 5,
     WrapSecretKey = 6,
     WrapMasterKey = 7,
+    /// The MAC binding an object header and its current record to the master key.
+    HeaderBinding = 8,
 }
 
 /// Associated data: format, purpose, then the record's place (store id, token, object,
@@ -174,12 +176,28 @@ pub fn blind(index_key: &Key32, tag: u8, value: &[u8]) -> [u8; crate::keys::DIGE
 }
 
 /// Argon2id cost, stored per token so stores made with other costs keep opening.
+///
+/// Costs are read from files (token records, backup headers) that an attacker may have
+/// written, so every derivation first checks them against caps ([`KdfParams::check`]):
+/// a crafted `m_kib = 2^32-1` would otherwise ask for 4 TiB, and `t_cost = 2^32-1` for
+/// hours of work. `schema/sealing.md` documents the caps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KdfParams {
     pub m_kib: u32,
     pub t_cost: u32,
     pub p_cost: u32,
 }
+
+/// OWASP's Argon2id minimum configurations (Password Storage Cheat Sheet): equivalent
+/// trade-offs of memory (KiB) for passes. A cost meets the backup floor when it reaches
+/// one of them in both memory and passes.
+const OWASP_MINIMUMS: [(u32, u32); 5] = [
+    (47_104, 1),
+    (19_456, 2),
+    (12_288, 3),
+    (9_216, 4),
+    (7_168, 5),
+];
 
 impl KdfParams {
     /// OWASP's first Argon2id recommendation (m = 19 MiB, t = 2, p = 1) raised to
@@ -189,36 +207,116 @@ impl KdfParams {
         t_cost: 3,
         p_cost: 1,
     };
-    /// For tests and fixtures only: fast and weak.
+    /// For tests and fixtures only: fast and weak. Below the backup floor.
     pub const INSECURE_FAST: KdfParams = KdfParams {
         m_kib: 256,
         t_cost: 1,
         p_cost: 1,
     };
+    /// The cheapest cost a backup passphrase may have (OWASP's m = 19 MiB, t = 2, p = 1):
+    /// what tests and benchmarks of backups use.
+    pub const BACKUP_MINIMUM: KdfParams = KdfParams {
+        m_kib: 19_456,
+        t_cost: 2,
+        p_cost: 1,
+    };
 
-    pub fn validate(&self) -> Result<()> {
-        argon2::Params::new(self.m_kib, self.t_cost, self.p_cost, Some(KEY_LEN))
+    /// Memory cap: 4 GiB, twice RFC 9106's first recommendation (2 GiB, t = 1).
+    pub const MAX_M_KIB: u32 = 4 << 20;
+    /// Pass cap. Recommendations stop at single digits; memory is the cost to raise.
+    pub const MAX_T_COST: u32 = 64;
+    /// Lane cap. This build computes lanes one after the other, so lanes add no strength
+    /// per second spent, and each needs 8 KiB of the memory.
+    pub const MAX_P_COST: u32 = 64;
+    /// Work cap, memory × passes in KiB: 16 GiB, e.g. 4 GiB × 4 or 256 MiB × 64. The time
+    /// a derivation takes grows with this product (some seconds to tens of seconds at the
+    /// cap, on one core), so it bounds how long a crafted cost can hold a login.
+    pub const MAX_WORK_KIB: u64 = 16 << 20;
+
+    /// Whether this cost is within the caps and valid for Argon2id; the reason if not.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        let KdfParams {
+            m_kib,
+            t_cost,
+            p_cost,
+        } = *self;
+        let what = format!("Argon2id cost m={m_kib} KiB t={t_cost} p={p_cost}");
+        if m_kib > Self::MAX_M_KIB {
+            return Err(format!(
+                "{what}: memory above the cap of {} KiB (4 GiB)",
+                Self::MAX_M_KIB
+            ));
+        }
+        if t_cost > Self::MAX_T_COST {
+            return Err(format!(
+                "{what}: passes above the cap of {}",
+                Self::MAX_T_COST
+            ));
+        }
+        if p_cost > Self::MAX_P_COST {
+            return Err(format!(
+                "{what}: lanes above the cap of {}",
+                Self::MAX_P_COST
+            ));
+        }
+        if u64::from(m_kib) * u64::from(t_cost) > Self::MAX_WORK_KIB {
+            return Err(format!(
+                "{what}: memory × passes above the cap of {} KiB (16 GiB)",
+                Self::MAX_WORK_KIB
+            ));
+        }
+        argon2::Params::new(m_kib, t_cost, p_cost, Some(KEY_LEN))
             .map(|_| ())
-            .map_err(|e| {
-                StoreError::Invalid(format!(
-                    "Argon2 parameters m={} t={} p={}: {e}",
-                    self.m_kib, self.t_cost, self.p_cost
-                ))
-            })
+            .map_err(|e| format!("{what}: {e}"))
+    }
+
+    /// [`KdfParams::check`] for a cost the caller chose (a token's, a backup's).
+    pub fn validate(&self) -> Result<()> {
+        self.check().map_err(StoreError::Invalid)
+    }
+
+    /// Whether this cost reaches the floor for backup passphrases: one of OWASP's minimum
+    /// Argon2id configurations (19 MiB × 2 passes, or 46 MiB × 1, 12 MiB × 3, 9 MiB × 4,
+    /// 7 MiB × 5). An archive travels and is kept for years; its passphrase is all that
+    /// protects it offline, so a cost below this is refused both when writing and when
+    /// reading (an archive this weak was not written by this build, or was weakened).
+    pub fn meets_backup_floor(&self) -> bool {
+        OWASP_MINIMUMS
+            .iter()
+            .any(|&(m, t)| self.m_kib >= m && self.t_cost >= t)
     }
 }
 
-/// The key-encryption key for one PIN.
+/// The key-encryption key for one PIN (or backup passphrase). The cost is checked against
+/// the caps first: it comes from a token record, which whoever can write the files can
+/// craft. The memory is reserved fallibly, so a cost the machine cannot afford answers an
+/// error instead of aborting the process, and is zeroized after use.
 pub fn pin_key(params: &KdfParams, salt: &[u8], pin: &[u8]) -> Result<Key32> {
+    params.check().map_err(|e| {
+        StoreError::corruption("token record", format!("refused KDF parameters: {e}"))
+    })?;
     let p = argon2::Params::new(params.m_kib, params.t_cost, params.p_cost, Some(KEY_LEN))
         .map_err(|e| {
             StoreError::corruption("token record", format!("bad Argon2 parameters: {e}"))
         })?;
+    let blocks = p.block_count();
     let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p);
+    let mut memory: Vec<argon2::Block> = Vec::new();
+    memory.try_reserve_exact(blocks).map_err(|_| {
+        StoreError::Io(format!(
+            "cannot allocate {} MiB for Argon2id (m={} KiB)",
+            blocks / 1024,
+            params.m_kib
+        ))
+    })?;
+    memory.resize(blocks, argon2::Block::default());
     let mut out = [0u8; KEY_LEN];
-    argon
-        .hash_password_into(pin, salt, &mut out)
-        .map_err(|e| StoreError::Invalid(format!("Argon2id: {e}")))?;
+    let r = argon.hash_password_into_with_memory(pin, salt, &mut out, &mut memory[..]);
+    memory.zeroize();
+    if let Err(e) = r {
+        out.zeroize();
+        return Err(StoreError::Invalid(format!("Argon2id: {e}")));
+    }
     Ok(Key32(out))
 }
 
@@ -260,6 +358,72 @@ mod tests {
         let k = Key32::random().unwrap();
         assert_ne!(k.derive(b"a").expose(), k.derive(b"b").expose());
         assert_eq!(k.derive(b"a").expose(), k.derive(b"a").expose());
+    }
+
+    #[test]
+    fn crafted_costs_are_refused_before_any_work() {
+        let started = std::time::Instant::now();
+        for (m_kib, t_cost, p_cost) in [
+            (u32::MAX, 1, 1),
+            (256, u32::MAX, 1),
+            (1 << 20, 1, u32::MAX),
+            (KdfParams::MAX_M_KIB + 1, 1, 1),
+            (KdfParams::MAX_M_KIB, 64, 1),
+            (1024, KdfParams::MAX_T_COST + 1, 1),
+            (1024, 1, KdfParams::MAX_P_COST + 1),
+            (u32::MAX, u32::MAX, u32::MAX),
+        ] {
+            let p = KdfParams {
+                m_kib,
+                t_cost,
+                p_cost,
+            };
+            let e = pin_key(&p, b"somesaltsomesalt", b"1234")
+                .err()
+                .expect("must refuse");
+            assert!(
+                matches!(e, StoreError::Corruption { .. }) && e.to_string().contains("cap"),
+                "{p:?}: {e}"
+            );
+            assert!(p.validate().is_err(), "{p:?}");
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        for ok in [
+            KdfParams::DEFAULT,
+            KdfParams::INSECURE_FAST,
+            KdfParams::BACKUP_MINIMUM,
+            // RFC 9106's first recommendation, and the caps themselves.
+            KdfParams {
+                m_kib: 2 << 20,
+                t_cost: 1,
+                p_cost: 4,
+            },
+            KdfParams {
+                m_kib: KdfParams::MAX_M_KIB,
+                t_cost: 4,
+                p_cost: KdfParams::MAX_P_COST,
+            },
+        ] {
+            ok.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn the_backup_floor_is_owasps_minimum() {
+        assert!(KdfParams::DEFAULT.meets_backup_floor());
+        assert!(KdfParams::BACKUP_MINIMUM.meets_backup_floor());
+        assert!(!KdfParams::INSECURE_FAST.meets_backup_floor());
+        let c = |m_kib, t_cost| KdfParams {
+            m_kib,
+            t_cost,
+            p_cost: 1,
+        };
+        assert!(c(47_104, 1).meets_backup_floor());
+        assert!(!c(47_103, 1).meets_backup_floor());
+        assert!(!c(19_455, 2).meets_backup_floor());
+        assert!(!c(19_456, 1).meets_backup_floor());
+        assert!(c(7_168, 5).meets_backup_floor());
+        assert!(!c(7_167, 50).meets_backup_floor());
     }
 
     #[test]

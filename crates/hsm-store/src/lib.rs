@@ -13,6 +13,7 @@ mod error;
 mod inspect;
 pub mod keys;
 pub mod migrate;
+mod private_fs;
 pub mod records;
 mod store;
 

@@ -14,7 +14,11 @@ use crate::error::{Result, StoreError};
 use crate::keys;
 
 /// The schema version this build writes.
-pub const CURRENT: u32 = 1;
+pub const CURRENT: u32 = 2;
+
+/// The step from this version needs each token's SO PIN (it binds headers to the master
+/// key), so it runs only through [`crate::Store::upgrade_with_so_pin`].
+pub const NEEDS_SO_PIN_FROM: u32 = 1;
 
 /// One upgrade step.
 pub struct Step {
@@ -23,9 +27,23 @@ pub struct Step {
     pub apply: fn(&dyn KvBackend, &mut Batch) -> Result<()>,
 }
 
-/// Steps in order. Schema 1 is the first released layout, so there are none yet; the
-/// first change to the layout adds `Step { from: 1, .. }` here and `migrations/0002-….md`.
-pub const STEPS: &[Step] = &[];
+/// Steps in order; step `from: n` is described by `migrations/000{n+1}-….md`.
+pub const STEPS: &[Step] = &[Step {
+    from: 1,
+    title: "bind object headers to each token's master key (needs each token's SO PIN)",
+    apply: needs_the_so_pin,
+}];
+
+/// Schema 1 → 2 cannot run unattended: a binding is made with the master key, which only
+/// a PIN opens.
+fn needs_the_so_pin(_: &dyn KvBackend, _: &mut Batch) -> Result<()> {
+    Err(StoreError::Invalid(SO_PIN_NEEDED.into()))
+}
+
+/// What to do with a schema-1 store.
+pub const SO_PIN_NEEDED: &str = "schema 2 binds every object header to its token's master \
+    key, which only a PIN opens: upgrade the store once with `ferrohsm migrate run --store DIR \
+    --so-pin-file FILE` (see migrations/0002-header-bindings.md)";
 
 /// One step that would run.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]

@@ -63,6 +63,14 @@ pub struct ObjectHeader {
     /// under the master key.
     #[serde(with = "serde_bytes")]
     pub wrapped_secret_key: Option<Vec<u8>>,
+    /// Schema 2: a MAC under a key derived from the token's master key over this header
+    /// (without this field) and the digest of the current version's attribute record. It
+    /// ties the current-version pointer and that record to the token: a header put back
+    /// from earlier, or one forged with the public header key, no longer verifies.
+    /// Present whenever the header was written by a caller holding the master key;
+    /// required for private objects, objects holding key material and trusted objects.
+    #[serde(default, with = "serde_bytes", skip_serializing_if = "Option::is_none")]
+    pub binding: Option<Vec<u8>>,
 }
 
 /// Why a version exists.

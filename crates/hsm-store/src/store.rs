@@ -30,8 +30,10 @@ pub struct Store {
     schema_version: u32,
     // Serialises read-modify-write operations (id allocation, version bumps, counters).
     write_lock: Mutex<()>,
-    // PIN checks in progress per token and user (see `verify_pin`).
+    // PIN checks in progress per token and user (see `verify_pin`), and the signal that
+    // one of them ended.
     inflight: Mutex<std::collections::HashMap<(TokenId, UserKind), u32>>,
+    inflight_done: std::sync::Condvar,
 }
 
 /// What a new token is made with.
@@ -73,6 +75,8 @@ struct MasterKeys {
     raw: Key32,
     private_index: Key32,
     wrap: Key32,
+    /// Binds object headers and their current records (`ObjectHeader::binding`).
+    binding: Key32,
 }
 
 impl TokenKeys {
@@ -157,6 +161,22 @@ pub(crate) fn now() -> u64 {
         .unwrap_or(0)
 }
 
+/// The first family (in [`Cf::ALL`] order) that holds any record: what tells a damaged
+/// store from a new one in [`Store::open`]. Stops at the first record.
+fn first_family_with_records(kv: &dyn KvBackend) -> Result<Option<Cf>> {
+    for cf in Cf::ALL {
+        let mut found = false;
+        kv.scan_prefix(cf, &[], &mut |_, _| {
+            found = true;
+            Ok(Flow::Stop)
+        })?;
+        if found {
+            return Ok(Some(cf));
+        }
+    }
+    Ok(None)
+}
+
 impl Store {
     /// Opens (creating if absent) the RocksDB store in `dir` as its one writer.
     pub fn open_dir(dir: &Path) -> Result<Store> {
@@ -174,10 +194,26 @@ impl Store {
     }
 
     /// Opens a store over any backend: initialises an empty one, migrates an older one,
-    /// refuses a newer one.
+    /// refuses a newer one, and refuses a damaged one rather than guessing.
     pub fn open(kv: Box<dyn KvBackend>) -> Result<Store> {
         let version = match migrate::stored_version(kv.as_ref())? {
             None => {
+                // No schema version: a new store, or one that lost its `meta` records.
+                // Only a backend without a single record is new. Initialising over records
+                // would give them a fresh store id, which every sealed record's AAD binds:
+                // they would all fail as tampered, and the damage would look like an attack
+                // instead of the lost record it is.
+                if let Some(cf) = first_family_with_records(kv.as_ref())? {
+                    return Err(StoreError::corruption(
+                        "meta/schema_version",
+                        format!(
+                            "the schema version record is missing, but the store holds \
+                             records (in `{}`): refusing to initialise a new store over them; \
+                             restore the store from a backup",
+                            cf.name()
+                        ),
+                    ));
+                }
                 if kv.read_only() {
                     return Err(StoreError::NotAStore);
                 }
@@ -201,6 +237,13 @@ impl Store {
                     });
                 }
                 if v < migrate::CURRENT {
+                    if v <= migrate::NEEDS_SO_PIN_FROM {
+                        return Err(StoreError::Migration {
+                            from: v,
+                            to: migrate::CURRENT,
+                            reason: migrate::SO_PIN_NEEDED.into(),
+                        });
+                    }
                     if kv.read_only() {
                         return Err(StoreError::Migration {
                             from: v,
@@ -214,9 +257,68 @@ impl Store {
                 migrate::CURRENT
             }
         };
-        let id = kv
-            .get(Cf::Meta, keys::meta::STORE_ID)?
-            .ok_or(StoreError::NotAStore)?;
+        Store::assemble(kv, version)
+    }
+
+    /// Upgrades a schema-1 store to this build's schema: checks `so_pin` against every
+    /// token (each check counted like a login), binds every object header to its token's
+    /// master key, and writes the bindings and the new version in one durable batch (then
+    /// runs any later steps). An object that does not authenticate, a header put back from
+    /// an earlier state, or a token that refuses the PIN stops it with nothing written.
+    /// Returns the store and how many headers were bound.
+    pub fn upgrade_with_so_pin(
+        kv: Box<dyn KvBackend>,
+        so_pin: &SecretString,
+    ) -> Result<(Store, usize)> {
+        match migrate::stored_version(kv.as_ref())? {
+            Some(v) if v == migrate::NEEDS_SO_PIN_FROM => {}
+            Some(_) => return Ok((Store::open(kv)?, 0)),
+            None => return Err(StoreError::NotAStore),
+        }
+        if kv.read_only() {
+            return Err(StoreError::Invalid(
+                "the upgrade writes: open the store read-write".into(),
+            ));
+        }
+        let mut store = Store::assemble(kv, migrate::NEEDS_SO_PIN_FROM)?;
+        let mut b = Batch::new();
+        let mut bound = 0;
+        for t in store.tokens()? {
+            bound +=
+                store
+                    .stage_bindings(&mut b, t.id, so_pin)
+                    .map_err(|e| StoreError::Migration {
+                        from: migrate::NEEDS_SO_PIN_FROM,
+                        to: migrate::NEEDS_SO_PIN_FROM + 1,
+                        reason: format!("token {}: {e}", t.id),
+                    })?;
+        }
+        let next = migrate::NEEDS_SO_PIN_FROM + 1;
+        b.put(
+            Cf::Meta,
+            keys::meta::SCHEMA_VERSION.to_vec(),
+            next.to_be_bytes().to_vec(),
+        );
+        store.kv.write(b)?;
+        tracing::info!(from = next - 1, to = next, bound, "store migrated");
+        if next < migrate::CURRENT {
+            migrate::run(store.kv.as_ref(), next)?;
+        }
+        store.schema_version = migrate::CURRENT;
+        Ok((store, bound))
+    }
+
+    /// The store over a backend whose schema is `version`.
+    fn assemble(kv: Box<dyn KvBackend>, version: u32) -> Result<Store> {
+        // A schema version without a store id is damage too: the id cannot be made again,
+        // because every sealed record is bound to the one that is lost.
+        let id = kv.get(Cf::Meta, keys::meta::STORE_ID)?.ok_or_else(|| {
+            StoreError::corruption(
+                "meta/store_id",
+                "the store id record is missing: every sealed record is bound to it, so \
+                 none can be opened; restore the store from a backup",
+            )
+        })?;
         let store_id: [u8; 16] = id
             .as_slice()
             .try_into()
@@ -227,6 +329,7 @@ impl Store {
             schema_version: version,
             write_lock: Mutex::new(()),
             inflight: Mutex::new(std::collections::HashMap::new()),
+            inflight_done: std::sync::Condvar::new(),
         })
     }
 
@@ -402,6 +505,7 @@ impl Store {
                 who,
                 private_index: raw.derive(b"private-index"),
                 wrap: raw.derive(b"object-wrap"),
+                binding: raw.derive(b"header-binding"),
                 raw,
             }),
         })
@@ -424,22 +528,41 @@ impl Store {
         rec: TokenRecord,
     ) -> Result<(Key32, TokenRecord)> {
         check_pin_len(&rec.pin_policy, pin)?;
+        // A crafted cost is refused before the counter moves: it is no guess.
+        rec.kdf.check().map_err(|e| {
+            StoreError::corruption(
+                format!("token record meta/token/{token}"),
+                format!("refused KDF parameters: {e}"),
+            )
+        })?;
         let slot = match who {
             UserKind::So => rec.so.clone(),
             UserKind::User => rec.user.clone().ok_or(StoreError::UserPinNotInitialized)?,
         };
         let max = rec.pin_policy.max_failures;
         let counter_key = keys::meta::pin_failures(token, who);
-        // Attempts of this process still deriving their key: their increments are in the
-        // durable counter already, but they are not failures (yet). Concurrent logins with
-        // the right PIN must not lock each other out.
-        let failures = {
-            let _g = self.lock();
+        // The durable counter holds the failures and the attempts still being checked
+        // (each raised it before it started), so no more than `max` wrong PINs are ever
+        // tried, however many arrive at once. When the counter is at the limit but some
+        // of it is attempts in flight, this one waits for them: one of them may be right
+        // and clear the count, and concurrent logins with the right PIN must not lock
+        // each other out.
+        let failures = loop {
+            let g = self.lock();
             let failures = self.pin_failures(token, who)?;
             let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
-            let mine = inflight.entry((token, who)).or_insert(0);
-            if max > 0 && failures.saturating_sub(*mine) >= max {
-                return Err(StoreError::PinLocked);
+            let mine = *inflight.get(&(token, who)).unwrap_or(&0);
+            if max > 0 && failures >= max {
+                if mine == 0 {
+                    return Err(StoreError::PinLocked);
+                }
+                drop(g);
+                let (inflight, _) = self
+                    .inflight_done
+                    .wait_timeout(inflight, std::time::Duration::from_millis(200))
+                    .unwrap_or_else(|p| p.into_inner());
+                drop(inflight);
+                continue;
             }
             let mut b = Batch::new();
             b.put(
@@ -448,8 +571,8 @@ impl Store {
                 (failures + 1).to_be_bytes().to_vec(),
             );
             self.kv.write(b)?;
-            *mine += 1;
-            failures + 1
+            *inflight.entry((token, who)).or_insert(0) += 1;
+            break failures + 1;
         };
         let outcome =
             crypto::pin_key(&rec.kdf, &slot.salt, pin.expose().as_bytes()).and_then(|kek| {
@@ -467,20 +590,21 @@ impl Store {
             *mine = mine.saturating_sub(1);
             *mine
         };
-        match outcome {
+        let answer = match outcome {
             Ok(master) => {
                 // A success clears the failures, but not the attempts still in flight:
                 // each of those stays counted until it proves right.
                 let mut b = Batch::new();
                 b.put(Cf::Meta, counter_key, others.to_be_bytes().to_vec());
-                self.kv.write(b)?;
-                Ok((master, rec))
+                self.kv.write(b).map(|()| (master, rec))
             }
             // The attempt that reaches the limit is still answered "incorrect"; the
             // next one, right PIN or not, is refused as locked.
             Err(StoreError::Tampered { .. }) => Err(StoreError::PinIncorrect { failures, max }),
             Err(e) => Err(e),
-        }
+        };
+        self.inflight_done.notify_all();
+        answer
     }
 
     /// Checks a PIN on a store opened read-only (offline inspection). A locked PIN is
@@ -524,11 +648,14 @@ impl Store {
                 "only the security officer sets the user PIN".into(),
             ));
         }
-        let mut rec = self.token_record(keys.token)?;
+        let rec = self.token_record(keys.token)?;
         check_pin_len(&rec.pin_policy, new_pin)?;
-        rec.user =
-            Some(self.make_pin_slot(keys.token, UserKind::User, &rec.kdf, new_pin, &m.raw)?);
+        let slot = self.make_pin_slot(keys.token, UserKind::User, &rec.kdf, new_pin, &m.raw)?;
+        // Read again under the lock: a PIN change that ran meanwhile (the SO's own, say)
+        // stays; only the user's slot is replaced.
         let _g = self.lock();
+        let mut rec = self.token_record(keys.token)?;
+        rec.user = Some(slot);
         let mut b = Batch::new();
         b.put(
             Cf::Meta,
@@ -553,13 +680,15 @@ impl Store {
     ) -> Result<()> {
         let rec = self.token_record(token)?;
         check_pin_len(&rec.pin_policy, new)?;
-        let (master, mut rec) = self.verify_pin(token, who, old, rec)?;
+        let (master, rec) = self.verify_pin(token, who, old, rec)?;
         let slot = self.make_pin_slot(token, who, &rec.kdf, new, &master)?;
+        // Read again under the lock, so a `C_InitPIN` that ran meanwhile is not undone.
+        let _g = self.lock();
+        let mut rec = self.token_record(token)?;
         match who {
             UserKind::So => rec.so = slot,
             UserKind::User => rec.user = Some(slot),
         }
-        let _g = self.lock();
         let mut b = Batch::new();
         b.put(Cf::Meta, keys::meta::token(token), records::encode(&rec));
         self.kv.write(b)
@@ -570,8 +699,9 @@ impl Store {
     /// user PIN uninitialised.
     pub fn reinit_token(&self, token: TokenId, so_pin: &SecretString, label: String) -> Result<()> {
         let rec = self.token_record(token)?;
-        let (_old_master, mut rec) = self.verify_pin(token, UserKind::So, so_pin, rec)?;
+        self.verify_pin(token, UserKind::So, so_pin, rec)?;
         let _g = self.lock();
+        let mut rec = self.token_record(token)?;
         let master = Key32::random()?;
         let public_key = Key32::random()?;
         rec.so = self.make_pin_slot(token, UserKind::So, &rec.kdf, so_pin, &master)?;
@@ -725,14 +855,17 @@ impl Store {
                 (wok, None, None)
             }
         };
-        let header = ObjectHeader {
+        let mut header = ObjectHeader {
             private,
             current: 1,
             created_at: now(),
             wrapped_object_key,
             wrapped_secret_key,
+            binding: None,
         };
         let v1 = VersionNo(1);
+        let record = self.seal_attrs(keys, id, v1, &object_key, secret_key.as_ref(), attrs)?;
+        header.binding = self.bind_header(keys, id, &header, &record, attrs)?;
         b.put(
             Cf::Objects,
             keys::object(keys.token, id),
@@ -756,11 +889,7 @@ impl Store {
                 &records::encode(&vrec),
             )?,
         );
-        b.put(
-            Cf::Attributes,
-            keys::version(keys.token, id, v1),
-            self.seal_attrs(keys, id, v1, &object_key, secret_key.as_ref(), attrs)?,
-        );
+        b.put(Cf::Attributes, keys::version(keys.token, id, v1), record);
         for (cf, k) in self.index_entries(keys, id, private, attrs)? {
             b.put(cf, k, Vec::new());
         }
@@ -846,26 +975,37 @@ impl Store {
         Ok((ok, sk))
     }
 
+    /// The sealed attribute record of one version, as stored.
+    fn attribute_record(&self, keys: &TokenKeys, id: ObjectId, v: VersionNo) -> Result<Vec<u8>> {
+        self.kv
+            .get(Cf::Attributes, &keys::version(keys.token, id, v))?
+            .ok_or(StoreError::VersionNotFound(id, v))
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn read_attrs(
         &self,
         keys: &TokenKeys,
         id: ObjectId,
         v: VersionNo,
+        raw: &[u8],
         h: &ObjectHeader,
         ok: &Key32,
         sk: Option<&Key32>,
     ) -> Result<(AttributeSet, bool)> {
         let loc = || format!("attributes/{}/{}/{}", keys.token, id, v);
-        let raw = self
-            .kv
-            .get(Cf::Attributes, &keys::version(keys.token, id, v))?
-            .ok_or_else(|| StoreError::VersionNotFound(id, v))?;
-        let mut plain = crypto::open(ok, &self.attrs_aad(keys, id, v), &raw, loc)?;
+        let mut plain = crypto::open(ok, &self.attrs_aad(keys, id, v), raw, loc)?;
         let mut body: AttributesBody = records::decode(&plain, loc)?;
         plain.zeroize();
         let mut attrs =
             AttributeSet::decode(&body.attrs).map_err(|e| StoreError::corruption(loc(), e))?;
         body.attrs.zeroize();
+        // Key material is always sealed apart (private objects: under the object key,
+        // which the master key wraps). Key material among the readable attributes of a
+        // public object was put there by someone writing the files.
+        if !h.private && policy::has_secrets(&attrs) {
+            return Err(StoreError::Tampered { location: loc() });
+        }
         let mut withheld = false;
         match (&body.secrets, sk) {
             (Some(sealed), Some(sk)) => {
@@ -878,8 +1018,100 @@ impl Store {
             (Some(_), None) => withheld = true,
             (None, _) => {}
         }
-        let _ = h;
         Ok((attrs, withheld))
+    }
+
+    /// The binding MAC of a header over `record` (the current version's sealed
+    /// attributes), when the caller holds the master key.
+    fn header_mac(
+        &self,
+        keys: &TokenKeys,
+        id: ObjectId,
+        h: &ObjectHeader,
+        record: &[u8],
+    ) -> Option<[u8; keys::DIGEST_LEN]> {
+        let m = keys.master.as_ref()?;
+        let mut unbound = h.clone();
+        unbound.binding = None;
+        let mut msg = self.wrap_aad(Purpose::HeaderBinding, keys, id);
+        msg.extend_from_slice(&records::encode(&unbound));
+        msg.extend_from_slice(
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, record).as_ref(),
+        );
+        Some(crypto::blind(&m.binding, BINDING_TAG, &msg))
+    }
+
+    /// The binding a header written now carries: one whenever the writer holds the
+    /// master key. An object that must be bound (see [`must_be_bound`]) cannot be
+    /// written without it.
+    fn bind_header(
+        &self,
+        keys: &TokenKeys,
+        id: ObjectId,
+        h: &ObjectHeader,
+        record: &[u8],
+        attrs: &AttributeSet,
+    ) -> Result<Option<Vec<u8>>> {
+        match self.header_mac(keys, id, h, record) {
+            Some(mac) => Ok(Some(mac.to_vec())),
+            None if must_be_bound(h, attrs) => Err(StoreError::NotLoggedIn),
+            None => Ok(None),
+        }
+    }
+
+    /// Checks what only the token can vouch for, when the caller holds the master key:
+    /// the header's binding over the current record. An object that must be bound and is
+    /// not, or whose binding does not verify, is refused as tampered. Without the master
+    /// key nothing of a private object is readable and the key material of a public one
+    /// stays sealed, so there is nothing such a caller could be misled into using.
+    fn check_binding(
+        &self,
+        keys: &TokenKeys,
+        id: ObjectId,
+        h: &ObjectHeader,
+        record: &[u8],
+        attrs: &AttributeSet,
+    ) -> Result<()> {
+        let Some(mac) = self.header_mac(keys, id, h, record) else {
+            return Ok(());
+        };
+        // Schema 1 had no bindings; a schema-1 store is only ever opened to be upgraded
+        // (which binds every header), so from schema 2 on a missing one is tampering.
+        let ok = match &h.binding {
+            Some(b) => aws_lc_rs::constant_time::verify_slices_are_equal(b, &mac).is_ok(),
+            None => self.schema_version < 2 || !must_be_bound(h, attrs),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(StoreError::Tampered {
+                location: format!("objects/{}/{} (binding)", keys.token, id),
+            })
+        }
+    }
+
+    /// Refuses a header that points below the newest version: a header put back from an
+    /// earlier state of the object.
+    fn check_not_replayed(&self, keys: &TokenKeys, id: ObjectId, h: &ObjectHeader) -> Result<()> {
+        let Some(next) = h.current.checked_add(1) else {
+            return Ok(());
+        };
+        if self
+            .kv
+            .get(
+                Cf::Versions,
+                &keys::version(keys.token, id, VersionNo(next)),
+            )?
+            .is_some()
+        {
+            return Err(StoreError::Tampered {
+                location: format!(
+                    "objects/{}/{} (header names version {} but version {next} exists)",
+                    keys.token, id, h.current
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// The current version of an object. Private objects need the master key.
@@ -910,7 +1142,12 @@ impl Store {
             return Err(StoreError::NotLoggedIn);
         }
         let (ok, sk) = self.object_keys(keys, id, h)?;
-        let (attrs, secrets_withheld) = self.read_attrs(keys, id, v, h, &ok, sk.as_ref())?;
+        let raw = self.attribute_record(keys, id, v)?;
+        let (attrs, secrets_withheld) = self.read_attrs(keys, id, v, &raw, h, &ok, sk.as_ref())?;
+        if v.0 == h.current {
+            self.check_not_replayed(keys, id, h)?;
+            self.check_binding(keys, id, h, &raw, &attrs)?;
+        }
         Ok(StoredObject {
             id,
             version: v,
@@ -967,7 +1204,10 @@ impl Store {
         }
         let (ok, mut sk) = self.object_keys(keys, id, &h)?;
         let cur = VersionNo(h.current);
-        let (old, _) = self.read_attrs(keys, id, cur, &h, &ok, sk.as_ref())?;
+        let raw = self.attribute_record(keys, id, cur)?;
+        let (old, _) = self.read_attrs(keys, id, cur, &raw, &h, &ok, sk.as_ref())?;
+        self.check_not_replayed(keys, id, &h)?;
+        self.check_binding(keys, id, &h, &raw, &old)?;
         let mut b = Batch::new();
         if !h.private && sk.is_none() && policy::has_secrets(&attrs) {
             let new_sk = Key32::random()?;
@@ -990,6 +1230,9 @@ impl Store {
             cause,
         };
         h.current = next.0;
+        let record = self.seal_attrs(keys, id, next, &ok, sk.as_ref(), &attrs)?;
+        h.binding = None;
+        h.binding = self.bind_header(keys, id, &h, &record, &attrs)?;
         b.put(
             Cf::Objects,
             keys::object(keys.token, id),
@@ -1008,11 +1251,34 @@ impl Store {
                 &records::encode(&vrec),
             )?,
         );
-        b.put(
-            Cf::Attributes,
-            keys::version(keys.token, id, next),
-            self.seal_attrs(keys, id, next, &ok, sk.as_ref(), &attrs)?,
-        );
+        b.put(Cf::Attributes, keys::version(keys.token, id, next), record);
+        // A one-way attribute (CKA_SENSITIVE, CKA_EXTRACTABLE, ...) that moved: every
+        // earlier version is less protected and may never be current again, so its
+        // record (and key material) leaves the files. Putting an old header back then
+        // finds nothing to point at.
+        let tightened = policy::TABLE
+            .iter()
+            .filter(|r| r.flags.sticky_true || r.flags.sticky_false)
+            .any(|r| old.get(r.attr) != attrs.get(r.attr));
+        let mut purge = Vec::new();
+        if tightened {
+            let start = keys::version(keys.token, id, VersionNo(1));
+            let end = keys::version(keys.token, id, next);
+            for (k, _) in collect_prefix(
+                self.kv.as_ref(),
+                Cf::Attributes,
+                &keys::object(keys.token, id),
+            )? {
+                if k < end {
+                    b.delete(Cf::Attributes, k);
+                }
+            }
+            purge.push(PurgeRange {
+                cf: Cf::Attributes,
+                start,
+                end,
+            });
+        }
         let before: BTreeSet<_> = self
             .index_entries(keys, id, h.private, &old)?
             .into_iter()
@@ -1028,6 +1294,9 @@ impl Store {
             b.put(*cf, k.clone(), Vec::new());
         }
         self.kv.write(b)?;
+        if !purge.is_empty() {
+            self.kv.purge(&purge)?;
+        }
         Ok(next)
     }
 
@@ -1115,6 +1384,59 @@ impl Store {
         }
         self.kv.write(b)?;
         self.kv.purge(&ranges)
+    }
+
+    /// Schema 1 → 2 for one token: checks its SO PIN (counted like any login), then
+    /// stages a binding for every object header into `b`. Each object is read the way a
+    /// logged-in read does, its header checked against replay; an object that does not
+    /// read stops the upgrade with its place named, and nothing is written.
+    pub(crate) fn stage_bindings(
+        &self,
+        b: &mut Batch,
+        token: TokenId,
+        so_pin: &SecretString,
+    ) -> Result<usize> {
+        let keys = self.login(token, UserKind::So, so_pin)?;
+        let mut n = 0;
+        let mut ids = Vec::new();
+        self.kv
+            .scan_prefix(Cf::Objects, &keys::token_prefix(token), &mut |k, _| {
+                if let Some((_, id)) = keys::decode_object(k) {
+                    ids.push(id);
+                }
+                Ok(Flow::Continue)
+            })?;
+        for id in ids {
+            let mut h = self.read_header(&keys, id)?;
+            if h.binding.is_some() {
+                return Err(StoreError::Migration {
+                    from: 1,
+                    to: 2,
+                    reason: format!(
+                        "object {id} of token {token} already carries a schema-2 binding: this store \
+                         was at schema 2 before and its recorded version was lowered; refusing to \
+                         re-bind what is in the files now"
+                    ),
+                });
+            }
+            let (ok, sk) = self.object_keys(&keys, id, &h)?;
+            let v = VersionNo(h.current);
+            let raw = self.attribute_record(&keys, id, v)?;
+            let (attrs, _) = self.read_attrs(&keys, id, v, &raw, &h, &ok, sk.as_ref())?;
+            self.check_not_replayed(&keys, id, &h)?;
+            h.binding = self.bind_header(&keys, id, &h, &raw, &attrs)?;
+            b.put(
+                Cf::Objects,
+                keys::object(token, id),
+                crypto::seal(
+                    &keys.header,
+                    &self.header_aad(&keys, id),
+                    &records::encode(&h),
+                )?,
+            );
+            n += 1;
+        }
+        Ok(n)
     }
 
     fn scan_index_entries_of(&self, token: TokenId, id: ObjectId) -> Result<Vec<(Cf, Vec<u8>)>> {
@@ -1324,6 +1646,19 @@ impl Store {
         }
         Ok(problems)
     }
+}
+
+/// The tag under which header bindings are computed (`crypto::blind`'s domain byte; the
+/// binding key itself is its own HKDF derivation of the master key).
+const BINDING_TAG: u8 = 0xb1;
+
+/// Whether an object's header must carry a binding: private objects and objects holding
+/// key material can only be written with the master key anyway, and a trusted object
+/// (`CKA_TRUSTED`) must be one the SO made, not one planted in the files.
+fn must_be_bound(h: &ObjectHeader, attrs: &AttributeSet) -> bool {
+    h.private
+        || h.wrapped_secret_key.is_some()
+        || attrs.bool(hsm_types::AttributeType::TRUSTED) == Some(true)
 }
 
 /// The (index, value) pairs of an attribute set.

@@ -32,7 +32,7 @@ fn round_trip_keeps_every_record_and_the_store_id() {
     let src = d.path().join("src");
     let t = fill(&src, 3000);
     let file = d.path().join("a.fhb");
-    let m = archive::create(&src, &file, &pass(), KdfParams::INSECURE_FAST, &NoProgress).unwrap();
+    let m = archive::create(&src, &file, &pass(), KdfParams::BACKUP_MINIMUM, &NoProgress).unwrap();
     assert_eq!(m.tokens[0].objects, 3000);
     assert_eq!(archive::verify(&file, &pass(), &NoProgress).unwrap(), m);
     assert_eq!(archive::manifest(&file, &pass()).unwrap(), m);
@@ -97,7 +97,7 @@ fn backup_taken_while_writers_run_is_a_consistent_snapshot() {
         for round in 0..4 {
             std::thread::sleep(std::time::Duration::from_millis(150));
             let file = d.path().join(format!("live-{round}.fhb"));
-            archive::create(&src, &file, &pass(), KdfParams::INSECURE_FAST, &NoProgress).unwrap();
+            archive::create(&src, &file, &pass(), KdfParams::BACKUP_MINIMUM, &NoProgress).unwrap();
             let dst = d.path().join(format!("restored-{round}"));
             archive::restore(&file, &pass(), &dst, &NoProgress).unwrap();
             let r = Store::open_dir_read_only(&dst).unwrap();
@@ -158,7 +158,7 @@ fn damage_of_every_kind_is_refused_and_the_target_untouched() {
         &src,
         &d.path().join("a.fhb"),
         &pass(),
-        KdfParams::INSECURE_FAST,
+        KdfParams::BACKUP_MINIMUM,
         &NoProgress,
     )
     .unwrap();
@@ -243,9 +243,215 @@ fn damage_of_every_kind_is_refused_and_the_target_untouched() {
         &src,
         &d.path().join("a.fhb"),
         &pass(),
-        KdfParams::INSECURE_FAST,
+        KdfParams::BACKUP_MINIMUM,
         &NoProgress,
     )
     .unwrap_err();
     assert!(e.to_string().contains("already exists"), "{e}");
+}
+
+/// The cleartext header, as `schema/backup.md` describes it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Header {
+    format: u32,
+    key_source: String,
+    kdf: Option<KdfParams>,
+    #[serde(with = "serde_bytes")]
+    salt: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    nonce_prefix: Vec<u8>,
+    chunk_size: u32,
+    #[serde(with = "serde_bytes")]
+    key_check: Vec<u8>,
+}
+
+/// `file` with its header's KDF cost replaced.
+fn with_kdf(file: &Path, out: &Path, kdf: KdfParams) {
+    let bytes = std::fs::read(file).unwrap();
+    let len = u32::from_be_bytes(bytes[16..20].try_into().unwrap()) as usize;
+    let mut h: Header = rmp_serde::from_slice(&bytes[20..20 + len]).unwrap();
+    assert_eq!(h.key_source, "passphrase");
+    h.kdf = Some(kdf);
+    let new = rmp_serde::to_vec_named(&h).unwrap();
+    let mut o = bytes[..16].to_vec();
+    o.extend_from_slice(&(new.len() as u32).to_be_bytes());
+    o.extend_from_slice(&new);
+    o.extend_from_slice(&bytes[20 + len..]);
+    std::fs::write(out, o).unwrap();
+}
+
+#[test]
+fn crafted_or_weak_kdf_costs_in_a_header_are_refused_before_any_derivation() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    fill(&src, 10);
+    let file = d.path().join("a.fhb");
+    archive::create(&src, &file, &pass(), KdfParams::BACKUP_MINIMUM, &NoProgress).unwrap();
+    let k = |m_kib, t_cost, p_cost| KdfParams {
+        m_kib,
+        t_cost,
+        p_cost,
+    };
+    let cases = [
+        ("huge memory", k(u32::MAX, 2, 1), "cap"),
+        ("endless passes", k(65_536, u32::MAX, 1), "cap"),
+        ("countless lanes", k(65_536, 2, u32::MAX), "cap"),
+        ("all at once", k(u32::MAX, u32::MAX, u32::MAX), "cap"),
+        (
+            "hours of work",
+            k(KdfParams::MAX_M_KIB, KdfParams::MAX_T_COST, 1),
+            "cap",
+        ),
+        (
+            "below the floor",
+            KdfParams::INSECURE_FAST,
+            "below the floor",
+        ),
+        ("one pass of 19 MiB", k(19_456, 1, 1), "below the floor"),
+    ];
+    for (i, (what, kdf, expect)) in cases.into_iter().enumerate() {
+        let crafted = d.path().join(format!("crafted-{i}.fhb"));
+        with_kdf(&file, &crafted, kdf);
+        let started = std::time::Instant::now();
+        let e = archive::verify(&crafted, &pass(), &NoProgress).unwrap_err();
+        assert!(matches!(e, StoreError::BackupInvalid(_)), "{what}: {e}");
+        assert!(e.to_string().contains(expect), "{what}: {e}");
+        let e = archive::manifest(&crafted, &pass()).unwrap_err();
+        assert!(e.to_string().contains(expect), "{what}: {e}");
+        let target = d.path().join(format!("target-{i}"));
+        let e = archive::restore(&crafted, &pass(), &target, &NoProgress).unwrap_err();
+        assert!(e.to_string().contains(expect), "{what}: {e}");
+        assert!(!target.exists(), "{what}: the target must not appear");
+        // A hang guard, not a benchmark: three refusals, no derivation.
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{what}: took {:?}",
+            started.elapsed()
+        );
+    }
+    // Nothing was left beside the targets.
+    let partial: Vec<_> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("partial"))
+        .collect();
+    assert!(partial.is_empty(), "{partial:?}");
+}
+
+#[test]
+fn a_weak_passphrase_cost_is_refused_when_writing() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    fill(&src, 3);
+    let out = d.path().join("weak.fhb");
+    for kdf in [
+        KdfParams::INSECURE_FAST,
+        KdfParams {
+            m_kib: 19_456,
+            t_cost: 1,
+            p_cost: 1,
+        },
+        KdfParams {
+            m_kib: u32::MAX,
+            t_cost: 1,
+            p_cost: 1,
+        },
+    ] {
+        let e = archive::create(&src, &out, &pass(), kdf, &NoProgress).unwrap_err();
+        assert!(matches!(e, StoreError::Invalid(_)), "{kdf:?}: {e}");
+        assert!(
+            e.to_string().contains("below the floor") || e.to_string().contains("cap"),
+            "{kdf:?}: {e}"
+        );
+        assert!(!out.exists());
+    }
+    // OWASP's equivalent minimums pass; a key file archive has no passphrase cost at all.
+    archive::create(
+        &src,
+        &out,
+        &pass(),
+        KdfParams {
+            m_kib: 47_104,
+            t_cost: 1,
+            p_cost: 1,
+        },
+        &NoProgress,
+    )
+    .unwrap();
+    let key = BackupSecret::KeyFile(hsm_types::SecretBytes::new(vec![9; 32]));
+    archive::create(
+        &src,
+        &d.path().join("keyfile.fhb"),
+        &key,
+        KdfParams::INSECURE_FAST,
+        &NoProgress,
+    )
+    .unwrap();
+}
+
+/// The old partial name, `<out>.partial-<pid>`, which any local user could predict.
+fn predictable_partial(p: &Path) -> std::path::PathBuf {
+    let mut name = p.file_name().unwrap().to_os_string();
+    name.push(format!(".partial-{}", std::process::id()));
+    p.with_file_name(name)
+}
+
+#[test]
+fn a_link_planted_at_the_partial_path_is_never_followed() {
+    use std::os::unix::fs::MetadataExt;
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    fill(&src, 20);
+    let victim = d.path().join("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    let out = d.path().join("a.fhb");
+    let planted = predictable_partial(&out);
+    std::os::unix::fs::symlink(&victim, &planted).unwrap();
+    archive::create(&src, &out, &pass(), KdfParams::BACKUP_MINIMUM, &NoProgress).unwrap();
+    assert_eq!(
+        std::fs::read(&victim).unwrap(),
+        b"precious",
+        "victim untouched"
+    );
+    assert!(
+        std::fs::symlink_metadata(&planted).unwrap().is_symlink(),
+        "the planted link is left as it was"
+    );
+    assert!(!std::fs::symlink_metadata(&out).unwrap().is_symlink());
+    assert_eq!(
+        std::fs::metadata(&out).unwrap().mode() & 0o777,
+        0o600,
+        "an archive is 0600"
+    );
+    archive::verify(&out, &pass(), &NoProgress).unwrap();
+
+    // A link planted at the archive's own name (after the check, or before) is refused.
+    let out2 = d.path().join("b.fhb");
+    std::os::unix::fs::symlink(&victim, &out2).unwrap();
+    let e =
+        archive::create(&src, &out2, &pass(), KdfParams::BACKUP_MINIMUM, &NoProgress).unwrap_err();
+    assert!(e.to_string().contains("already exists"), "{e}");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+
+    // Restore: a directory (or a link) at the old temporary name is neither removed
+    // nor followed; the restore goes elsewhere and succeeds.
+    let target = d.path().join("restored");
+    let leftover = predictable_partial(&target);
+    std::fs::create_dir(&leftover).unwrap();
+    std::fs::write(leftover.join("someone-elses"), b"keep").unwrap();
+    let target2 = d.path().join("restored2");
+    let victim_dir = d.path().join("victim-dir");
+    std::fs::create_dir(&victim_dir).unwrap();
+    std::fs::write(victim_dir.join("file"), b"keep").unwrap();
+    std::os::unix::fs::symlink(&victim_dir, predictable_partial(&target2)).unwrap();
+    for t in [&target, &target2] {
+        archive::restore(&out, &pass(), t, &NoProgress).unwrap();
+        Store::open_dir(t).unwrap();
+    }
+    assert_eq!(
+        std::fs::read(leftover.join("someone-elses")).unwrap(),
+        b"keep"
+    );
+    assert_eq!(std::fs::read(victim_dir.join("file")).unwrap(), b"keep");
+    assert_eq!(std::fs::read_dir(&victim_dir).unwrap().count(), 1);
 }

@@ -489,3 +489,326 @@ fn concurrent_logins_with_the_right_pin_never_lock_and_wrong_ones_still_count() 
     });
     assert_eq!(store.pin_failures(t, UserKind::User).unwrap(), 3);
 }
+
+#[test]
+fn thirty_two_wrong_pins_at_once_are_at_most_max_failures_guesses() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_dir(dir.path()).unwrap();
+    let t = new_token(&store); // max_failures = 5
+    let barrier = std::sync::Barrier::new(32);
+    let answers: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..32)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    store.login(t, UserKind::User, &pin("wrong-pin")).err()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let tried = answers
+        .iter()
+        .filter(|e| matches!(e, Some(StoreError::PinIncorrect { .. })))
+        .count();
+    let locked = answers
+        .iter()
+        .filter(|e| matches!(e, Some(StoreError::PinLocked)))
+        .count();
+    assert_eq!((tried, locked), (5, 27), "{answers:?}");
+    assert_eq!(store.pin_failures(t, UserKind::User).unwrap(), 5);
+    assert!(matches!(
+        store.login(t, UserKind::User, &pin(USER_PIN)),
+        Err(StoreError::PinLocked)
+    ));
+}
+
+// ------------------------------------------------------------------ a file writer's attacks
+//
+// What someone who can write the store's files but knows no PIN can do: the token record
+// holds the public-record key in clear, so headers and public objects can be opened and
+// re-sealed exactly as the store does. These helpers do that, through the documented
+// scheme (schema/sealing.md), and the tests check the token refuses the result.
+
+use hsm_store::crypto::{self, Key32, Purpose};
+use hsm_store::records::{self, AttributesBody, ObjectHeader, TokenRecord};
+
+/// The public-record key's derivations and the token's generation, from the clear record.
+fn attacker_keys(store: &Store, t: TokenId) -> (Key32, Key32, u64) {
+    let raw = store
+        .backend()
+        .get(Cf::Meta, &keys::meta::token(t))
+        .unwrap()
+        .unwrap();
+    let rec: TokenRecord = records::decode(&raw, String::new).unwrap();
+    let public = Key32::from_bytes(&rec.public_key).unwrap();
+    (
+        public.derive(b"header"),
+        public.derive(b"public-wrap"),
+        rec.generation as u64,
+    )
+}
+
+fn forge_header(store: &Store, t: TokenId, o: ObjectId, edit: impl FnOnce(&mut ObjectHeader)) {
+    let (header_key, _, generation) = attacker_keys(store, t);
+    let aad = crypto::aad(
+        Purpose::Header,
+        &store.store_id(),
+        &[t.0 as u64, generation, o.0],
+    );
+    let k = keys::object(t, o);
+    let sealed = store.backend().get(Cf::Objects, &k).unwrap().unwrap();
+    let plain = crypto::open(&header_key, &aad, &sealed, String::new).unwrap();
+    let mut h: ObjectHeader = records::decode(&plain, String::new).unwrap();
+    edit(&mut h);
+    let forged = crypto::seal(&header_key, &aad, &records::encode(&h)).unwrap();
+    raw_put(store, Cf::Objects, k, forged);
+}
+
+/// Re-seals the readable attributes of a public object's current version.
+fn forge_public_attrs(
+    store: &Store,
+    t: TokenId,
+    o: ObjectId,
+    edit: impl FnOnce(&mut hsm_types::AttributeSet),
+) {
+    let (header_key, public_wrap, generation) = attacker_keys(store, t);
+    let id = store.store_id();
+    let place = [t.0 as u64, generation, o.0];
+    let sealed = store
+        .backend()
+        .get(Cf::Objects, &keys::object(t, o))
+        .unwrap()
+        .unwrap();
+    let plain = crypto::open(
+        &header_key,
+        &crypto::aad(Purpose::Header, &id, &place),
+        &sealed,
+        String::new,
+    )
+    .unwrap();
+    let h: ObjectHeader = records::decode(&plain, String::new).unwrap();
+    let ok = crypto::unwrap(
+        &public_wrap,
+        &crypto::aad(Purpose::WrapObjectKey, &id, &place),
+        &h.wrapped_object_key,
+        String::new,
+    )
+    .unwrap();
+    let v = VersionNo(h.current);
+    let attrs_aad = crypto::aad(
+        Purpose::Attributes,
+        &id,
+        &[t.0 as u64, generation, o.0, v.0 as u64],
+    );
+    let k = keys::version(t, o, v);
+    let rec = store.backend().get(Cf::Attributes, &k).unwrap().unwrap();
+    let plain = crypto::open(&ok, &attrs_aad, &rec, String::new).unwrap();
+    let mut body: AttributesBody = records::decode(&plain, String::new).unwrap();
+    let mut attrs = hsm_types::AttributeSet::decode(&body.attrs).unwrap();
+    edit(&mut attrs);
+    body.attrs = attrs.encode();
+    let forged = crypto::seal(&ok, &attrs_aad, &records::encode(&body)).unwrap();
+    raw_put(store, Cf::Attributes, k, forged);
+}
+
+fn tampered(r: hsm_store::Result<hsm_store::StoredObject>) -> String {
+    match r {
+        Err(e @ StoreError::Tampered { .. }) => e.to_string(),
+        other => panic!("expected a tampered-record refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_old_header_put_back_is_refused() {
+    let (_d, store, k, a, _) = setup_two_objects();
+    let t = k.token();
+    // The same for a private key and for a public key holding key material.
+    let public = store
+        .create_object(&k, secret_key(b"p", b"p", b"value-p", false))
+        .unwrap();
+    for o in [a, public] {
+        let old = store
+            .backend()
+            .get(Cf::Objects, &keys::object(t, o))
+            .unwrap()
+            .unwrap();
+        let private = o == a;
+        store
+            .update_object(&k, o, secret_key(b"renamed", b"x", b"value-x", private))
+            .unwrap();
+        raw_put(&store, Cf::Objects, keys::object(t, o), old);
+        let msg = tampered(store.read_object(&k, o));
+        assert!(msg.contains("version 1 but version 2 exists"), "{msg}");
+        // Nor can the replayed state be changed on from.
+        assert!(matches!(
+            store.update_object(&k, o, secret_key(b"again", b"x", b"v", private)),
+            Err(StoreError::Tampered { .. })
+        ));
+    }
+}
+
+#[test]
+fn a_forged_or_stripped_header_is_refused() {
+    let (_d, store, k, a, _) = setup_two_objects();
+    let t = k.token();
+    store
+        .update_object(&k, a, secret_key(b"a2", b"a", b"value-a", true))
+        .unwrap();
+    // Point the header back at version 1 and delete version 2's records: the binding,
+    // made over version 2's record with the master key, no longer verifies.
+    forge_header(&store, t, a, |h| h.current = 1);
+    let mut b = hsm_store::backend::Batch::new();
+    b.delete(Cf::Versions, keys::version(t, a, VersionNo(2)));
+    b.delete(Cf::Attributes, keys::version(t, a, VersionNo(2)));
+    store.backend().write(b).unwrap();
+    let msg = tampered(store.read_object(&k, a));
+    assert!(msg.contains("binding"), "{msg}");
+    // Dropping the binding altogether is no way round it: private objects need one.
+    forge_header(&store, t, a, |h| h.binding = None);
+    let msg = tampered(store.read_object(&k, a));
+    assert!(msg.contains("binding"), "{msg}");
+}
+
+#[test]
+fn a_file_writer_cannot_flip_the_flags_or_trust_of_a_public_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_dir(dir.path()).unwrap();
+    let t = new_token(&store);
+    let k = store.login(t, UserKind::User, &pin(USER_PIN)).unwrap();
+    // A public secret key: readable attributes under the public keys, the value sealed
+    // under the master key.
+    let key = store
+        .create_object(&k, secret_key(b"pub", b"pub", b"value-pub", false))
+        .unwrap();
+    forge_public_attrs(&store, t, key, |a| {
+        a.set(A::SENSITIVE, hsm_types::AttrValue::Bool(false));
+        a.set(A::EXTRACTABLE, hsm_types::AttrValue::Bool(true));
+    });
+    let msg = tampered(store.read_object(&k, key));
+    assert!(msg.contains("binding"), "{msg}");
+    // Putting the key material among the readable attributes is refused too.
+    let key2 = store
+        .create_object(&k, secret_key(b"pub2", b"pub2", b"value-2", false))
+        .unwrap();
+    forge_public_attrs(&store, t, key2, |a| {
+        a.set(
+            A::VALUE,
+            hsm_types::AttrValue::Bytes(b"attacker-known".to_vec()),
+        )
+    });
+    tampered(store.read_object(&k, key2));
+    // A public object without key material becomes "trusted": refused with the master
+    // key, binding or not.
+    let cert = store
+        .create_object(&k, data_object(b"d", b"data", false))
+        .unwrap();
+    forge_public_attrs(&store, t, cert, |a| {
+        a.set(A::LABEL, hsm_types::AttrValue::Bytes(b"edited".to_vec()))
+    });
+    tampered(store.read_object(&k, cert));
+    forge_header(&store, t, cert, |h| h.binding = None);
+    assert_eq!(
+        store.read_object(&k, cert).unwrap().attrs.label(),
+        Some(&b"edited"[..]),
+        "an ordinary public object is as public to write as to read (schema/sealing.md)"
+    );
+    forge_public_attrs(&store, t, cert, |a| {
+        a.set(A::TRUSTED, hsm_types::AttrValue::Bool(true))
+    });
+    tampered(store.read_object(&k, cert));
+}
+
+#[test]
+fn tightening_a_one_way_attribute_removes_the_weaker_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_dir(dir.path()).unwrap();
+    let t = new_token(&store);
+    let k = store.login(t, UserKind::User, &pin(USER_PIN)).unwrap();
+    let weak = secret_key(b"k", b"k", b"value-k", true)
+        .with(A::SENSITIVE, hsm_types::AttrValue::Bool(false));
+    let o = store.create_object(&k, weak.clone()).unwrap();
+    store
+        .update_object(&k, o, weak.clone().with(A::LABEL, bytes(b"k2")))
+        .unwrap();
+    let old_header = store
+        .backend()
+        .get(Cf::Objects, &keys::object(t, o))
+        .unwrap()
+        .unwrap();
+    let old_record = store
+        .backend()
+        .get(Cf::Attributes, &keys::version(t, o, VersionNo(2)))
+        .unwrap()
+        .unwrap();
+    store
+        .update_object(
+            &k,
+            o,
+            weak.with(A::SENSITIVE, hsm_types::AttrValue::Bool(true)),
+        )
+        .unwrap();
+    for v in [1, 2] {
+        assert!(
+            matches!(
+                store.read_version(&k, o, VersionNo(v)),
+                Err(StoreError::VersionNotFound(..))
+            ),
+            "version {v} (CKA_SENSITIVE = FALSE) is gone"
+        );
+    }
+    assert_eq!(store.versions(&k, o).unwrap().len(), 3, "the history stays");
+    // The attack: the old header back, the newer version's records deleted. The record
+    // it points at is no longer anywhere.
+    raw_put(&store, Cf::Objects, keys::object(t, o), old_header);
+    let mut b = hsm_store::backend::Batch::new();
+    b.delete(Cf::Versions, keys::version(t, o, VersionNo(3)));
+    b.delete(Cf::Attributes, keys::version(t, o, VersionNo(3)));
+    store.backend().write(b).unwrap();
+    assert!(store.read_object(&k, o).is_err());
+    // Not in any file either (the purge compacted the range; the WAL was flushed).
+    drop(store);
+    for f in all_files(dir.path()) {
+        let bytes = std::fs::read(&f).unwrap();
+        assert!(
+            !bytes.windows(old_record.len()).any(|w| w == old_record),
+            "{} still holds the weaker version's record",
+            f.display()
+        );
+    }
+}
+
+#[test]
+fn a_store_whose_version_was_lowered_is_refused_and_not_rebound() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_dir(dir.path()).unwrap();
+    let t = new_token(&store);
+    let k = store.login(t, UserKind::User, &pin(USER_PIN)).unwrap();
+    store
+        .create_object(&k, secret_key(b"a", b"a", b"value-a", true))
+        .unwrap();
+    raw_put(
+        &store,
+        Cf::Meta,
+        keys::meta::SCHEMA_VERSION.to_vec(),
+        1u32.to_be_bytes().to_vec(),
+    );
+    drop(k);
+    drop(store);
+    assert!(matches!(
+        Store::open_dir(dir.path()),
+        Err(StoreError::Migration { from: 1, .. })
+    ));
+    let kv = hsm_store::backend::rocks::RocksBackend::open(
+        dir.path(),
+        hsm_store::backend::rocks::OpenMode::ReadWrite,
+    )
+    .unwrap();
+    let e = Store::upgrade_with_so_pin(Box::new(kv), &pin(SO_PIN))
+        .err()
+        .expect("refused");
+    assert!(
+        e.to_string().contains("already carries a schema-2 binding"),
+        "{e}"
+    );
+}

@@ -2,6 +2,7 @@
 
 use crate::exit::{CliError, CliResult};
 use crate::output::Output;
+use crate::secrets::{read_pin, source};
 use clap::{Args, Subcommand};
 use hsm_core::store::backend::rocks::{OpenMode, RocksBackend};
 use hsm_core::store::migrate::{self, Status};
@@ -34,6 +35,14 @@ pub struct RunArgs {
     /// `<store>.pre-migrate-v<N>`). Must not exist.
     #[arg(long)]
     checkpoint: Option<PathBuf>,
+    /// The SO PIN, from the first line of this file. Schema 1 → 2 binds every object
+    /// header to its token's master key, which only a PIN opens; the PIN is checked
+    /// against every token of the store (and counted like a login).
+    #[arg(long, conflicts_with = "so_pin_env")]
+    so_pin_file: Option<PathBuf>,
+    /// The SO PIN, from this environment variable.
+    #[arg(long)]
+    so_pin_env: Option<String>,
 }
 
 pub fn run(cmd: MigrateCommand, out: &Output) -> CliResult {
@@ -133,10 +142,23 @@ fn migrate_run(a: RunArgs, out: &Output) -> CliResult {
             checkpoint.display()
         )));
     }
+    // Read before the checkpoint: a missing PIN leaves nothing behind.
+    let pin = if s.found <= migrate::NEEDS_SO_PIN_FROM {
+        Some(read_pin(
+            "SO PIN",
+            source(a.so_pin_file, a.so_pin_env),
+            false,
+        )?)
+    } else {
+        None
+    };
     kv.checkpoint(&checkpoint)?;
-    // Opening for writing runs the steps, each in one durable batch; the report lists
-    // the steps that ran from the version found.
-    let store = Store::open(Box::new(kv))?;
+    // Each step runs in one durable batch (the PIN step with all its bindings); the
+    // report lists the steps that ran from the version found.
+    let store = match pin {
+        Some(pin) => Store::upgrade_with_so_pin(Box::new(kv), &pin)?.0,
+        None => Store::open(Box::new(kv))?,
+    };
     debug_assert_eq!(store.schema_version(), migrate::CURRENT);
     emit(out, &a.store, &s, "migrated", Some(&checkpoint));
     Ok(())

@@ -36,6 +36,20 @@ pub fn setup_in(
     extra_config: &str,
     store: Option<&std::path::Path>,
 ) -> Env {
+    setup_full(selftest, extra_config, store, 3)
+}
+
+/// A fresh store whose PIN policy locks after `max_failures` wrong PINs.
+pub fn setup_with_max_failures(max_failures: u32) -> Env {
+    setup_full(None, "", None, max_failures)
+}
+
+fn setup_full(
+    selftest: Option<&str>,
+    extra_config: &str,
+    store: Option<&std::path::Path>,
+    max_failures: u32,
+) -> Env {
     let guard = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("ferrohsm.toml");
@@ -43,7 +57,7 @@ pub fn setup_in(
     std::fs::write(
         &conf,
         format!(
-            "{extra_config}store = {:?}\nlog_level = \"off\"\n[kdf]\nm_kib = 256\nt_cost = 1\np_cost = 1\n[pin_policy]\nmin_len = 4\nmax_len = 16\nmax_failures = 3\n",
+            "{extra_config}store = {:?}\nlog_level = \"off\"\n[kdf]\nm_kib = 256\nt_cost = 1\np_cost = 1\n[pin_policy]\nmin_len = 4\nmax_len = 16\nmax_failures = {max_failures}\n",
             store.display().to_string()
         ),
     )

@@ -3,6 +3,7 @@
 use super::{Batch, Flow, KvBackend, Op, PurgeRange};
 use crate::cf::Cf;
 use crate::error::{Result, StoreError};
+use crate::private_fs;
 use rocksdb::{
     BlockBasedOptions, BottommostLevelCompaction, Cache, ColumnFamilyDescriptor, CompactOptions,
     DB, DBCompressionType, Direction, IteratorMode, Options, ReadOptions, SliceTransform,
@@ -10,11 +11,10 @@ use rocksdb::{
 };
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
-
-static SECONDARY_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Name of the file that records which process holds a store open.
 pub const HOLDER_FILE: &str = "ferrohsm.lock";
@@ -105,11 +105,15 @@ impl RocksBackend {
     pub fn open(path: &Path, mode: OpenMode) -> Result<Self> {
         match mode {
             OpenMode::ReadWrite => {
-                std::fs::create_dir_all(path).map_err(|e| {
-                    StoreError::Io(format!("cannot create {}: {e}", path.display()))
-                })?;
+                // 0700, owned by this user, with a default ACL that makes later files
+                // 0600 (see `private_fs`); an exposed directory is refused.
+                private_fs::prepare_store_dir(path)?;
                 let holder = take_holder_lock(path)?;
+                check_families(path, OpenMode::ReadWrite)?;
                 let db = open_writer(path)?;
+                // RocksDB has just written its log, manifest, options and info log: under
+                // a umask of 022 and without ACLs they are 0644 until now.
+                private_fs::restrict_files(path)?;
                 Ok(Self {
                     db: RwLock::new(Some(db)),
                     stalled: AtomicBool::new(false),
@@ -123,16 +127,21 @@ impl RocksBackend {
                 if !path.join("CURRENT").exists() {
                     return Err(StoreError::NotAStore);
                 }
+                // Reading changes nothing, but a store others can read is refused here
+                // too: it is exposed, and whoever reads it should hear so.
+                private_fs::check_store_dir(path, false)?;
+                check_families(path, OpenMode::ReadOnly)?;
                 let mut opts = db_options(false);
                 // A secondary keeps every table file open: it must not lose one that the
                 // primary deletes after a compaction.
                 opts.set_max_open_files(-1);
-                let scratch = std::env::temp_dir().join(format!(
-                    "ferrohsm-secondary-{}-{}",
-                    std::process::id(),
-                    SECONDARY_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                ));
-                std::fs::create_dir_all(&scratch).map_err(|e| {
+                // In the shared temporary directory: a name nobody can predict, made
+                // exclusively and 0700, so no other user can plant a link or read its log.
+                let scratch = private_fs::unpredictable_sibling(
+                    &std::env::temp_dir().join("ferrohsm-secondary"),
+                    "scratch",
+                )?;
+                private_fs::create_private_dir(&scratch).map_err(|e| {
                     StoreError::Io(format!("cannot create {}: {e}", scratch.display()))
                 })?;
                 let scratch = SecondaryDir(scratch);
@@ -201,22 +210,127 @@ impl RocksBackend {
         })?;
         *g = Some(db);
         self.stalled.store(false, Ordering::Release);
+        self.sweep();
         tracing::warn!(store = %self.path.display(), free, "disk space is back: the store takes writes again");
         Ok(())
     }
 
-    /// A consistent copy of the live database in `dir` (hard links where possible).
+    /// A consistent copy of the live database in `dir` (hard links where possible), which
+    /// must not exist. It holds the same wrapped master keys, so it gets the store's
+    /// permissions: RocksDB builds it inside a new 0700 staging directory beside `dir`
+    /// (RocksDB itself would make it 0755 & ~umask, readable while it fills), its files are
+    /// set to 0600, and it is renamed to `dir` only if nothing appeared there meanwhile.
     pub fn checkpoint(&self, dir: &Path) -> Result<()> {
-        self.with_db(|db| {
-            let cp = rocksdb::checkpoint::Checkpoint::new(db).map_err(map_err)?;
-            cp.create_checkpoint(dir).map_err(map_err)
-        })
+        if std::fs::symlink_metadata(dir).is_ok() {
+            return Err(StoreError::Io(format!(
+                "checkpoint target {} already exists",
+                dir.display()
+            )));
+        }
+        let staging = private_fs::unpredictable_sibling(dir, "staging")?;
+        private_fs::create_private_dir(&staging)
+            .map_err(|e| StoreError::Io(format!("cannot create {}: {e}", staging.display())))?;
+        let inner = staging.join("checkpoint");
+        let result = self
+            .with_db(|db| {
+                let cp = rocksdb::checkpoint::Checkpoint::new(db).map_err(map_err)?;
+                cp.create_checkpoint(&inner).map_err(map_err)
+            })
+            .and_then(|()| {
+                std::fs::set_permissions(
+                    &inner,
+                    std::fs::Permissions::from_mode(private_fs::DIR_MODE),
+                )
+                .map_err(|e| StoreError::Io(format!("cannot chmod {}: {e}", inner.display())))?;
+                private_fs::set_default_acl(&inner);
+                private_fs::restrict_files(&inner)
+            })
+            .and_then(|()| {
+                private_fs::rename_noreplace(&inner, dir).map_err(|e| {
+                    StoreError::Io(format!(
+                        "cannot move the checkpoint to {}: {e}",
+                        dir.display()
+                    ))
+                })
+            });
+        // Empty after a success; a half-made checkpoint after a failure. Ours either way.
+        let _ = std::fs::remove_dir_all(&staging);
+        result
+    }
+
+    /// Sets every file of the store to 0600 after RocksDB may have made new ones (a flush,
+    /// a compaction, a reopen): what restricts them where the file system has no default
+    /// ACL. A failure is logged, not returned: the operation that ran has succeeded.
+    fn sweep(&self) {
+        if let Err(e) = private_fs::restrict_files(&self.path) {
+            tracing::warn!(store = %self.path.display(), "{e}");
+        }
     }
 }
 
 fn handle(db: &DB, cf: Cf) -> Result<&rocksdb::ColumnFamily> {
     db.cf_handle(cf.name())
         .ok_or_else(|| StoreError::corruption(cf.name(), "column family is missing"))
+}
+
+/// Refuses an existing database that lacks one of the families of [`Cf::ALL`] and holds a
+/// record. RocksDB would otherwise create the missing family empty (a writer opens with
+/// `create_missing_column_families`), and a store that lost its `meta` family would look
+/// like a new one, or one that lost `objects` like a store without objects. A database
+/// that lacks families but holds nothing is what a crash leaves while RocksDB creates a
+/// new store's families one by one: a writer completes it, a reader finds no store.
+///
+/// Every family exists since schema 1. A later schema that adds one must create it in its
+/// migration step, and name it here as allowed to be absent below that version.
+fn check_families(path: &Path, mode: OpenMode) -> Result<()> {
+    if !path.join("CURRENT").exists() {
+        return Ok(());
+    }
+    let present = DB::list_cf(&Options::default(), path).map_err(map_err)?;
+    let missing: Vec<&str> = Cf::ALL
+        .iter()
+        .map(|c| c.name())
+        .filter(|n| !present.iter().any(|p| p == n))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let holding = family_with_records(path, &present)?;
+    match (holding, mode) {
+        (None, OpenMode::ReadWrite) => Ok(()),
+        (None, OpenMode::ReadOnly) => Err(StoreError::NotAStore),
+        (Some(family), _) => Err(StoreError::corruption(
+            path.display().to_string(),
+            format!(
+                "column famil{} {} missing, but `{family}` holds records: refusing to \
+                 recreate {} empty; restore the store from a backup",
+                if missing.len() == 1 {
+                    "y is"
+                } else {
+                    "ies are"
+                },
+                missing.join(", "),
+                if missing.len() == 1 { "it" } else { "them" },
+            ),
+        )),
+    }
+}
+
+/// The first of `families` that holds a record, through a read-only instance (no lock,
+/// no write; the caller holds the writer's lock or wants no change).
+fn family_with_records(path: &Path, families: &[String]) -> Result<Option<String>> {
+    let db =
+        DB::open_cf_for_read_only(&Options::default(), path, families, false).map_err(map_err)?;
+    for name in families {
+        let Some(cf) = db.cf_handle(name) else {
+            continue;
+        };
+        if let Some(item) = db.iterator_cf(cf, IteratorMode::Start).next() {
+            item.map_err(map_err)?;
+            return Ok(Some(name.clone()));
+        }
+    }
+    Ok(None)
 }
 
 /// The writer's database with every family.
@@ -323,7 +437,10 @@ impl KvBackend for RocksBackend {
                 db.compact_range_cf_opt(handle(db, r.cf)?, Some(&r.start), Some(&r.end), &co);
             }
             Ok(())
-        })
+        })?;
+        // The flush and the compactions made new table files, logs and a manifest.
+        self.sweep();
+        Ok(())
     }
 
     fn read_only(&self) -> bool {
@@ -352,11 +469,15 @@ fn map_err(e: rocksdb::Error) -> StoreError {
 /// Takes the exclusive holder lock, or reports who has it.
 fn take_holder_lock(dir: &Path) -> Result<File> {
     let path = dir.join(HOLDER_FILE);
+    // 0600 like every file of the store, and never through a symbolic link (O_NOFOLLOW
+    // answers ELOOP for one): the lock must be on this file, not on one a link names.
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(private_fs::FILE_MODE)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(&path)
         .map_err(|e| StoreError::Io(format!("cannot open {}: {e}", path.display())))?;
     // A lock can look held for a moment after its holder closed it: a thread of the same
