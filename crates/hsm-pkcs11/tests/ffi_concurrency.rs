@@ -41,9 +41,21 @@ fn stress_seconds(default: u64) -> Duration {
     )
 }
 
+/// Stops its watchdog when dropped, so a test that fails (or ends) does not leave one
+/// running that would later end the whole test process.
+struct Watchdog(Arc<AtomicBool>);
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 /// Fails the test process if the counter stops moving for `limit` while `done` is unset:
 /// a deadlock would otherwise hang the test run instead of failing it.
-fn watchdog(progress: Arc<AtomicU64>, done: Arc<AtomicBool>, limit: Duration) {
+#[must_use]
+fn watchdog(progress: Arc<AtomicU64>, done: Arc<AtomicBool>, limit: Duration) -> Watchdog {
+    let guard = Watchdog(done.clone());
     std::thread::spawn(move || {
         let mut last = progress.load(Ordering::SeqCst);
         let mut since = Instant::now();
@@ -59,6 +71,7 @@ fn watchdog(progress: Arc<AtomicU64>, done: Arc<AtomicBool>, limit: Duration) {
             }
         }
     });
+    guard
 }
 
 #[test]
@@ -106,7 +119,7 @@ fn creates_token_info_and_session_churn_never_deadlock() {
     let run_for = stress_seconds(60);
     let progress = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
-    watchdog(progress.clone(), done.clone(), Duration::from_secs(20));
+    let _watchdog = watchdog(progress.clone(), done.clone(), Duration::from_secs(20));
     let deadline = Instant::now() + run_for;
     let created = AtomicU64::new(0);
     std::thread::scope(|scope| {
@@ -215,6 +228,9 @@ fn no_sign_init_on_old_key_state_and_no_key_left_after_logout() {
     let h = token_session();
     let run_for = stress_seconds(15);
     let deadline = Instant::now() + run_for;
+    let progress = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let _watchdog = watchdog(progress.clone(), done.clone(), Duration::from_secs(20));
     let mut rounds = 0;
     while Instant::now() < deadline {
         rounds += 1;
@@ -229,11 +245,12 @@ fn no_sign_init_on_old_key_state_and_no_key_left_after_logout() {
         std::thread::scope(|scope| {
             // Hammers keep loading (and caching) the key while it changes.
             for _ in 0..2 {
-                let stop = &stop;
+                let (stop, progress) = (&stop, &progress);
                 scope.spawn(move || {
                     let s = open(false);
                     while !stop.load(Ordering::SeqCst) {
                         let _ = sign_once(s, key);
+                        progress.fetch_add(1, Ordering::SeqCst);
                     }
                     C_CloseSession(s);
                 });
@@ -289,6 +306,7 @@ fn no_sign_init_on_old_key_state_and_no_key_left_after_logout() {
         std::thread::sleep(Duration::from_millis(50));
         stop.store(true, Ordering::SeqCst);
     });
+    done.store(true, Ordering::SeqCst);
     assert_eq!(
         ferrohsm_pkcs11::runtime().unwrap().cached_keys(1).unwrap(),
         0,

@@ -8,16 +8,6 @@ use common::*;
 use cryptoki_sys::*;
 use ferrohsm_pkcs11::entry::*;
 
-fn aes(value: &[u8], extra: &[(CK_ATTRIBUTE_TYPE, Val)]) -> Vec<(CK_ATTRIBUTE_TYPE, Val)> {
-    let mut t = vec![
-        (CKA_CLASS, Val::Ulong(CKO_SECRET_KEY)),
-        (CKA_KEY_TYPE, Val::Ulong(CKK_AES)),
-        (CKA_VALUE, Val::Bytes(value.to_vec())),
-    ];
-    t.extend_from_slice(extra);
-    t
-}
-
 fn all_four() -> Vec<(CK_ATTRIBUTE_TYPE, Val)> {
     vec![
         (CKA_ENCRYPT, Val::Bool(true)),
@@ -62,56 +52,6 @@ fn aes_generate(
     // SAFETY: valid mechanism, template and output.
     let rv = unsafe { C_GenerateKey(h, &mut m, p, n, &mut k) };
     rv_result(rv, k)
-}
-
-fn crypt(
-    h: CK_SESSION_HANDLE,
-    mechanism: CK_MECHANISM_TYPE,
-    key: CK_OBJECT_HANDLE,
-    data: &[u8],
-    encrypt: bool,
-) -> Result<Vec<u8>, CK_RV> {
-    let mut m = Mech::plain(mechanism).raw();
-    let mut data = data.to_vec();
-    let mut out = vec![0u8; data.len() + 512];
-    let mut n = out.len() as CK_ULONG;
-    // SAFETY: valid mechanism and buffers.
-    unsafe {
-        let rv = if encrypt {
-            C_EncryptInit(h, &mut m, key)
-        } else {
-            C_DecryptInit(h, &mut m, key)
-        };
-        if rv != CKR_OK {
-            return Err(rv);
-        }
-        let rv = if encrypt {
-            C_Encrypt(
-                h,
-                data.as_mut_ptr(),
-                data.len() as _,
-                out.as_mut_ptr(),
-                &mut n,
-            )
-        } else {
-            C_Decrypt(
-                h,
-                data.as_mut_ptr(),
-                data.len() as _,
-                out.as_mut_ptr(),
-                &mut n,
-            )
-        };
-        out.truncate(n as usize);
-        rv_result(rv, out)
-    }
-}
-
-fn set(h: CK_SESSION_HANDLE, o: CK_OBJECT_HANDLE, t: &[(CK_ATTRIBUTE_TYPE, Val)]) -> CK_RV {
-    let mut t = Template::new(t);
-    let (p, n) = t.raw();
-    // SAFETY: a valid template.
-    unsafe { C_SetAttributeValue(h, o, p, n) }
 }
 
 #[test]
@@ -179,14 +119,17 @@ fn the_templates_clients_send_are_accepted_and_work() {
     assert_eq!(attribute(h, back, CKA_VALUE).unwrap(), vec![9; 14]);
 
     // An AES key with all four usages, created and generated, and used for each.
-    let w = create(h, &aes(&[3; 32], &all_four())).unwrap();
+    let w = create(h, &aes_template(&[3; 32], &all_four())).unwrap();
     let g = aes_generate(h, &all_four()).unwrap();
     for key in [w, g] {
         for a in [CKA_ENCRYPT, CKA_DECRYPT, CKA_WRAP, CKA_UNWRAP] {
             assert_eq!(attribute(h, key, a).unwrap(), vec![1], "{a:#x}");
         }
-        let ct = crypt(h, CKM_AES_ECB, key, &[7; 16], true).unwrap();
-        assert_eq!(crypt(h, CKM_AES_ECB, key, &ct, false).unwrap(), vec![7; 16]);
+        let ct = crypt_once(h, &mut Mech::plain(CKM_AES_ECB), key, &[7; 16], true).unwrap();
+        assert_eq!(
+            crypt_once(h, &mut Mech::plain(CKM_AES_ECB), key, &ct, false).unwrap(),
+            vec![7; 16]
+        );
         let blob = wrap_with(h, &mut Mech::plain(CKM_AES_KEY_WRAP_KWP), key, k).unwrap();
         let back = unwrap_with(
             h,
@@ -199,8 +142,12 @@ fn the_templates_clients_send_are_accepted_and_work() {
         assert_eq!(attribute(h, back, CKA_VALUE).unwrap(), vec![9; 14]);
     }
     // A role asked for later is accepted too.
-    let d = create(h, &aes(&[4; 32], &[(CKA_DECRYPT, Val::Bool(true))])).unwrap();
-    assert_eq!(set(h, d, &[(CKA_WRAP, Val::Bool(true))]), CKR_OK);
+    let d = create(
+        h,
+        &aes_template(&[4; 32], &[(CKA_DECRYPT, Val::Bool(true))]),
+    )
+    .unwrap();
+    assert_eq!(set_attributes(h, d, &[(CKA_WRAP, Val::Bool(true))]), CKR_OK);
 }
 
 #[test]
@@ -208,7 +155,7 @@ fn clulow_and_tookan_sequences_still_fail_at_the_wrap_step() {
     let _env = setup();
     let h = token_session();
     // W wraps and decrypts, as the user asked.
-    let w = create(h, &aes(&[1; 32], &all_four())).unwrap();
+    let w = create(h, &aes_template(&[1; 32], &all_four())).unwrap();
     // K with default attributes: unextractable. Wrapping it under W, the first step of
     // "wrap, then decrypt the blob", is refused.
     let k = aes_generate(h, &[]).unwrap();
@@ -220,9 +167,9 @@ fn clulow_and_tookan_sequences_still_fail_at_the_wrap_step() {
     // The other direction: a key of known value planted with "encrypt, then unwrap" (or
     // simply imported) wraps nothing that is unextractable either.
     let known = [0x5a; 32];
-    let planted_blob = crypt(h, CKM_AES_ECB, w, &known, true).unwrap();
+    let planted_blob = crypt_once(h, &mut Mech::plain(CKM_AES_ECB), w, &known, true).unwrap();
     assert_eq!(planted_blob.len(), 32);
-    let planted = create(h, &aes(&known, &[(CKA_WRAP, Val::Bool(true))])).unwrap();
+    let planted = create(h, &aes_template(&known, &[(CKA_WRAP, Val::Bool(true))])).unwrap();
     assert_eq!(
         wrap_with(h, &mut Mech::plain(CKM_AES_KEY_WRAP), planted, k),
         Err(CKR_KEY_UNEXTRACTABLE)
@@ -230,7 +177,7 @@ fn clulow_and_tookan_sequences_still_fail_at_the_wrap_step() {
     // An extractable key marked CKA_WRAP_WITH_TRUSTED leaves under no untrusted key.
     let picky = create(
         h,
-        &aes(
+        &aes_template(
             &[2; 32],
             &[
                 (CKA_EXTRACTABLE, Val::Bool(true)),
@@ -256,7 +203,7 @@ fn strict_separation_refuses_both_roles_on_one_key() {
     let h = token_session();
     assert_eq!(pykcs11_rsa(h), Err(CKR_TEMPLATE_INCONSISTENT));
     assert_eq!(
-        create(h, &aes(&[1; 32], &all_four())),
+        create(h, &aes_template(&[1; 32], &all_four())),
         Err(CKR_TEMPLATE_INCONSISTENT)
     );
     assert_eq!(aes_generate(h, &all_four()), Err(CKR_TEMPLATE_INCONSISTENT));
@@ -264,21 +211,25 @@ fn strict_separation_refuses_both_roles_on_one_key() {
         assert_eq!(
             create(
                 h,
-                &aes(&[1; 32], &[(a, Val::Bool(true)), (b, Val::Bool(true))])
+                &aes_template(&[1; 32], &[(a, Val::Bool(true)), (b, Val::Bool(true))])
             ),
             Err(CKR_TEMPLATE_INCONSISTENT)
         );
     }
     // Asking for one role only: the conflicting default yields.
-    let w = create(h, &aes(&[1; 32], &[(CKA_WRAP, Val::Bool(true))])).unwrap();
+    let w = create(h, &aes_template(&[1; 32], &[(CKA_WRAP, Val::Bool(true))])).unwrap();
     assert_eq!(attribute(h, w, CKA_DECRYPT).unwrap(), vec![0]);
     assert_eq!(
-        set(h, w, &[(CKA_DECRYPT, Val::Bool(true))]),
+        set_attributes(h, w, &[(CKA_DECRYPT, Val::Bool(true))]),
         CKR_ATTRIBUTE_READ_ONLY
     );
-    let d = create(h, &aes(&[2; 32], &[(CKA_DECRYPT, Val::Bool(true))])).unwrap();
+    let d = create(
+        h,
+        &aes_template(&[2; 32], &[(CKA_DECRYPT, Val::Bool(true))]),
+    )
+    .unwrap();
     assert_eq!(
-        set(h, d, &[(CKA_WRAP, Val::Bool(true))]),
+        set_attributes(h, d, &[(CKA_WRAP, Val::Bool(true))]),
         CKR_ATTRIBUTE_READ_ONLY
     );
     let mut c = 0;
@@ -290,10 +241,14 @@ fn strict_separation_refuses_both_roles_on_one_key() {
         CKR_ATTRIBUTE_READ_ONLY
     );
     // Clulow's first sequence fails at its first step: W cannot decrypt.
-    let k = create(h, &aes(&[3; 32], &[(CKA_EXTRACTABLE, Val::Bool(true))])).unwrap();
+    let k = create(
+        h,
+        &aes_template(&[3; 32], &[(CKA_EXTRACTABLE, Val::Bool(true))]),
+    )
+    .unwrap();
     let blob = wrap_with(h, &mut Mech::plain(CKM_AES_KEY_WRAP), w, k).unwrap();
     assert_eq!(
-        crypt(h, CKM_AES_ECB, w, &blob[..32], false),
+        crypt_once(h, &mut Mech::plain(CKM_AES_ECB), w, &blob[..32], false),
         Err(CKR_KEY_FUNCTION_NOT_PERMITTED)
     );
 }

@@ -13,15 +13,7 @@ use std::ptr::null_mut;
 const P256: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
 
 fn aes_key(h: CK_SESSION_HANDLE, value: &[u8]) -> CK_OBJECT_HANDLE {
-    create(
-        h,
-        &[
-            (CKA_CLASS, Val::Ulong(CKO_SECRET_KEY)),
-            (CKA_KEY_TYPE, Val::Ulong(CKK_AES)),
-            (CKA_VALUE, Val::Bytes(value.to_vec())),
-        ],
-    )
-    .unwrap()
+    create(h, &aes_template(value, &[])).unwrap()
 }
 
 fn init(h: CK_SESSION_HANDLE, m: &mut Mech, key: CK_OBJECT_HANDLE, encrypt: bool) -> CK_RV {
@@ -78,42 +70,6 @@ fn final_part(h: CK_SESSION_HANDLE, encrypt: bool) -> Result<Vec<u8>, CK_RV> {
     };
     out.truncate(n as usize);
     rv_result(rv, out)
-}
-
-fn one_shot(
-    h: CK_SESSION_HANDLE,
-    m: &mut Mech,
-    key: CK_OBJECT_HANDLE,
-    data: &[u8],
-    encrypt: bool,
-) -> Vec<u8> {
-    assert_eq!(init(h, m, key, encrypt), CKR_OK);
-    let mut data = data.to_vec();
-    let mut out = vec![0u8; data.len() + 512];
-    let mut n = out.len() as CK_ULONG;
-    // SAFETY: valid buffers.
-    let rv = unsafe {
-        if encrypt {
-            C_Encrypt(
-                h,
-                data.as_mut_ptr(),
-                data.len() as _,
-                out.as_mut_ptr(),
-                &mut n,
-            )
-        } else {
-            C_Decrypt(
-                h,
-                data.as_mut_ptr(),
-                data.len() as _,
-                out.as_mut_ptr(),
-                &mut n,
-            )
-        }
-    };
-    assert_eq!(rv, CKR_OK);
-    out.truncate(n as usize);
-    out
 }
 
 #[test]
@@ -252,7 +208,7 @@ fn ecb_and_cbc_return_whole_blocks_part_by_part() {
         } else {
             Mech::with(mechanism, &[9u8; 16])
         };
-        let whole = one_shot(h, &mut m, k, &data, true);
+        let whole = crypt_once(h, &mut m, k, &data, true).unwrap();
         // Parts of 20, 12, 40 and 8 bytes: 16, 16, 32 and 16 come back at once.
         assert_eq!(init(h, &mut m, k, true), CKR_OK);
         let mut streamed = Vec::new();
@@ -326,7 +282,7 @@ fn always_authenticate_guards_decrypt_unwrap_and_derive() {
         ulSourceDataLen: 0,
     };
     let mut m = Mech::with(CKM_RSA_PKCS_OAEP, &oaep);
-    let ct = one_shot(h, &mut m, public, b"secret", true);
+    let ct = crypt_once(h, &mut m, public, b"secret", true).unwrap();
     let decrypt = |ct: &[u8]| -> CK_RV {
         let mut ct = ct.to_vec();
         let mut out = [0u8; 256];

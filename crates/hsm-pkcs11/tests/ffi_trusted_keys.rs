@@ -22,16 +22,6 @@ fn logout(h: CK_SESSION_HANDLE) {
     assert_eq!(C_Logout(h), CKR_OK);
 }
 
-fn aes(value: &[u8], extra: &[(CK_ATTRIBUTE_TYPE, Val)]) -> Vec<(CK_ATTRIBUTE_TYPE, Val)> {
-    let mut t = vec![
-        (CKA_CLASS, Val::Ulong(CKO_SECRET_KEY)),
-        (CKA_KEY_TYPE, Val::Ulong(CKK_AES)),
-        (CKA_VALUE, Val::Bytes(value.to_vec())),
-    ];
-    t.extend_from_slice(extra);
-    t
-}
-
 /// The SO's trusted wrapping key: a public token key with CKA_WRAP only (and, when
 /// asked, CKA_UNWRAP with an unwrap template that pins the unwrapped key sensitive and
 /// unextractable). Returns the user's session afterwards and the key.
@@ -47,7 +37,7 @@ fn so_wrapping_key(unwrap_with_template: bool) -> (CK_SESSION_HANDLE, CK_OBJECT_
     ];
     let w = if unwrap_with_template {
         extra.push((CKA_UNWRAP, Val::Bool(true)));
-        let mut t = Template::new(&aes(&[0x42; 32], &extra));
+        let mut t = Template::new(&aes_template(&[0x42; 32], &extra));
         let (p, n) = t.raw();
         // The nested CKA_UNWRAP_TEMPLATE: SENSITIVE = TRUE, EXTRACTABLE = FALSE.
         let (mut yes, mut no): (CK_BBOOL, CK_BBOOL) = (1, 0);
@@ -71,7 +61,7 @@ fn so_wrapping_key(unwrap_with_template: bool) -> (CK_SESSION_HANDLE, CK_OBJECT_
         );
         o
     } else {
-        create(h, &aes(&[0x42; 32], &extra)).unwrap()
+        create(h, &aes_template(&[0x42; 32], &extra)).unwrap()
     };
     logout(h);
     login(h, CKU_USER, USER);
@@ -82,7 +72,7 @@ fn so_wrapping_key(unwrap_with_template: bool) -> (CK_SESSION_HANDLE, CK_OBJECT_
 fn picky_key(h: CK_SESSION_HANDLE) -> CK_OBJECT_HANDLE {
     create(
         h,
-        &aes(
+        &aes_template(
             &[0x17; 32],
             &[
                 (CKA_TOKEN, Val::Bool(true)),
@@ -93,13 +83,6 @@ fn picky_key(h: CK_SESSION_HANDLE) -> CK_OBJECT_HANDLE {
         ),
     )
     .unwrap()
-}
-
-fn set(h: CK_SESSION_HANDLE, o: CK_OBJECT_HANDLE, t: &[(CK_ATTRIBUTE_TYPE, Val)]) -> CK_RV {
-    let mut t = Template::new(t);
-    let (p, n) = t.raw();
-    // SAFETY: a valid template.
-    unsafe { C_SetAttributeValue(h, o, p, n) }
 }
 
 fn copy(
@@ -135,28 +118,6 @@ fn unwrap_in_clear(
     )
 }
 
-fn decrypt_ecb(h: CK_SESSION_HANDLE, k: CK_OBJECT_HANDLE, data: &[u8]) -> Result<Vec<u8>, CK_RV> {
-    let mut m = Mech::plain(CKM_AES_ECB).raw();
-    let mut data = data.to_vec();
-    let mut out = vec![0u8; data.len()];
-    let mut n = out.len() as CK_ULONG;
-    // SAFETY: valid mechanism and buffers.
-    unsafe {
-        let rv = C_DecryptInit(h, &mut m, k);
-        if rv != CKR_OK {
-            return Err(rv);
-        }
-        let rv = C_Decrypt(
-            h,
-            data.as_mut_ptr(),
-            data.len() as _,
-            out.as_mut_ptr(),
-            &mut n,
-        );
-        rv_result(rv, out)
-    }
-}
-
 #[test]
 fn roles_of_a_trusted_key_cannot_be_relaxed() {
     let _env = setup();
@@ -166,7 +127,7 @@ fn roles_of_a_trusted_key_cannot_be_relaxed() {
 
     // The attack: swap W's roles, then unwrap the blob as an extractable key.
     assert_eq!(
-        set(
+        set_attributes(
             h,
             w,
             &[(CKA_WRAP, Val::Bool(false)), (CKA_UNWRAP, Val::Bool(true))]
@@ -175,13 +136,13 @@ fn roles_of_a_trusted_key_cannot_be_relaxed() {
     );
     for a in [CKA_UNWRAP, CKA_DECRYPT, CKA_ENCRYPT, CKA_DERIVE] {
         assert_eq!(
-            set(h, w, &[(a, Val::Bool(true))]),
+            set_attributes(h, w, &[(a, Val::Bool(true))]),
             CKR_ATTRIBUTE_READ_ONLY,
             "{a:#x}"
         );
     }
     assert_eq!(
-        set(h, w, &[(CKA_WRAP, Val::Bool(false))]),
+        set_attributes(h, w, &[(CKA_WRAP, Val::Bool(false))]),
         CKR_ATTRIBUTE_READ_ONLY
     );
     assert_eq!(
@@ -196,16 +157,16 @@ fn roles_of_a_trusted_key_cannot_be_relaxed() {
     logout(h);
     login(h, CKU_SO, SO);
     assert_eq!(
-        set(h, w, &[(CKA_UNWRAP, Val::Bool(true))]),
+        set_attributes(h, w, &[(CKA_UNWRAP, Val::Bool(true))]),
         CKR_ATTRIBUTE_READ_ONLY
     );
     assert_eq!(
-        set(h, w, &[(CKA_TRUSTED, Val::Bool(false))]),
+        set_attributes(h, w, &[(CKA_TRUSTED, Val::Bool(false))]),
         CKR_ATTRIBUTE_READ_ONLY
     );
     // A label is still the SO's (or anyone's) to change.
     assert_eq!(
-        set(h, w, &[(CKA_LABEL, Val::Bytes(b"kek".to_vec()))]),
+        set_attributes(h, w, &[(CKA_LABEL, Val::Bytes(b"kek".to_vec()))]),
         CKR_OK
     );
     logout(h);
@@ -249,11 +210,11 @@ fn a_trusted_key_never_decrypts_encrypts_or_derives() {
     let blob = wrap_with(h, &mut Mech::plain(CKM_AES_KEY_WRAP), w, t).unwrap();
     // C_Decrypt(CKM_AES_ECB) of the RFC 3394 blob would be the raw unwrap's first step.
     assert_eq!(
-        decrypt_ecb(h, w, &blob[..32]),
+        crypt_once(h, &mut Mech::plain(CKM_AES_ECB), w, &blob[..32], false),
         Err(CKR_KEY_FUNCTION_NOT_PERMITTED)
     );
     assert_eq!(
-        set(h, w, &[(CKA_DECRYPT, Val::Bool(true))]),
+        set_attributes(h, w, &[(CKA_DECRYPT, Val::Bool(true))]),
         CKR_ATTRIBUTE_READ_ONLY
     );
     // The SO cannot make a trusted key that decrypts, encrypts or derives...
@@ -263,7 +224,7 @@ fn a_trusted_key_never_decrypts_encrypts_or_derives() {
         assert_eq!(
             create(
                 h,
-                &aes(
+                &aes_template(
                     &[0x43; 32],
                     &[
                         (CKA_PRIVATE, Val::Bool(false)),
@@ -280,7 +241,7 @@ fn a_trusted_key_never_decrypts_encrypts_or_derives() {
     // ... nor trust a key that already does.
     let d = create(
         h,
-        &aes(
+        &aes_template(
             &[0x44; 32],
             &[
                 (CKA_PRIVATE, Val::Bool(false)),
@@ -290,13 +251,13 @@ fn a_trusted_key_never_decrypts_encrypts_or_derives() {
     )
     .unwrap();
     assert_eq!(
-        set(h, d, &[(CKA_TRUSTED, Val::Bool(true))]),
+        set_attributes(h, d, &[(CKA_TRUSTED, Val::Bool(true))]),
         CKR_TEMPLATE_INCONSISTENT
     );
     // A trusted key made without naming those usages gets none of them.
     let quiet = create(
         h,
-        &aes(
+        &aes_template(
             &[0x45; 32],
             &[
                 (CKA_PRIVATE, Val::Bool(false)),
@@ -356,7 +317,7 @@ fn copies_of_unmodifiable_objects_keep_every_attribute() {
     let h = token_session();
     let k = create(
         h,
-        &aes(
+        &aes_template(
             &[0x55; 32],
             &[
                 (CKA_MODIFIABLE, Val::Bool(false)),

@@ -415,3 +415,62 @@ pub fn hexv(s: &str) -> Vec<u8> {
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
         .collect()
 }
+
+/// An AES key template with `value`, plus `extra` attributes.
+pub fn aes_template(
+    value: &[u8],
+    extra: &[(CK_ATTRIBUTE_TYPE, Val)],
+) -> Vec<(CK_ATTRIBUTE_TYPE, Val)> {
+    let mut t = vec![
+        (CKA_CLASS, Val::Ulong(CKO_SECRET_KEY)),
+        (CKA_KEY_TYPE, Val::Ulong(CKK_AES)),
+        (CKA_VALUE, Val::Bytes(value.to_vec())),
+    ];
+    t.extend_from_slice(extra);
+    t
+}
+
+/// `C_SetAttributeValue` with an owned template.
+pub fn set_attributes(
+    h: CK_SESSION_HANDLE,
+    o: CK_OBJECT_HANDLE,
+    t: &[(CK_ATTRIBUTE_TYPE, Val)],
+) -> CK_RV {
+    let mut t = Template::new(t);
+    let (p, n) = t.raw();
+    // SAFETY: a valid template.
+    unsafe { C_SetAttributeValue(h, o, p, n) }
+}
+
+/// `C_EncryptInit` + `C_Encrypt` (or the decrypt pair) in one go, with room to spare.
+pub fn crypt_once(
+    h: CK_SESSION_HANDLE,
+    m: &mut Mech,
+    key: CK_OBJECT_HANDLE,
+    data: &[u8],
+    encrypt: bool,
+) -> Result<Vec<u8>, CK_RV> {
+    let mut raw = m.raw();
+    let mut data = data.to_vec();
+    let mut out = vec![0u8; data.len() + 512];
+    let mut n = out.len() as CK_ULONG;
+    // SAFETY: valid mechanism and buffers.
+    unsafe {
+        let rv = if encrypt {
+            C_EncryptInit(h, &mut raw, key)
+        } else {
+            C_DecryptInit(h, &mut raw, key)
+        };
+        if rv != CKR_OK {
+            return Err(rv);
+        }
+        let (p, len, o) = (data.as_mut_ptr(), data.len() as CK_ULONG, out.as_mut_ptr());
+        let rv = if encrypt {
+            C_Encrypt(h, p, len, o, &mut n)
+        } else {
+            C_Decrypt(h, p, len, o, &mut n)
+        };
+        out.truncate(n as usize);
+        rv_result(rv, out)
+    }
+}
