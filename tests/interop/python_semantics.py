@@ -83,6 +83,7 @@ CKR_ATTRIBUTE_SENSITIVE = 0x11
 CKR_ATTRIBUTE_TYPE_INVALID = 0x12
 CKR_FUNCTION_NOT_SUPPORTED = 0x54
 CKR_KEY_TYPE_INCONSISTENT = 0x63
+CKR_KEY_FUNCTION_NOT_PERMITTED = 0x68
 CKR_OPERATION_ACTIVE = 0x90
 CKR_OPERATION_NOT_INITIALIZED = 0x91
 CKR_PIN_INCORRECT = 0xA0
@@ -649,6 +650,52 @@ def run(module):
     check("the templates clients send: PyKCS11's RSA pair (wrap + decrypt across the "
           "halves) and an AES key with encrypt/decrypt/wrap/unwrap are accepted and work",
           client_templates)
+
+    def trusted_roles():
+        # The SO's trusted wrapping key W wraps only; the user wraps a key that may leave
+        # only under a trusted key, then tries to turn W into a key that opens the blob.
+        us.logout()
+        so = lib.openSession(slot, rw)
+        try:
+            so.login(SO_PIN, CKU_SO)
+            w = so.createObject([(CKA_CLASS, CKO_SECRET_KEY), (CKA_KEY_TYPE, CKK_AES),
+                                 (CKA_VALUE, tuple(range(32))), (CKA_TOKEN, True),
+                                 (CKA_PRIVATE, False), (PyKCS11.CKA_TRUSTED, True),
+                                 (PyKCS11.CKA_WRAP, True), (CKA_LABEL, "sem-trusted-w")])
+            so.logout()
+        finally:
+            so.closeSession()
+        us.login(USER_PIN)
+        t = us.createObject([(CKA_CLASS, CKO_SECRET_KEY), (CKA_KEY_TYPE, CKK_AES),
+                             (CKA_VALUE, tuple(range(100, 132))), (CKA_TOKEN, False),
+                             (CKA_SENSITIVE, True), (CKA_EXTRACTABLE, True),
+                             (PyKCS11.CKA_WRAP_WITH_TRUSTED, True)])
+        kw = PyKCS11.Mechanism(PyKCS11.CKM_AES_KEY_WRAP)
+        blob = bytes(us.wrapKey(w, t, kw))
+        expect(len(blob) == 40, "RFC 3394 blob of %d bytes" % len(blob))
+        expect_rv("C_SetAttributeValue(W, {WRAP=FALSE, UNWRAP=TRUE})",
+                  rv_of(us.setAttributeValue, w,
+                        [(PyKCS11.CKA_WRAP, False), (PyKCS11.CKA_UNWRAP, True)]),
+                  CKR_ATTRIBUTE_READ_ONLY)
+        expect_rv("C_SetAttributeValue(W, {DECRYPT=TRUE})",
+                  rv_of(us.setAttributeValue, w, [(CKA_DECRYPT, True)]),
+                  CKR_ATTRIBUTE_READ_ONLY)
+        expect_rv("C_UnwrapKey under W as a non-sensitive, extractable key",
+                  rv_of(us.unwrapKey, w, blob,
+                        [(CKA_CLASS, CKO_SECRET_KEY), (CKA_KEY_TYPE, CKK_AES),
+                         (CKA_TOKEN, False), (CKA_SENSITIVE, False),
+                         (CKA_EXTRACTABLE, True)], kw),
+                  CKR_KEY_FUNCTION_NOT_PERMITTED)
+        expect_rv("C_Decrypt(CKM_AES_ECB) of the blob with W",
+                  rv_of(us.decrypt, w, blob[:32], PyKCS11.Mechanism(PyKCS11.CKM_AES_ECB)),
+                  CKR_KEY_FUNCTION_NOT_PERMITTED)
+        rv, _ = raw.get_attributes(hs(us), t.value(), [(CKA_VALUE, 64)])
+        expect_rv("reading the wrapped key's CKA_VALUE", rv, CKR_ATTRIBUTE_SENSITIVE)
+        us.destroyObject(t)
+        us.destroyObject(w)
+
+    check("a trusted wrapping key cannot be turned into one that opens its blobs "
+          "(roles read-only for everyone, never decrypts)", trusted_roles)
 
     # ---------------------------------------------------------------- login rules
     def login_twice():
