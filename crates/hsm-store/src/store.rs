@@ -574,7 +574,9 @@ impl Store {
             *inflight.entry((token, who)).or_insert(0) += 1;
             break failures + 1;
         };
-        let outcome =
+        // Whatever happens to this attempt, it leaves the in-flight count: an attempt that
+        // never did would keep every later one waiting at the limit.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             crypto::pin_key(&rec.kdf, &slot.salt, pin.expose().as_bytes()).and_then(|kek| {
                 crypto::unwrap(
                     &kek,
@@ -582,13 +584,22 @@ impl Store {
                     &slot.wrapped_master,
                     String::new,
                 )
-            });
-        let _g = self.lock();
+            })
+        }));
+        let g = self.lock();
         let others = {
             let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
             let mine = inflight.entry((token, who)).or_insert(1);
             *mine = mine.saturating_sub(1);
             *mine
+        };
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(panic) => {
+                drop(g);
+                self.inflight_done.notify_all();
+                std::panic::resume_unwind(panic);
+            }
         };
         let answer = match outcome {
             Ok(master) => {
@@ -603,6 +614,7 @@ impl Store {
             Err(StoreError::Tampered { .. }) => Err(StoreError::PinIncorrect { failures, max }),
             Err(e) => Err(e),
         };
+        drop(g);
         self.inflight_done.notify_all();
         answer
     }
