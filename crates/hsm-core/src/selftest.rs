@@ -9,8 +9,20 @@
 use crate::crypto::{self, Curve, Digester, HashAlg, SignMechanism, VerifyingKey};
 
 /// Environment variable that makes one named self-test fail, so tests can check the
-/// error state. It can only take functionality away (the module fails closed).
+/// error state. It can only take functionality away (the module fails closed), and it is
+/// read only in builds with the `test-hooks` feature: a shipped module ignores it.
 pub const INJECT_ENV: &str = "FERROHSM_SELFTEST_INJECT_FAILURE";
+
+/// The self-test a test asked to fail, if this build has the hook.
+#[cfg(feature = "test-hooks")]
+fn injected() -> Option<String> {
+    std::env::var(INJECT_ENV).ok()
+}
+
+#[cfg(not(feature = "test-hooks"))]
+fn injected() -> Option<String> {
+    None
+}
 
 fn unhex(s: &str) -> Vec<u8> {
     (0..s.len())
@@ -32,7 +44,7 @@ pub const TESTS: &[(&str, fn() -> Result<(), String>)] = &[
 
 /// Runs every self-test; the first failure is returned with its name.
 pub fn run_all() -> Result<(), String> {
-    let inject = std::env::var(INJECT_ENV).ok();
+    let inject = injected();
     for (name, test) in TESTS {
         if inject.as_deref() == Some(*name) {
             return Err(format!(
