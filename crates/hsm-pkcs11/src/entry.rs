@@ -923,9 +923,6 @@ pub unsafe extern "C" fn C_EncryptUpdate(
         let h = hsm()?;
         let s = session as u64;
         ending(&h, s, OpKind::Encrypt, || {
-            if ol.is_null() {
-                return Err(Error::bad("pulEncryptedPartLen is NULL"));
-            }
             // SAFETY: forwarded contract.
             let input = unsafe { data(d, dl, "pPart") }?;
             // ECB and CBC hand back whole blocks at once; the other modes answer at the
@@ -1009,9 +1006,6 @@ pub unsafe extern "C" fn C_DecryptUpdate(
         let h = hsm()?;
         let s = session as u64;
         ending(&h, s, OpKind::Decrypt, || {
-            if ol.is_null() {
-                return Err(Error::bad("pulPartLen is NULL"));
-            }
             // SAFETY: forwarded contract.
             let input = unsafe { data(d, dl, "pEncryptedPart") }?;
             // ECB and CBC hand back whole blocks at once; the other modes answer at the

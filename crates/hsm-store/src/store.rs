@@ -1102,6 +1102,20 @@ impl Store {
         }
     }
 
+    /// What a read of the current version checks beyond the records' own AEADs: the header
+    /// is not one put back from earlier, and its binding holds.
+    fn check_current(
+        &self,
+        keys: &TokenKeys,
+        id: ObjectId,
+        h: &ObjectHeader,
+        record: &[u8],
+        attrs: &AttributeSet,
+    ) -> Result<()> {
+        self.check_not_replayed(keys, id, h)?;
+        self.check_binding(keys, id, h, record, attrs)
+    }
+
     /// Refuses a header that points below the newest version: a header put back from an
     /// earlier state of the object.
     fn check_not_replayed(&self, keys: &TokenKeys, id: ObjectId, h: &ObjectHeader) -> Result<()> {
@@ -1157,8 +1171,7 @@ impl Store {
         let raw = self.attribute_record(keys, id, v)?;
         let (attrs, secrets_withheld) = self.read_attrs(keys, id, v, &raw, h, &ok, sk.as_ref())?;
         if v.0 == h.current {
-            self.check_not_replayed(keys, id, h)?;
-            self.check_binding(keys, id, h, &raw, &attrs)?;
+            self.check_current(keys, id, h, &raw, &attrs)?;
         }
         Ok(StoredObject {
             id,
@@ -1218,8 +1231,7 @@ impl Store {
         let cur = VersionNo(h.current);
         let raw = self.attribute_record(keys, id, cur)?;
         let (old, _) = self.read_attrs(keys, id, cur, &raw, &h, &ok, sk.as_ref())?;
-        self.check_not_replayed(keys, id, &h)?;
-        self.check_binding(keys, id, &h, &raw, &old)?;
+        self.check_current(keys, id, &h, &raw, &old)?;
         let mut b = Batch::new();
         if !h.private && sk.is_none() && policy::has_secrets(&attrs) {
             let new_sk = Key32::random()?;
@@ -1243,7 +1255,6 @@ impl Store {
         };
         h.current = next.0;
         let record = self.seal_attrs(keys, id, next, &ok, sk.as_ref(), &attrs)?;
-        h.binding = None;
         h.binding = self.bind_header(keys, id, &h, &record, &attrs)?;
         b.put(
             Cf::Objects,
@@ -1410,15 +1421,7 @@ impl Store {
     ) -> Result<usize> {
         let keys = self.login(token, UserKind::So, so_pin)?;
         let mut n = 0;
-        let mut ids = Vec::new();
-        self.kv
-            .scan_prefix(Cf::Objects, &keys::token_prefix(token), &mut |k, _| {
-                if let Some((_, id)) = keys::decode_object(k) {
-                    ids.push(id);
-                }
-                Ok(Flow::Continue)
-            })?;
-        for id in ids {
+        for id in self.all_objects(&keys)? {
             let mut h = self.read_header(&keys, id)?;
             if h.binding.is_some() {
                 return Err(StoreError::Migration {
