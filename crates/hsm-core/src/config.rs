@@ -61,7 +61,7 @@ pub struct Config {
     /// client templates ask; `"strict"` refuses those combinations too (see
     /// `attrs::Separation`).
     #[serde(default)]
-    pub key_separation: crate::attrs::Separation,
+    pub key_separation: crate::objects::attrs::Separation,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]

@@ -34,6 +34,12 @@ pub enum Error {
     TemplateInconsistent(String),
     #[error("action prohibited: {0}")]
     ActionProhibited(&'static str),
+    /// The policy engine refused the call.
+    #[error("refused by policy: {0}")]
+    PolicyDenied(String),
+    /// The policy engine wants approvals first.
+    #[error("approval required: {0}")]
+    ApprovalRequired(String),
     #[error("user not logged in")]
     UserNotLoggedIn,
     #[error("user already logged in")]

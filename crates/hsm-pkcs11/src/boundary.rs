@@ -56,7 +56,9 @@ impl Error {
                 CoreError::AttributeSensitive => CKR_ATTRIBUTE_SENSITIVE,
                 CoreError::TemplateIncomplete(_) => CKR_TEMPLATE_INCOMPLETE,
                 CoreError::TemplateInconsistent(_) => CKR_TEMPLATE_INCONSISTENT,
-                CoreError::ActionProhibited(_) => CKR_ACTION_PROHIBITED,
+                CoreError::ActionProhibited(_)
+                | CoreError::PolicyDenied(_)
+                | CoreError::ApprovalRequired(_) => CKR_ACTION_PROHIBITED,
                 CoreError::UserNotLoggedIn => CKR_USER_NOT_LOGGED_IN,
                 CoreError::UserAlreadyLoggedIn => CKR_USER_ALREADY_LOGGED_IN,
                 CoreError::UserAnotherAlreadyLoggedIn => CKR_USER_ANOTHER_ALREADY_LOGGED_IN,

@@ -1,13 +1,14 @@
 //! The built `C_*` entry points. Each is a shim: pointer guards, one call into the token
-//! runtime (`hsm_core::hsm::Hsm`), error mapping — inside the panic boundary.
+//! runtime (`hsm_core::Hsm`), error mapping — inside the panic boundary.
 
 use crate::boundary::{Error, ffi, out_ref, pad};
 use crate::state::hsm;
 use crate::template::{self, data, mechanism, parse, produce, slice};
 use cryptoki_sys::*;
 use hsm_core::Error as CoreError;
-use hsm_core::hsm::{LoginKind, OpKind};
+use hsm_core::runtime::PinStatus;
 use hsm_core::types::{MechanismType, SecretString};
+use hsm_core::{LoginKind, OpKind};
 use std::ffi::c_void;
 
 /// Every entry point built here (the rest are in `stubs`).
@@ -85,7 +86,7 @@ pub const IMPLEMENTED: &[&str] = &[
 /// `C_DigestFinal`, …) and ends that operation when the call fails with anything but
 /// `CKR_BUFFER_TOO_SMALL`, as PKCS#11 says: the next `*Init` then succeeds.
 fn ending<T>(
-    h: &hsm_core::hsm::Hsm,
+    h: &hsm_core::Hsm,
     session: u64,
     kind: OpKind,
     body: impl FnOnce() -> Result<T, Error>,
@@ -204,7 +205,7 @@ pub unsafe extern "C" fn C_GetTokenInfo(slot: CK_SLOT_ID, info: *mut CK_TOKEN_IN
         pad(&mut info.model, "FerroHSM");
         pad(&mut info.serialNumber, &t.serial);
         let mut flags = CKF_RNG | CKF_LOGIN_REQUIRED;
-        if h.error_state() {
+        if t.error_state {
             flags |= CKF_ERROR_STATE;
         }
         if t.initialized {
@@ -213,26 +214,14 @@ pub unsafe extern "C" fn C_GetTokenInfo(slot: CK_SLOT_ID, info: *mut CK_TOKEN_IN
         if t.user_pin_initialized {
             flags |= CKF_USER_PIN_INITIALIZED;
         }
-        let pin_flags = |failures: u32, low: CK_FLAGS, last: CK_FLAGS, locked: CK_FLAGS| {
-            let max = t.max_failures;
-            if max > 0 && failures >= max {
-                locked
-            } else if max > 0 && failures + 1 == max {
-                last | low
-            } else if failures > 0 {
-                low
-            } else {
-                0
-            }
-        };
         flags |= pin_flags(
-            t.user_failures,
+            t.user_pin,
             CKF_USER_PIN_COUNT_LOW,
             CKF_USER_PIN_FINAL_TRY,
             CKF_USER_PIN_LOCKED,
         );
         flags |= pin_flags(
-            t.so_failures,
+            t.so_pin,
             CKF_SO_PIN_COUNT_LOW,
             CKF_SO_PIN_FINAL_TRY,
             CKF_SO_PIN_LOCKED,
@@ -254,6 +243,16 @@ pub unsafe extern "C" fn C_GetTokenInfo(slot: CK_SLOT_ID, info: *mut CK_TOKEN_IN
         info.utcTime = [b' '; 16];
         Ok(())
     })
+}
+
+/// The `CKF_*_PIN_*` flags of a PIN status.
+fn pin_flags(status: PinStatus, low: CK_FLAGS, last: CK_FLAGS, locked: CK_FLAGS) -> CK_FLAGS {
+    match status {
+        PinStatus::Clear => 0,
+        PinStatus::CountLow => low,
+        PinStatus::FinalTry => last | low,
+        PinStatus::Locked => locked,
+    }
 }
 
 /// # Safety
@@ -313,8 +312,7 @@ pub unsafe extern "C" fn C_InitToken(
         }
         // SAFETY: PKCS#11 fixes the label at 32 bytes.
         let label = unsafe { std::slice::from_raw_parts(label, 32) };
-        let label = String::from_utf8_lossy(label).trim_end().to_owned();
-        Ok(h.init_token(slot as u64, so_pin, label)?)
+        Ok(h.init_token(slot as u64, so_pin, crate::label::label_of(label))?)
     })
 }
 
@@ -1111,7 +1109,7 @@ pub unsafe extern "C" fn C_DeriveKey(
         let mech = unsafe { mechanism(m) }?;
         // SAFETY: forwarded contract.
         let template = unsafe { parse(t, n) }?;
-        if let hsm_core::mechanisms::Mechanism::Kbkdf { .. } = mech {
+        if let hsm_core::Mechanism::Kbkdf { .. } = mech {
             // SP 800-108: the keys of CK_DERIVED_KEY get their handles too, all or none.
             let result = h.derive_keys(session as u64, &mech, base as u64, template);
             // SAFETY: `m` parsed as an SP 800-108 mechanism above.

@@ -7,6 +7,7 @@
 
 pub mod boundary;
 pub mod entry;
+mod label;
 mod state;
 pub mod stubs;
 pub mod template;
@@ -19,7 +20,7 @@ use std::ffi::c_void;
 /// The token runtime behind the exports, for in-process tests that look at state no
 /// `C_*` call shows (the key cache, say). Not part of the C interface.
 #[doc(hidden)]
-pub fn runtime() -> Result<std::sync::Arc<hsm_core::hsm::Hsm>, Error> {
+pub fn runtime() -> Result<std::sync::Arc<hsm_core::Hsm>, Error> {
     state::hsm()
 }
 
@@ -76,7 +77,7 @@ fn initialize(args: Option<&CK_C_INITIALIZE_ARGS>) -> Result<(), Error> {
         )));
     }
     let store = config.store.clone();
-    state::initialize(|| hsm_core::hsm::Hsm::open(config).map_err(Error::from))?;
+    state::initialize(|| hsm_core::Hsm::open(config).map_err(Error::from))?;
     tracing::info!(config = %path.display(), store = %store.display(), "FerroHSM module initialised");
     Ok(())
 }

@@ -6,7 +6,7 @@
 //! their own clone — no use after free, and new calls get NOT_INITIALIZED.
 
 use crate::boundary::Error;
-use hsm_core::hsm::Hsm;
+use hsm_core::Hsm;
 use std::sync::{Arc, RwLock};
 
 struct Module {

@@ -4,9 +4,9 @@
 use crate::boundary::Error;
 use cryptoki_sys::*;
 use hsm_core::Error as CoreError;
-use hsm_core::attrs::{Readable, readable};
-use hsm_core::hsm::GcmMessage;
-use hsm_core::mechanisms::Mechanism;
+use hsm_core::GcmMessage;
+use hsm_core::mechanism::{EcKdf, HkdfSalt, IvGenerator, Mechanism, Mgf};
+use hsm_core::objects::attrs::{Readable, readable};
 use hsm_core::types::policy::{self, ValueKind};
 use hsm_core::types::{AttrValue, AttributeSet, AttributeType, MechanismType};
 
@@ -287,7 +287,7 @@ pub unsafe fn mechanism(m: *const CK_MECHANISM) -> Result<Mechanism, Error> {
             Ok(Mechanism::Pss {
                 mechanism: kind,
                 hash: MechanismType(p.hashAlg as u64),
-                mgf: p.mgf as u64,
+                mgf: Mgf(p.mgf as u64),
                 salt_len: p.sLen as u64,
             })
         }
@@ -357,7 +357,7 @@ pub unsafe fn mechanism(m: *const CK_MECHANISM) -> Result<Mechanism, Error> {
                 extract: p.bExtract != 0,
                 expand: p.bExpand != 0,
                 prf: MechanismType(p.prfHashMechanism as u64),
-                salt_type: p.ulSaltType as u64,
+                salt_type: HkdfSalt(p.ulSaltType as u64),
                 salt: salt.to_vec(),
                 info: info.to_vec(),
             })
@@ -384,7 +384,7 @@ pub unsafe fn mechanism(m: *const CK_MECHANISM) -> Result<Mechanism, Error> {
             .map_err(|_| param_invalid("OAEP label"))?;
             Ok(Mechanism::Oaep {
                 hash: MechanismType(p.hashAlg as u64),
-                mgf: p.mgf as u64,
+                mgf: Mgf(p.mgf as u64),
                 label: label.to_vec(),
             })
         }
@@ -401,7 +401,7 @@ pub unsafe fn mechanism(m: *const CK_MECHANISM) -> Result<Mechanism, Error> {
             let public = unsafe { slice(p.pPublicData, p.ulPublicDataLen, 1024, "public data") }
                 .map_err(|_| param_invalid("public data"))?;
             Ok(Mechanism::Ecdh {
-                kdf: p.kdf as u64,
+                kdf: EcKdf(p.kdf as u64),
                 shared_data: shared.to_vec(),
                 public_data: public.to_vec(),
             })
@@ -658,7 +658,7 @@ pub unsafe fn gcm_message<'a>(
     let m = GcmMessage {
         iv,
         iv_fixed_bits: p.ulIvFixedBits as u64,
-        generator: p.ivGenerator as u64,
+        generator: IvGenerator(p.ivGenerator as u64),
         tag_bits: p.ulTagBits as u64,
     };
     Ok((p, m))

@@ -4,7 +4,9 @@ use crate::exit::{CliError, CliResult};
 use crate::output::Output;
 use crate::secrets::{read_pin, source};
 use clap::{Args, Subcommand};
-use hsm_core::store::{KdfParams, PinPolicy, Store, TokenSpec};
+use hsm_core::admin::{self, NewToken, TokenAdmin};
+use hsm_core::objects::attrs::Actor;
+use hsm_core::store::{KdfParams, PinPolicy, Store};
 use std::path::PathBuf;
 
 #[derive(Subcommand)]
@@ -20,7 +22,7 @@ pub struct InitArgs {
     /// Store directory.
     #[arg(long)]
     store: PathBuf,
-    /// Token label (at most 32 bytes, as PKCS#11 shows it).
+    /// Token label (at most 32 bytes, as PKCS#11 shows it; trailing blanks are dropped).
     #[arg(long)]
     label: String,
     /// Read the SO PIN from the first line of this file.
@@ -73,12 +75,8 @@ pub fn run(cmd: TokenCommand, out: &Output) -> CliResult {
 }
 
 fn init(a: InitArgs, out: &Output) -> CliResult {
-    if a.label.is_empty() || a.label.len() > 32 {
-        return Err(CliError::Usage(format!(
-            "label must be 1 to 32 bytes, got {}",
-            a.label.len()
-        )));
-    }
+    // The one label rule, checked before any PIN is asked for.
+    let label = admin::label(&a.label).map_err(|e| CliError::Usage(e.to_string()))?;
     let so_pin = read_pin("SO PIN", source(a.so_pin_file, a.so_pin_env), true)?;
     let user_pin = if a.no_user_pin {
         None
@@ -90,8 +88,8 @@ fn init(a: InitArgs, out: &Output) -> CliResult {
         )?)
     };
     let store = Store::open_dir(&a.store)?;
-    let id = store.init_token(TokenSpec {
-        label: a.label,
+    let id = TokenAdmin::new(&store, None, Actor::So).create(NewToken {
+        label,
         so_pin,
         user_pin,
         kdf: KdfParams {

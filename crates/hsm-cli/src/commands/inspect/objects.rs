@@ -3,8 +3,8 @@
 use super::{Access, needs_pin_hint, render};
 use crate::exit::CliResult;
 use crate::output::Output;
-use hsm_core::store::{Query, Store};
-use hsm_core::types::{KeyType, MechanismType, ObjectClass};
+use hsm_core::store::{Query, Store, TokenKeys};
+use hsm_core::types::{KeyType, MechanismType, ObjectClass, ObjectId};
 use serde::Serialize;
 
 #[derive(clap::Args)]
@@ -76,19 +76,10 @@ struct Row {
     error: Option<String>,
 }
 
-pub(super) fn run(store: &Store, a: ObjectsArgs, out: &Output) -> CliResult {
-    let token = a.access.one_token(store)?;
-    let keys = a.access.keys(store, token.id)?;
-    let q = Query {
-        class: a.class,
-        label: a.label.map(String::into_bytes),
-        id: a.id.map(|h| h.0),
-        key_type: a.key_type,
-        mechanism: a.mechanism,
-    };
-    let mut rows = Vec::new();
-    for id in store.find(&keys, &q)? {
-        rows.push(match store.read_object(&keys, id) {
+impl Row {
+    /// One object's row, or the reason its record could not be read.
+    fn of(store: &Store, keys: &TokenKeys, id: ObjectId) -> Row {
+        match store.read_object(keys, id) {
             Ok(o) => Row {
                 object: id.0,
                 class: o.attrs.class().map(render::class_name),
@@ -109,8 +100,43 @@ pub(super) fn run(store: &Store, a: ObjectsArgs, out: &Output) -> CliResult {
                 version: None,
                 error: Some(e.to_string()),
             },
-        });
+        }
     }
+
+    /// The row as table cells.
+    fn cells(&self) -> Vec<String> {
+        let s = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+        vec![
+            self.object.to_string(),
+            self.error
+                .as_ref()
+                .map_or_else(|| s(&self.class), |_| "<unreadable>".into()),
+            s(&self.key_type),
+            s(&self.label),
+            s(&self.id),
+            self.private
+                .map_or("-", |p| if p { "yes" } else { "no" })
+                .into(),
+            self.version.map_or_else(|| "-".into(), |v| v.to_string()),
+        ]
+    }
+}
+
+pub(super) fn run(store: &Store, a: ObjectsArgs, out: &Output) -> CliResult {
+    let token = a.access.one_token(store)?;
+    let keys = a.access.keys(store, token.id)?;
+    let q = Query {
+        class: a.class,
+        label: a.label.map(String::into_bytes),
+        id: a.id.map(|h| h.0),
+        key_type: a.key_type,
+        mechanism: a.mechanism,
+    };
+    let rows = store
+        .find(&keys, &q)?
+        .into_iter()
+        .map(|id| Row::of(store, &keys, id))
+        .collect::<Vec<_>>();
     let with_user_pin = keys.logged_in().is_some();
     let note = if with_user_pin {
         None
@@ -125,25 +151,7 @@ pub(super) fn run(store: &Store, a: ObjectsArgs, out: &Output) -> CliResult {
         })
     };
     let unreadable = rows.iter().filter(|r| r.error.is_some()).count();
-    let table_rows = rows
-        .iter()
-        .map(|r| {
-            let s = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-            vec![
-                r.object.to_string(),
-                r.error
-                    .as_ref()
-                    .map_or_else(|| s(&r.class), |_| "<unreadable>".into()),
-                s(&r.key_type),
-                s(&r.label),
-                s(&r.id),
-                r.private
-                    .map_or("-", |p| if p { "yes" } else { "no" })
-                    .into(),
-                r.version.map_or_else(|| "-".into(), |v| v.to_string()),
-            ]
-        })
-        .collect();
+    let table_rows = rows.iter().map(Row::cells).collect();
     let listing = Listing {
         token: token.id.0,
         with_user_pin,

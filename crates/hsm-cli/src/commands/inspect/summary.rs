@@ -3,7 +3,7 @@
 use super::{Access, needs_pin_hint, render};
 use crate::exit::{CliError, CliResult};
 use crate::output::{Output, table};
-use hsm_core::store::{Store, TokenCounts};
+use hsm_core::store::{Store, TokenCounts, TokenInfo};
 use serde::Serialize;
 use std::path::Path;
 
@@ -37,29 +37,12 @@ struct TokenSummary {
 }
 
 pub(super) fn run(dir: &Path, store: &Store, a: SummaryArgs, out: &Output) -> CliResult {
-    let mut tokens = Vec::new();
-    for t in a.access.tokens(store)? {
-        let keys = a.access.keys(store, t.id)?;
-        let counts = store.counts(&keys)?;
-        let with_user_pin = keys.logged_in().is_some();
-        let note = (!with_user_pin && counts.private_objects > 0).then(|| {
-            format!(
-                "token {}: by class and by key type count public objects only, not the {} \
-                 private ones ({})",
-                t.id,
-                counts.private_objects,
-                needs_pin_hint()
-            )
-        });
-        tokens.push(TokenSummary {
-            id: t.id.0,
-            label: t.label,
-            serial: t.serial,
-            with_user_pin,
-            counts,
-            note,
-        });
-    }
+    let tokens = a
+        .access
+        .tokens(store)?
+        .into_iter()
+        .map(|t| token_summary(store, &a.access, t))
+        .collect::<CliResult<Vec<_>>>()?;
     let s = Summary {
         store: dir.display().to_string(),
         store_id: store.store_id_hex(),
@@ -81,14 +64,48 @@ pub(super) fn run(dir: &Path, store: &Store, a: SummaryArgs, out: &Output) -> Cl
         ])
     );
     println!();
+    print!("{}", token_table(&s.tokens));
+    for t in &s.tokens {
+        if let Some(n) = &t.note {
+            println!("note: {n}");
+        }
+    }
+    Ok(())
+}
+
+/// One token's counts, with a note when private objects could not be counted by class.
+fn token_summary(store: &Store, access: &Access, t: TokenInfo) -> CliResult<TokenSummary> {
+    let keys = access.keys(store, t.id)?;
+    let counts = store.counts(&keys)?;
+    let with_user_pin = keys.logged_in().is_some();
+    let note = (!with_user_pin && counts.private_objects > 0).then(|| {
+        format!(
+            "token {}: by class and by key type count public objects only, not the {} \
+             private ones ({})",
+            t.id,
+            counts.private_objects,
+            needs_pin_hint()
+        )
+    });
+    Ok(TokenSummary {
+        id: t.id.0,
+        label: t.label,
+        serial: t.serial,
+        with_user_pin,
+        counts,
+        note,
+    })
+}
+
+/// The tokens as a table.
+fn token_table(tokens: &[TokenSummary]) -> String {
     let joined = |m: &std::collections::BTreeMap<String, u64>| {
         m.iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let rows = s
-        .tokens
+    let rows = tokens
         .iter()
         .map(|t| {
             vec![
@@ -103,28 +120,19 @@ pub(super) fn run(dir: &Path, store: &Store, a: SummaryArgs, out: &Output) -> Cl
             ]
         })
         .collect::<Vec<_>>();
-    print!(
-        "{}",
-        table(
-            &[
-                "TOKEN",
-                "LABEL",
-                "SERIAL",
-                "OBJECTS",
-                "PRIVATE",
-                "VERSIONS",
-                "BY CLASS",
-                "BY KEY TYPE",
-            ],
-            &rows,
-        )
-    );
-    for t in &s.tokens {
-        if let Some(n) = &t.note {
-            println!("note: {n}");
-        }
-    }
-    Ok(())
+    table(
+        &[
+            "TOKEN",
+            "LABEL",
+            "SERIAL",
+            "OBJECTS",
+            "PRIVATE",
+            "VERSIONS",
+            "BY CLASS",
+            "BY KEY TYPE",
+        ],
+        &rows,
+    )
 }
 
 /// Bytes in every file under `dir` (RocksDB keeps a flat directory; walk it anyway).

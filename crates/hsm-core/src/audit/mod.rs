@@ -1,0 +1,26 @@
+//! The audit room: what the runtime tells an audit log about each call. The signed,
+//! verifiable log itself (records in the store's write batches, a hash chain, signed
+//! checkpoints) is not built yet; until it is, [`crate::runtime::Hooks::audit`] is empty
+//! and nothing is recorded.
+
+use crate::objects::attrs::Actor;
+use crate::ops::Action;
+
+/// One call as the audit log sees it: never a secret, a PIN or key material.
+#[derive(Debug)]
+pub struct AuditEvent<'a> {
+    pub action: Action,
+    /// The session, for calls through one (the CLI's administration has none).
+    pub session: Option<u64>,
+    /// The slot (= token number), when the call got far enough to know it.
+    pub slot: Option<u64>,
+    pub actor: Option<Actor>,
+    /// Success, or the error the caller got.
+    pub outcome: Result<(), &'a dyn std::error::Error>,
+}
+
+/// Where audit events go. Implementations must not block for long: the runtime calls
+/// `record` on the caller's thread after every operation.
+pub trait AuditSink: Send + Sync {
+    fn record(&self, event: &AuditEvent<'_>);
+}

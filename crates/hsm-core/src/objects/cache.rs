@@ -1,0 +1,105 @@
+//! The prepared-key cache: token keys parsed once (an RSA key's CRT form, an EC scalar)
+//! and kept per slot while a user is logged in.
+
+use super::usage::key_handle;
+use crate::crypto::{SigningKey, VerifyingKey};
+use crate::error::{Error, Result};
+use crate::provider::CryptoProvider;
+use crate::runtime::{Hsm, Location, Slot, handles::decode_handle, lock};
+use hsm_types::{AttributeSet, ObjectClass, ObjectId, TokenId};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A key ready for use: its attributes and, for asymmetric keys, the parsed key.
+pub(crate) struct CachedKey {
+    pub attrs: AttributeSet,
+    pub signer: Option<SigningKey>,
+    pub verifier: Option<VerifyingKey>,
+}
+
+impl CachedKey {
+    /// Parses a key once for use: private keys get a signer, public keys a verifier.
+    pub fn prepare(provider: &dyn CryptoProvider, attrs: AttributeSet) -> Result<CachedKey> {
+        let (signer, verifier) = match attrs.class() {
+            Some(ObjectClass::PRIVATE_KEY) => (Some(provider.signer(&attrs)?), None),
+            Some(ObjectClass::PUBLIC_KEY) => (None, Some(provider.verifier(&attrs)?)),
+            _ => (None, None),
+        };
+        Ok(CachedKey {
+            attrs,
+            signer,
+            verifier,
+        })
+    }
+
+    pub fn signer(&self) -> Result<&SigningKey> {
+        self.signer.as_ref().ok_or(Error::KeyTypeInconsistent)
+    }
+
+    pub fn verifier(&self) -> Result<&VerifyingKey> {
+        self.verifier.as_ref().ok_or(Error::KeyTypeInconsistent)
+    }
+}
+
+/// The prepared keys and a counter raised by every invalidation (a change, a destroy, a
+/// logout). A key loaded from the store is cached only if the counter did not move while
+/// it was loaded: otherwise the load may have read the state from before the change, and
+/// caching it would let a later `C_SignInit` use what `C_SetAttributeValue` or
+/// `C_DestroyObject` already took away.
+#[derive(Default)]
+pub(crate) struct KeyCache {
+    epoch: u64,
+    keys: HashMap<ObjectId, Arc<CachedKey>>,
+}
+
+impl KeyCache {
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn clear(&mut self) {
+        self.keys.clear();
+        self.epoch += 1;
+    }
+
+    pub fn forget(&mut self, id: ObjectId) {
+        self.keys.remove(&id);
+        self.epoch += 1;
+    }
+}
+
+impl Hsm {
+    /// The key behind a handle, prepared for use: from the slot's cache for token keys
+    /// while the user is logged in, parsed afresh otherwise.
+    pub(crate) fn prepared_key(
+        &self,
+        slot: &Slot,
+        token: TokenId,
+        h: u64,
+    ) -> Result<Arc<CachedKey>> {
+        let cacheable = match decode_handle(h) {
+            Some(Location::Token { slot: s, id }) if s == slot.id && slot.user_logged_in() => {
+                Some(id)
+            }
+            _ => None,
+        };
+        let Some(id) = cacheable else {
+            let o = self.load(slot, token, h).map_err(key_handle)?;
+            return Ok(Arc::new(CachedKey::prepare(self.provider(), o.attrs)?));
+        };
+        let epoch = {
+            let cache = lock(&slot.key_cache);
+            if let Some(k) = cache.keys.get(&id) {
+                return Ok(k.clone());
+            }
+            cache.epoch
+        };
+        let o = self.load(slot, token, h).map_err(key_handle)?;
+        let k = Arc::new(CachedKey::prepare(self.provider(), o.attrs)?);
+        let mut cache = lock(&slot.key_cache);
+        if cache.epoch == epoch {
+            cache.keys.insert(id, k.clone());
+        }
+        Ok(k)
+    }
+}
