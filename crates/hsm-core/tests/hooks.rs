@@ -34,9 +34,12 @@ impl PolicyEngine for CodeSigningPolicy {
     }
 }
 
+/// What the audit sink saw of one call: the action, slot, actor and whether it succeeded.
+type Seen = (Action, Option<u64>, Option<Actor>, bool);
+
 #[derive(Default)]
 struct Recorder {
-    audit: Mutex<Vec<(Action, Option<u64>, Option<Actor>, bool)>>,
+    audit: Mutex<Vec<Seen>>,
     metrics: Mutex<Vec<(Action, bool)>>,
 }
 

@@ -37,7 +37,7 @@ struct Args {
 }
 
 fn object(n: u64) -> AttributeSet {
-    let private = n % 2 == 0;
+    let private = n.is_multiple_of(2);
     AttributeSet::new()
         .with(A::CLASS, AttrValue::Ulong(ObjectClass::SECRET_KEY.0))
         .with(A::KEY_TYPE, AttrValue::Ulong(KeyType::AES.0))

@@ -68,7 +68,7 @@ pub fn aes_encrypt(mode: BlockMode, key: &[u8], iv: &[u8], data: &[u8]) -> Crypt
                 .map_err(|_| CryptoError::General("AES-CBC-PAD encryption failed".into()))?;
         }
         BlockMode::Ecb | BlockMode::Cbc | BlockMode::Ctr => {
-            if mode != BlockMode::Ctr && data.len() % BLOCK != 0 {
+            if mode != BlockMode::Ctr && !data.len().is_multiple_of(BLOCK) {
                 return Err(CryptoError::DataLenRange);
             }
             let k = match mode {
@@ -90,7 +90,7 @@ pub fn aes_decrypt(mode: BlockMode, key: &[u8], iv: &[u8], data: &[u8]) -> Crypt
         .map(|v| DecryptionContext::Iv128(FixedLength::from(v)))
         .unwrap_or(DecryptionContext::None);
     if mode != BlockMode::Ctr
-        && (data.len() % BLOCK != 0 || (mode == BlockMode::CbcPad && data.is_empty()))
+        && (!data.len().is_multiple_of(BLOCK) || (mode == BlockMode::CbcPad && data.is_empty()))
     {
         return Err(CryptoError::EncryptedDataLenRange);
     }
@@ -131,7 +131,7 @@ fn kek(key: &[u8]) -> CryptoResult<KeyEncryptionKey<aws_lc_rs::key_wrap::AesBloc
 
 /// RFC 3394 (`padded` = false: whole 8-byte blocks, at least 16 bytes) or RFC 5649.
 pub fn aes_key_wrap(key: &[u8], data: &[u8], padded: bool) -> CryptoResult<Vec<u8>> {
-    if !padded && (data.len() % 8 != 0 || data.len() < 16) {
+    if !padded && (!data.len().is_multiple_of(8) || data.len() < 16) {
         return Err(CryptoError::DataLenRange);
     }
     let mut out = vec![0u8; data.len() + 16];
@@ -151,7 +151,7 @@ pub fn aes_key_wrap(key: &[u8], data: &[u8], padded: bool) -> CryptoResult<Vec<u
 }
 
 pub fn aes_key_unwrap(key: &[u8], data: &[u8], padded: bool) -> CryptoResult<Vec<u8>> {
-    if data.len() % 8 != 0 || data.len() < 16 {
+    if !data.len().is_multiple_of(8) || data.len() < 16 {
         return Err(CryptoError::EncryptedDataLenRange);
     }
     let mut out = vec![0u8; data.len()];

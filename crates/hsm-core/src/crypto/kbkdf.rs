@@ -113,7 +113,7 @@ fn check(mode: &Mode, fields: &[Field]) -> CryptoResult<()> {
                 return Err(invalid("counter mode has no separate counter field"));
             }
             (_, Field::DkmLength(_, l)) => {
-                if l.bits == 0 || l.bits > 64 || l.bits % 8 != 0 {
+                if l.bits == 0 || l.bits > 64 || !l.bits.is_multiple_of(8) {
                     return Err(invalid("a DKM length is 8 to 64 bits wide, in whole bytes"));
                 }
             }
@@ -163,10 +163,11 @@ pub fn kbkdf(
         }
     };
     for f in fields {
-        if let Field::DkmLength(method, fmt) = f {
-            if fmt.bits < 64 && dkm_bits(*method) >> fmt.bits != 0 {
-                return Err(invalid("the DKM length does not fit its width"));
-            }
+        if let Field::DkmLength(method, fmt) = f
+            && fmt.bits < 64
+            && dkm_bits(*method) >> fmt.bits != 0
+        {
+            return Err(invalid("the DKM length does not fit its width"));
         }
     }
     let mut dkm = Zeroizing::new(Vec::with_capacity(segments as usize * h));

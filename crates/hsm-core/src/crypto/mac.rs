@@ -11,7 +11,9 @@ pub struct Mac {
 }
 
 enum Ctx {
-    Hmac(hmac::Context),
+    /// Boxed: an HMAC context is over a kilobyte, and operations in a session sit side by
+    /// side in one table.
+    Hmac(Box<hmac::Context>),
     Cmac(cmac::Context),
 }
 
@@ -32,7 +34,7 @@ impl Mac {
         }
         let key = hmac::Key::new(algorithm, key);
         Ok(Mac {
-            ctx: Ctx::Hmac(hmac::Context::with_key(&key)),
+            ctx: Ctx::Hmac(Box::new(hmac::Context::with_key(&key))),
             len: alg.output_len(),
         })
     }

@@ -73,7 +73,7 @@ pub fn check_gcm_params(iv: &[u8], tag_bits: u32) -> CryptoResult<()> {
             iv.len()
         )));
     }
-    if !(GCM_MIN_TAG_BITS..=GCM_TAG_BITS).contains(&tag_bits) || tag_bits % 8 != 0 {
+    if !(GCM_MIN_TAG_BITS..=GCM_TAG_BITS).contains(&tag_bits) || !tag_bits.is_multiple_of(8) {
         return Err(CryptoError::MechanismParamInvalid(format!(
             "AES-GCM tag of {tag_bits} bits: {GCM_MIN_TAG_BITS}, 104, 112, 120 or {GCM_TAG_BITS} bits are supported"
         )));

@@ -175,7 +175,8 @@ impl Hsm {
         private: AttributeSet,
     ) -> Result<Pair> {
         let edwards = m == M::EC_EDWARDS_KEY_PAIR_GEN;
-        let (kt, fits, only, spec): (KeyType, fn(&[u8]) -> bool, &str, PairSpec<'_>) = if edwards {
+        type Curve25519 = (KeyType, fn(&[u8]) -> bool, &'static str, PairSpec<'static>);
+        let (kt, fits, only, spec): Curve25519 = if edwards {
             (
                 KeyType::EC_EDWARDS,
                 crypto::is_ed25519_params,

@@ -209,11 +209,11 @@ impl Ops {
     /// A context-specific login happened: the sign operation that waited for it goes
     /// on, or else the decrypt operation.
     pub fn context_login_done(&mut self) {
-        if let Ok(op) = self.get_mut::<SignOp>(OpKind::Sign) {
-            if op.needs_context_login {
-                op.needs_context_login = false;
-                return;
-            }
+        if let Ok(op) = self.get_mut::<SignOp>(OpKind::Sign)
+            && op.needs_context_login
+        {
+            op.needs_context_login = false;
+            return;
         }
         if let Ok(op) = self.get_mut::<CipherOp>(OpKind::Decrypt) {
             op.needs_context_login = false;

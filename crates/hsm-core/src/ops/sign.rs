@@ -254,10 +254,11 @@ impl Hsm {
                     buffer,
                 } => {
                     let v = key.verifier()?;
-                    Ok(match hasher {
+                    match hasher {
                         Some(d) => v.verify_prehashed(&mech, &d.finish(), signature)?,
                         None => v.verify(&mech, &buffer, signature)?,
-                    })
+                    }
+                    Ok(())
                 }
                 SignAlgo::Mac(m) => Ok(m.verify(signature)?),
             }

@@ -167,12 +167,13 @@ impl Hsm {
                 "CKA_WRAP_WITH_TRUSTED: the wrapping key is not trusted".into(),
             ));
         }
-        if let Some(AttrValue::Template(t)) = w.get(A::WRAP_TEMPLATE) {
-            if !attrs::matches(k, t) && !t.is_empty() {
-                return Err(Error::KeyNotWrappable(
-                    "the key does not match the wrapping key's CKA_WRAP_TEMPLATE".into(),
-                ));
-            }
+        if let Some(AttrValue::Template(t)) = w.get(A::WRAP_TEMPLATE)
+            && !attrs::matches(k, t)
+            && !t.is_empty()
+        {
+            return Err(Error::KeyNotWrappable(
+                "the key does not match the wrapping key's CKA_WRAP_TEMPLATE".into(),
+            ));
         }
         let (wrapper, wrapped) = (key_strength(w), key_strength(k));
         if wrapper < wrapped && !self.config.allow_weaker_wrapping_key {
@@ -219,13 +220,13 @@ impl Hsm {
                 // anyway would hand back a key the caller did not describe (SoftHSM2's
                 // blobs of keys whose length is not a multiple of 8 carry zero padding
                 // inside, for one).
-                if let Some(asked) = t.ulong(A::VALUE_LEN) {
-                    if asked != value.len() as u64 {
-                        return Err(Error::TemplateInconsistent(format!(
-                            "CKA_VALUE_LEN {asked} but the wrapped key is {} bytes long",
-                            value.len()
-                        )));
-                    }
+                if let Some(asked) = t.ulong(A::VALUE_LEN)
+                    && asked != value.len() as u64
+                {
+                    return Err(Error::TemplateInconsistent(format!(
+                        "CKA_VALUE_LEN {asked} but the wrapped key is {} bytes long",
+                        value.len()
+                    )));
                 }
                 t.set(A::VALUE, AttrValue::Bytes(value.to_vec()));
             }

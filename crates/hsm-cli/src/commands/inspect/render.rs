@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 pub(super) fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    hex::encode(b)
 }
 
 /// Parses hex digits, with or without a `0x` prefix.
@@ -22,14 +22,7 @@ pub(super) fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
     if !t.len().is_multiple_of(2) {
         return Err(format!("'{s}' is not hex: odd number of digits"));
     }
-    (0..t.len())
-        .step_by(2)
-        .map(|i| {
-            t.get(i..i + 2)
-                .and_then(|d| u8::from_str_radix(d, 16).ok())
-                .ok_or_else(|| format!("'{s}' is not hex"))
-        })
-        .collect()
+    hex::decode(t).map_err(|_| format!("'{s}' is not hex"))
 }
 
 /// `1970-01-01T00:00:00Z` from Unix seconds (proleptic Gregorian, UTC).

@@ -200,12 +200,12 @@ pub fn build_new(template: &AttributeSet, origin: Origin, ctx: Ctx) -> Result<At
     check_membership(template, &rules, class, origin)?;
     let mut out = AttributeSet::new();
     for rule in &rules {
-        let required = match (rule.req, origin) {
-            (Req::Always, _) => true,
-            (Req::OnCreate | Req::GeneratedOnly, Origin::Created) => true,
-            (Req::OnGenerate, Origin::Generated(_)) => true,
-            _ => false,
-        };
+        let required = matches!(
+            (rule.req, origin),
+            (Req::Always, _)
+                | (Req::OnCreate | Req::GeneratedOnly, Origin::Created)
+                | (Req::OnGenerate, Origin::Generated(_))
+        );
         match template.get(rule.attr) {
             Some(v) => out.set(rule.attr, v.clone()),
             None if required => return Err(Error::TemplateIncomplete(format!("{:?}", rule.attr))),
@@ -360,12 +360,12 @@ pub fn apply_changes(
         check_change(current, t, v, rule.flags, ctx, copying)?;
         out.set(t, v.clone());
     }
-    if is_trusted(&out) {
-        if let Some(a) = FORBIDDEN_FOR_TRUSTED.iter().find(|a| bool_of(&out, **a)) {
-            return Err(Error::TemplateInconsistent(format!(
-                "a trusted key never has {a:?}"
-            )));
-        }
+    if is_trusted(&out)
+        && let Some(a) = FORBIDDEN_FOR_TRUSTED.iter().find(|a| bool_of(&out, **a))
+    {
+        return Err(Error::TemplateInconsistent(format!(
+            "a trusted key never has {a:?}"
+        )));
     }
     if ctx.separation == Separation::Strict {
         for (role, conflicting) in [(A::WRAP, A::DECRYPT), (A::UNWRAP, A::ENCRYPT)] {
