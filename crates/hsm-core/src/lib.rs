@@ -1,7 +1,7 @@
 //! FerroHSM core: what the PKCS#11 module, the CLI and (later) the server share above the
 //! store. `docs/architecture.md` is the map; in short:
 //!
-//! - [`runtime`]: the [`Hsm`] type — slots, login, sessions, and [`Hsm::run`], the one
+//! - [`runtime`]: the [`Hsm`] type — slots, login, sessions, and `Hsm::run`, the one
 //!   entry every operation goes through;
 //! - [`objects`]: objects, their attribute rules, search, key material, the key cache and
 //!   the one key-usage check;

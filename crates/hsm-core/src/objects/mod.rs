@@ -1,6 +1,6 @@
 //! Objects: creating, copying, destroying and changing them (`C_CreateObject` …), the
-//! attribute rules ([`attrs`]), search ([`find`]), key material ([`material`]), the
-//! prepared-key cache ([`cache`]) and the one key-usage check ([`usage`]).
+//! attribute rules ([`attrs`]), search (`find`), key material (`material`), the
+//! prepared-key cache (`cache`) and the one key-usage check (`usage`).
 
 pub mod attrs;
 mod cache;

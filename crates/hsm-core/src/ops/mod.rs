@@ -1,5 +1,5 @@
 //! Operations: what a call does ([`Action`], the unit the policy engine, the audit log and
-//! the metrics see), and the operations a session has in progress ([`Ops`], one slot per
+//! the metrics see), and the operations a session has in progress (`Ops`, one slot per
 //! [`OpKind`]). One file per family: sign and verify, ciphers, message-based GCM, key
 //! generation, wrap and unwrap, derivation, digest and random.
 

@@ -1,6 +1,6 @@
 //! The token runtime: the [`Hsm`] type that the PKCS#11 module (and later the server)
 //! drives, its slots over the store's tokens, login state and sessions, and the one entry
-//! every operation goes through ([`Hsm::run`]).
+//! every operation goes through (`Hsm::run`).
 //!
 //! Locking: the session table and slot table are `RwLock`s held only to look up or
 //! insert an `Arc`; each session has its own `Mutex`, so sessions run in parallel. A
