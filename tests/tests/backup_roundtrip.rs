@@ -22,10 +22,7 @@ fn init() -> Pkcs11 {
 
 fn verify(point_hex: &str, sig: &[u8]) {
     use p256::ecdsa::signature::Verifier;
-    let point: Vec<u8> = (0..point_hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&point_hex[i..i + 2], 16).unwrap())
-        .collect();
+    let point = hex::decode(point_hex).expect("hex P-256 point");
     let vk = p256::ecdsa::VerifyingKey::from_sec1_bytes(&point).expect("P-256 point");
     vk.verify(
         MESSAGE,
@@ -35,7 +32,7 @@ fn verify(point_hex: &str, sig: &[u8]) {
 }
 
 fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    hex::encode(b)
 }
 
 #[test]
@@ -112,10 +109,7 @@ fn keys_sign_after_restore_of_a_10k_object_store() {
         .lines()
         .find_map(|l| l.find("SIG=").map(|p| l[p + 4..].trim().to_owned()))
         .expect("child printed a signature");
-    let sig: Vec<u8> = (0..sig.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&sig[i..i + 2], 16).unwrap())
-        .collect();
+    let sig = hex::decode(&sig).expect("hex signature");
     verify(&point, &sig);
 }
 

@@ -8,6 +8,11 @@ use ferrohsm_pkcs11::*;
 use std::ptr::null_mut;
 use std::sync::Mutex;
 
+mod keys;
+// As `dead_code` above: not every test binary uses these.
+#[allow(unused_imports)]
+pub use keys::*;
+
 pub static SERIAL: Mutex<()> = Mutex::new(());
 
 pub struct Env {
@@ -408,12 +413,9 @@ pub fn verify(
     }
 }
 
-/// Hex test vectors as bytes.
+/// Hex test vectors as bytes (two digits a byte, either case, no separators).
 pub fn hexv(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
+    hex::decode(s).expect("a hex test vector")
 }
 
 /// An AES key template with `value`, plus `extra` attributes.
@@ -473,4 +475,49 @@ pub fn crypt_once(
         out.truncate(n as usize);
         rv_result(rv, out)
     }
+}
+
+/// One `C_EncryptInit` + `C_Encrypt` (or the decrypt pair) with the caller's mechanism,
+/// sizing the output with a length query first (`crypt_once` passes room to spare).
+pub fn crypt(
+    h: CK_SESSION_HANDLE,
+    m: &mut CK_MECHANISM,
+    key: CK_OBJECT_HANDLE,
+    data: &[u8],
+    encrypt: bool,
+) -> Result<Vec<u8>, CK_RV> {
+    let mut input = data.to_vec();
+    let mut n: CK_ULONG = 0;
+    let call = |out: *mut u8, n: &mut CK_ULONG, input: &mut Vec<u8>| {
+        // SAFETY: valid buffers of the stated lengths (or a NULL output for the length).
+        unsafe {
+            if encrypt {
+                C_Encrypt(h, input.as_mut_ptr(), input.len() as _, out, n)
+            } else {
+                C_Decrypt(h, input.as_mut_ptr(), input.len() as _, out, n)
+            }
+        }
+    };
+    // SAFETY: valid mechanism.
+    let rv = unsafe {
+        if encrypt {
+            C_EncryptInit(h, m, key)
+        } else {
+            C_DecryptInit(h, m, key)
+        }
+    };
+    if rv != CKR_OK {
+        return Err(rv);
+    }
+    match call(null_mut(), &mut n, &mut input) {
+        CKR_OK => {}
+        rv => return Err(rv),
+    }
+    let mut out = vec![0u8; n as usize];
+    match call(out.as_mut_ptr(), &mut n, &mut input) {
+        CKR_OK => {}
+        rv => return Err(rv),
+    }
+    out.truncate(n as usize);
+    Ok(out)
 }
