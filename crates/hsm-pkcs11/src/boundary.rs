@@ -141,15 +141,6 @@ pub fn ffi(name: &'static str, body: impl FnOnce() -> Result<(), Error>) -> CK_R
     }
 }
 
-/// Turns a pointer the caller must supply into a reference, or `CKR_ARGUMENTS_BAD`.
-///
-/// # Safety
-/// `p` is null or points to a valid, writable `T` for the duration of the call.
-pub unsafe fn out_ref<'a, T>(p: *mut T, what: &'static str) -> Result<&'a mut T, Error> {
-    // SAFETY: the caller guarantees `p` is null or valid; null is rejected here.
-    unsafe { p.as_mut() }.ok_or(Error::bad(what))
-}
-
 /// Copies `s` into a blank-padded fixed-width PKCS#11 string field.
 pub fn pad(field: &mut [u8], s: &str) {
     field.fill(b' ');
