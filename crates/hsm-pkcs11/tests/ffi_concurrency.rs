@@ -2,6 +2,7 @@
 //! storm of creates, token-info calls and session churn (with a watchdog), key state that
 //! must not outlive `C_SetAttributeValue`, `C_DestroyObject` or `C_Logout`, and two PIN
 //! changes that must both survive.
+#![allow(unsafe_code, clippy::unnecessary_cast)]
 
 mod common;
 
@@ -20,6 +21,7 @@ fn open(rw: bool) -> CK_SESSION_HANDLE {
     let flags = CKF_SERIAL_SESSION | if rw { CKF_RW_SESSION } else { 0 };
     // SAFETY: a valid output.
     assert_eq!(
+        // SAFETY: `s` is a live local the module writes the handle into.
         unsafe { C_OpenSession(1, flags, null_mut(), None, &mut s) },
         CKR_OK
     );
@@ -136,12 +138,12 @@ fn creates_token_info_and_session_churn_never_deadlock() {
                         s,
                         &[
                             (CKA_CLASS, Val::Ulong(CKO_DATA)),
-                            (CKA_TOKEN, Val::Bool(i % 2 == 0)),
+                            (CKA_TOKEN, Val::Bool(i.is_multiple_of(2))),
                             (CKA_LABEL, Val::Bytes(label)),
                         ],
                     )
                     .unwrap();
-                    if i % 2 == 0 {
+                    if i.is_multiple_of(2) {
                         created.fetch_add(1, Ordering::SeqCst);
                     }
                     progress.fetch_add(1, Ordering::SeqCst);

@@ -2,6 +2,7 @@
 //! `CKR_DEVICE_MEMORY` while finding and signing go on, and writes work again once space
 //! returns. The store sits on a small tmpfs mounted for the test (root only; `tools/test`
 //! sets `FERROHSM_ROOT_TESTS=1`, which makes a missing privilege a failure, not a skip).
+#![allow(unsafe_code, clippy::unnecessary_cast)]
 
 mod common;
 

@@ -5,6 +5,7 @@
 //!
 //! The module's state is process-global, so the tests take one lock and each runs a full
 //! `C_Initialize` … `C_Finalize` cycle on its own store.
+#![allow(unsafe_code, clippy::unnecessary_cast)]
 
 mod common;
 

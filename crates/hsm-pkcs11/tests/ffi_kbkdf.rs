@@ -2,6 +2,7 @@
 //! input built from the caller's fields, additional keys with their handles, and the
 //! refusals. Expected values come from RustCrypto's HMAC applied to the SP 800-108
 //! formulas, not from the token's own code.
+#![allow(unsafe_code, clippy::unnecessary_cast)]
 
 mod common;
 

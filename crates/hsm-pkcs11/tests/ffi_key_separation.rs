@@ -1,6 +1,7 @@
 //! The templates real clients send are accepted (`key_separation = "standard"`, the
 //! default), the Clulow/Tookan sequences still fail at their wrap step, and the strict
 //! rule refuses what it always refused.
+#![allow(unsafe_code, clippy::unnecessary_cast)]
 
 mod common;
 
@@ -237,6 +238,7 @@ fn strict_separation_refuses_both_roles_on_one_key() {
     let (p, n) = t.raw();
     // SAFETY: a valid template.
     assert_eq!(
+        // SAFETY: the template and handle pointers are live locals of the right lengths.
         unsafe { C_CopyObject(h, d, p, n, &mut c) },
         CKR_ATTRIBUTE_READ_ONLY
     );

@@ -2,6 +2,7 @@
 //! private keys as PKCS#8 under AES key wrap with padding, and the rule that a key never
 //! leaves under a weaker one. What the token wraps is opened by independent code
 //! (RustCrypto `rsa`, `aes-kw`, `p256`, `p384`); what they wrap, the token opens and uses.
+#![allow(unsafe_code, clippy::unnecessary_cast)]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! PKCS#11 3.0 message-based AES-GCM (`C_MessageEncryptInit`, `C_EncryptMessage`, …):
 //! one key, many messages, each with its own IV, AAD and tag; IVs the token generates;
 //! the length-query convention; and the refusals.
+#![allow(unsafe_code, clippy::unnecessary_cast)]
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! ECB and CBC hand back whole blocks part by part, `CKA_ALWAYS_AUTHENTICATE` guards every
 //! private-key operation, public objects need no login, and `C_FindObjects` takes any
 //! count.
+#![allow(unsafe_code, clippy::unnecessary_cast)]
 
 mod common;
 
@@ -361,6 +362,7 @@ fn always_authenticate_guards_decrypt_unwrap_and_derive() {
     let mut out = 0;
     // SAFETY: valid mechanism (the point outlives the call), template and output.
     assert_eq!(
+        // SAFETY: the mechanism, template and output handle are live locals.
         unsafe { C_DeriveKey(h, &mut m, ec, p, n, &mut out) },
         CKR_KEY_FUNCTION_NOT_PERMITTED
     );

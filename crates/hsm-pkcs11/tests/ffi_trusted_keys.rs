@@ -2,6 +2,7 @@
 //! trust never change, it never decrypts, encrypts or derives, and it is not copied. Each
 //! test runs one way of turning the SO's wrapping key into a way out, through the C ABI,
 //! and checks that the key never shows up in clear.
+#![allow(unsafe_code, clippy::unnecessary_cast)]
 
 mod common;
 
@@ -13,6 +14,7 @@ use std::ptr::null_mut;
 fn login(h: CK_SESSION_HANDLE, user: CK_USER_TYPE, pin: &[u8]) {
     // SAFETY: a valid PIN buffer.
     assert_eq!(
+        // SAFETY: the PIN buffer is live and as long as passed.
         unsafe { C_Login(h, user, pin.as_ptr() as *mut _, pin.len() as _) },
         CKR_OK
     );
@@ -56,6 +58,7 @@ fn so_wrapping_key(unwrap_with_template: bool) -> (CK_SESSION_HANDLE, CK_OBJECT_
         let mut o = 0;
         // SAFETY: a valid template with a nested one; `t` keeps the values alive.
         assert_eq!(
+            // SAFETY: the template is live and as long as passed; `o` receives the handle.
             unsafe { C_CreateObject(h, all.as_mut_ptr(), all.len() as _, &mut o) },
             CKR_OK
         );
@@ -286,6 +289,7 @@ fn the_unwrap_template_of_a_trusted_key_holds() {
     };
     // SAFETY: an empty nested template.
     assert_eq!(
+        // SAFETY: one live attribute with a valid (empty) value.
         unsafe { C_SetAttributeValue(h, w, &mut empty, 1) },
         CKR_ATTRIBUTE_READ_ONLY
     );
@@ -332,7 +336,7 @@ fn copies_of_unmodifiable_objects_keep_every_attribute() {
         (CKA_WRAP, Val::Bool(true)),
     ] {
         assert_eq!(
-            copy(h, k, &[change.clone()]),
+            copy(h, k, std::slice::from_ref(&change)),
             Err(CKR_ATTRIBUTE_READ_ONLY),
             "{change:?}"
         );

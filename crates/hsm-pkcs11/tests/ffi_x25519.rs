@@ -1,5 +1,6 @@
 //! X25519 (`CKK_EC_MONTGOMERY`, RFC 7748): key pairs, `CKM_ECDH1_DERIVE` with the null and
 //! X9.63 KDFs, the RFC's own vector through an imported key, and the refusals.
+#![allow(unsafe_code, clippy::unnecessary_cast)]
 
 mod common;
 
