@@ -2,8 +2,7 @@
 //! them a copy of the golden schema-1 store, and stores whose recorded schema the test
 //! sets to a version this build cannot reach.
 
-use hsm_core::store::backend::rocks::{OpenMode, RocksBackend};
-use hsm_core::store::backend::{Batch, KvBackend};
+use hsm_core::store::backend::{self, Batch, OpenMode};
 use hsm_core::store::cf::Cf;
 use hsm_core::store::keys::meta::SCHEMA_VERSION;
 use std::path::{Path, PathBuf};
@@ -40,7 +39,7 @@ fn golden_copy(into: &Path) -> PathBuf {
 
 /// Rewrites the schema version the store records.
 fn set_schema(store: &Path, version: u32) {
-    let kv = RocksBackend::open(store, OpenMode::ReadWrite).unwrap();
+    let kv = backend::open_dir(store, OpenMode::ReadWrite).unwrap();
     let mut b = Batch::new();
     b.put(
         Cf::Meta,
@@ -169,9 +168,9 @@ fn a_store_this_build_cannot_reach_is_left_untouched() {
         checkpoints(d.path()).is_empty(),
         "refused before any checkpoint"
     );
-    let kv = RocksBackend::open(&store, OpenMode::ReadOnly).unwrap();
+    let kv = backend::open_dir(&store, OpenMode::ReadOnly).unwrap();
     assert_eq!(
-        hsm_core::store::migrate::stored_version(&kv).unwrap(),
+        hsm_core::store::migrate::stored_version(kv.as_ref()).unwrap(),
         Some(0),
         "the recorded version did not move"
     );
@@ -181,7 +180,7 @@ fn a_store_this_build_cannot_reach_is_left_untouched() {
 fn run_needs_the_store_to_itself_and_status_does_not() {
     let d = tempfile::tempdir().unwrap();
     let store = golden_copy(d.path());
-    let _held = RocksBackend::open(&store, OpenMode::ReadWrite).unwrap();
+    let _held = backend::open_dir(&store, OpenMode::ReadWrite).unwrap();
     let o = ferrohsm(&["migrate", "run", "--store", store.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(

@@ -62,7 +62,7 @@ pub fn finalize() -> Result<(), Error> {
     if let Some(m) = taken {
         if let Ok(hsm) = Arc::try_unwrap(m.hsm) {
             drop(hsm);
-            hsm_core::store::backend::rocks::release_background_threads();
+            hsm_core::store::backend::release_background_threads();
         }
     }
     Ok(())

@@ -6,7 +6,7 @@ use crate::backend::Flow;
 use crate::cf::Cf;
 use crate::crypto;
 use crate::error::Result;
-use crate::keys::{self, Visibility};
+use crate::keys::{self, index_value};
 use crate::records::{self, ObjectHeader, VersionRecord};
 use crate::store::{Store, TokenKeys};
 use hsm_types::{KeyType, ObjectClass, ObjectId, TokenId, VersionNo};
@@ -48,6 +48,52 @@ fn problem(report: &mut CheckReport, location: impl Into<String>, what: impl std
     });
 }
 
+/// Each object's version records by number; `None` for one that did not open.
+type Chains = BTreeMap<ObjectId, BTreeMap<u32, Option<VersionRecord>>>;
+
+/// Checks one object's version chain against its header: every version up to the current
+/// one has its version record, with an older parent, and its attribute record; none is
+/// newer than the current one.
+fn check_chain(
+    report: &mut CheckReport,
+    t: TokenId,
+    id: ObjectId,
+    h: &ObjectHeader,
+    chain: &BTreeMap<u32, Option<VersionRecord>>,
+    attr_keys: &BTreeSet<(ObjectId, u32)>,
+) {
+    for v in 1..=h.current {
+        let loc = format!("versions/{t}/{id}/{v}");
+        match chain.get(&v) {
+            None => problem(
+                report,
+                loc,
+                format!("missing: the chain runs 1..={}", h.current),
+            ),
+            Some(Some(rec)) => {
+                if rec.parent.is_some_and(|p| p >= v) {
+                    problem(
+                        report,
+                        loc,
+                        format!("parent {} is not older", rec.parent.unwrap_or(0)),
+                    );
+                }
+            }
+            Some(None) => {}
+        }
+        if !attr_keys.contains(&(id, v)) {
+            problem(report, format!("attributes/{t}/{id}/{v}"), "missing");
+        }
+    }
+    if let Some(extra) = chain.keys().find(|v| **v > h.current) {
+        problem(
+            report,
+            format!("versions/{t}/{id}/{extra}"),
+            format!("newer than the current version {}", h.current),
+        );
+    }
+}
+
 impl Store {
     /// Object, version and per-class counts of a token.
     pub fn counts(&self, keys: &TokenKeys) -> Result<TokenCounts> {
@@ -57,10 +103,7 @@ impl Store {
             .scan_prefix(Cf::Objects, &keys::token_prefix(t), &mut |k, v| {
                 c.objects += 1;
                 if let Some((_, id)) = keys::decode_object(k) {
-                    let loc = || format!("objects/{t}/{id}");
-                    let plain =
-                        crypto::open(keys.header_key(), &self.header_aad(keys, id), v, loc)?;
-                    let h: ObjectHeader = records::decode(&plain, loc)?;
+                    let h = self.open_header(keys, id, v)?;
                     c.private_objects += h.private as u64;
                 }
                 Ok(Flow::Continue)
@@ -71,13 +114,15 @@ impl Store {
                 Ok(Flow::Continue)
             })?;
         for class in ObjectClass::KNOWN {
-            let n = self.count_index(keys, Cf::IdxClass, &class.0.to_be_bytes())?;
+            let (cf, value) = index_value::class(*class);
+            let n = self.count_index(keys, cf, &value)?;
             if n > 0 {
                 c.by_class.insert(format!("{class:?}"), n);
             }
         }
         for kt in KeyType::KNOWN {
-            let n = self.count_index(keys, Cf::IdxKeyType, &kt.0.to_be_bytes())?;
+            let (cf, value) = index_value::key_type(*kt);
+            let n = self.count_index(keys, cf, &value)?;
             if n > 0 {
                 c.by_key_type.insert(format!("{kt:?}"), n);
             }
@@ -107,137 +152,13 @@ impl Store {
     pub fn check_token(&self, keys: &TokenKeys) -> Result<CheckReport> {
         let t = keys.token();
         let mut report = CheckReport::default();
-        let mut headers: BTreeMap<ObjectId, ObjectHeader> = BTreeMap::new();
-        let mut raw_headers: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-        self.backend()
-            .scan_prefix(Cf::Objects, &keys::token_prefix(t), &mut |k, v| {
-                raw_headers.push((k.to_vec(), v.to_vec()));
-                Ok(Flow::Continue)
-            })?;
-        for (k, v) in raw_headers {
-            report.objects += 1;
-            let Some((_, id)) = keys::decode_object(&k) else {
-                problem(
-                    &mut report,
-                    format!("objects/{t}"),
-                    format!("malformed key {}", crate::store::hex(&k)),
-                );
-                continue;
-            };
-            let loc = format!("objects/{t}/{id}");
-            match crypto::open(keys.header_key(), &self.header_aad(keys, id), &v, || {
-                loc.clone()
-            })
-            .and_then(|p| records::decode::<ObjectHeader>(&p, || loc.clone()))
-            {
-                Ok(h) => {
-                    report.records_opened += 1;
-                    headers.insert(id, h);
-                }
-                Err(e) => problem(&mut report, loc, e),
-            }
-        }
+        let headers = self.check_headers(keys, &mut report)?;
         // Version records and attribute records, each family on its own.
-        let mut versions: BTreeMap<ObjectId, BTreeMap<u32, Option<VersionRecord>>> =
-            BTreeMap::new();
-        let mut raw = Vec::new();
-        self.backend()
-            .scan_prefix(Cf::Versions, &keys::token_prefix(t), &mut |k, v| {
-                raw.push((k.to_vec(), v.to_vec()));
-                Ok(Flow::Continue)
-            })?;
-        for (k, v) in raw {
-            report.versions += 1;
-            let Some((_, id, ver)) = keys::decode_version(&k) else {
-                problem(
-                    &mut report,
-                    format!("versions/{t}"),
-                    format!("malformed key {}", crate::store::hex(&k)),
-                );
-                continue;
-            };
-            let loc = format!("versions/{t}/{id}/{ver}");
-            if !headers.contains_key(&id) {
-                problem(
-                    &mut report,
-                    loc.clone(),
-                    "version record of an object that has no header",
-                );
-            }
-            let rec = crypto::open(
-                keys.header_key(),
-                &self.version_aad(keys, id, ver),
-                &v,
-                || loc.clone(),
-            )
-            .and_then(|p| records::decode::<VersionRecord>(&p, || loc.clone()));
-            match rec {
-                Ok(r) => {
-                    report.records_opened += 1;
-                    versions.entry(id).or_default().insert(ver.0, Some(r));
-                }
-                Err(e) => {
-                    problem(&mut report, loc, e);
-                    versions.entry(id).or_default().insert(ver.0, None);
-                }
-            }
-        }
-        let mut attr_keys: BTreeSet<(ObjectId, u32)> = BTreeSet::new();
-        self.backend()
-            .scan_prefix(Cf::Attributes, &keys::token_prefix(t), &mut |k, _| {
-                match keys::decode_version(k) {
-                    Some((_, id, v)) => {
-                        attr_keys.insert((id, v.0));
-                    }
-                    None => problem(
-                        &mut report,
-                        format!("attributes/{t}"),
-                        format!("malformed key {}", crate::store::hex(k)),
-                    ),
-                }
-                Ok(Flow::Continue)
-            })?;
-        for (id, v) in &attr_keys {
-            if !headers.contains_key(id) {
-                problem(
-                    &mut report,
-                    format!("attributes/{t}/{id}/{v}"),
-                    "attribute record of an object that has no header",
-                );
-            }
-        }
+        let mut versions = self.check_version_records(keys, &headers, &mut report)?;
+        let attr_keys = self.check_attribute_keys(keys, &headers, &mut report)?;
         for (id, h) in &headers {
             let chain = versions.remove(id).unwrap_or_default();
-            for v in 1..=h.current {
-                let loc = format!("versions/{t}/{id}/{v}");
-                match chain.get(&v) {
-                    None => problem(
-                        &mut report,
-                        loc,
-                        format!("missing: the chain runs 1..={}", h.current),
-                    ),
-                    Some(Some(rec)) => {
-                        if rec.parent.is_some_and(|p| p >= v) {
-                            problem(
-                                &mut report,
-                                loc,
-                                format!("parent {} is not older", rec.parent.unwrap_or(0)),
-                            );
-                        }
-                    }
-                    Some(None) => {}
-                }
-                if !attr_keys.contains(&(*id, v)) {
-                    problem(&mut report, format!("attributes/{t}/{id}/{v}"), "missing");
-                }
-            }
-            if let Some(extra) = chain.keys().find(|v| **v > h.current) {
-                problem(
-                    &mut report,
-                    format!("versions/{t}/{id}/{extra}"),
-                    format!("newer than the current version {}", h.current),
-                );
-            }
+            check_chain(&mut report, t, *id, h, &chain, &attr_keys);
             if h.private && keys.logged_in().is_none() {
                 report.private_unverified += h.current as u64;
                 continue;
@@ -256,6 +177,133 @@ impl Store {
             problem(&mut report, "indexes", p);
         }
         Ok(report)
+    }
+
+    /// Opens every header record of the token; counts them, and reports each that does
+    /// not open.
+    fn check_headers(
+        &self,
+        keys: &TokenKeys,
+        report: &mut CheckReport,
+    ) -> Result<BTreeMap<ObjectId, ObjectHeader>> {
+        let t = keys.token();
+        let mut headers: BTreeMap<ObjectId, ObjectHeader> = BTreeMap::new();
+        let mut raw_headers: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        self.backend()
+            .scan_prefix(Cf::Objects, &keys::token_prefix(t), &mut |k, v| {
+                raw_headers.push((k.to_vec(), v.to_vec()));
+                Ok(Flow::Continue)
+            })?;
+        for (k, v) in raw_headers {
+            report.objects += 1;
+            let Some((_, id)) = keys::decode_object(&k) else {
+                problem(
+                    report,
+                    format!("objects/{t}"),
+                    format!("malformed key {}", hex::encode(&k)),
+                );
+                continue;
+            };
+            match self.open_header(keys, id, &v) {
+                Ok(h) => {
+                    report.records_opened += 1;
+                    headers.insert(id, h);
+                }
+                Err(e) => problem(report, format!("objects/{t}/{id}"), e),
+            }
+        }
+        Ok(headers)
+    }
+
+    /// Opens every version record of the token; counts them, and reports each that does
+    /// not open or has no header. A record that does not open is in its chain as `None`.
+    fn check_version_records(
+        &self,
+        keys: &TokenKeys,
+        headers: &BTreeMap<ObjectId, ObjectHeader>,
+        report: &mut CheckReport,
+    ) -> Result<Chains> {
+        let t = keys.token();
+        let mut versions = Chains::new();
+        let mut raw = Vec::new();
+        self.backend()
+            .scan_prefix(Cf::Versions, &keys::token_prefix(t), &mut |k, v| {
+                raw.push((k.to_vec(), v.to_vec()));
+                Ok(Flow::Continue)
+            })?;
+        for (k, v) in raw {
+            report.versions += 1;
+            let Some((_, id, ver)) = keys::decode_version(&k) else {
+                problem(
+                    report,
+                    format!("versions/{t}"),
+                    format!("malformed key {}", hex::encode(&k)),
+                );
+                continue;
+            };
+            let loc = format!("versions/{t}/{id}/{ver}");
+            if !headers.contains_key(&id) {
+                problem(
+                    report,
+                    loc.clone(),
+                    "version record of an object that has no header",
+                );
+            }
+            let rec = crypto::open(
+                keys.header_key(),
+                &self.version_aad(keys, id, ver),
+                &v,
+                || loc.clone(),
+            )
+            .and_then(|p| records::decode::<VersionRecord>(&p, || loc.clone()));
+            match rec {
+                Ok(r) => {
+                    report.records_opened += 1;
+                    versions.entry(id).or_default().insert(ver.0, Some(r));
+                }
+                Err(e) => {
+                    problem(report, loc, e);
+                    versions.entry(id).or_default().insert(ver.0, None);
+                }
+            }
+        }
+        Ok(versions)
+    }
+
+    /// The (object, version) of every attribute record of the token, without opening
+    /// them; reports malformed keys and records of objects that have no header.
+    fn check_attribute_keys(
+        &self,
+        keys: &TokenKeys,
+        headers: &BTreeMap<ObjectId, ObjectHeader>,
+        report: &mut CheckReport,
+    ) -> Result<BTreeSet<(ObjectId, u32)>> {
+        let t = keys.token();
+        let mut attr_keys: BTreeSet<(ObjectId, u32)> = BTreeSet::new();
+        self.backend()
+            .scan_prefix(Cf::Attributes, &keys::token_prefix(t), &mut |k, _| {
+                match keys::decode_version(k) {
+                    Some((_, id, v)) => {
+                        attr_keys.insert((id, v.0));
+                    }
+                    None => problem(
+                        report,
+                        format!("attributes/{t}"),
+                        format!("malformed key {}", hex::encode(k)),
+                    ),
+                }
+                Ok(Flow::Continue)
+            })?;
+        for (id, v) in &attr_keys {
+            if !headers.contains_key(id) {
+                problem(
+                    report,
+                    format!("attributes/{t}/{id}/{v}"),
+                    "attribute record of an object that has no header",
+                );
+            }
+        }
+        Ok(attr_keys)
     }
 
     /// Store-wide checks: schema version, store id, token records, and records that
@@ -280,9 +328,7 @@ impl Store {
         {
             let mut strays = 0u64;
             self.backend().scan_prefix(cf, &[], &mut |k, _| {
-                if k.len() < 4
-                    || !tokens.contains(&TokenId(u32::from_be_bytes([k[0], k[1], k[2], k[3]])))
-                {
+                if !keys::decode_token_prefix(k).is_some_and(|t| tokens.contains(&t)) {
                     strays += 1;
                 }
                 Ok(Flow::Continue)
@@ -292,16 +338,5 @@ impl Store {
             }
         }
         Ok(out)
-    }
-}
-
-impl TokenKeys {
-    /// The index keys these keys hold, with the visibility each blinds.
-    pub(crate) fn index_keys(&self) -> Vec<(&crypto::Key32, Visibility)> {
-        let mut v = vec![(self.public_index_key(), Visibility::Public)];
-        if let Some(k) = self.private_index_key() {
-            v.push((k, Visibility::Private));
-        }
-        v
     }
 }

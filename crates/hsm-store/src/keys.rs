@@ -2,7 +2,10 @@
 //! and fixed width so RocksDB's byte order is numeric order and prefix scans work.
 //! `schema/format.md` is the normative description of these layouts.
 
-use hsm_types::{ObjectId, TokenId, UserKind, VersionNo};
+use crate::cf::Cf;
+use hsm_types::{
+    AttributeSet, KeyType, MechanismType, ObjectClass, ObjectId, TokenId, UserKind, VersionNo,
+};
 
 /// Length of a blinded index digest.
 pub const DIGEST_LEN: usize = 16;
@@ -51,6 +54,11 @@ pub mod meta {
 /// Prefix of everything a token owns in the object, version, attribute and index families.
 pub fn token_prefix(t: TokenId) -> Vec<u8> {
     t.0.to_be_bytes().to_vec()
+}
+
+/// The token a key of those families belongs to, or `None` for a key too short to name one.
+pub fn decode_token_prefix(key: &[u8]) -> Option<TokenId> {
+    Some(TokenId(u32::from_be_bytes(key.get(..4)?.try_into().ok()?)))
 }
 
 /// `objects` key, and the prefix of the object's `versions` and `attributes` keys.
@@ -141,6 +149,55 @@ pub fn decode_index(key: &[u8]) -> Option<(TokenId, Visibility, [u8; DIGEST_LEN]
     Some((t, vis, digest, o))
 }
 
+/// The values index entries are made of, each with its family: what `crypto::blind` turns
+/// into an entry's digest. Attribute bytes as they are (label, id), numbers as `u64` BE
+/// (class, key type, mechanism). Writers and lookups both take them from here, so a
+/// lookup always computes the digest a write stored.
+pub mod index_value {
+    use super::*;
+
+    pub fn class(c: ObjectClass) -> (Cf, Vec<u8>) {
+        (Cf::IdxClass, c.0.to_be_bytes().to_vec())
+    }
+    pub fn label(l: &[u8]) -> (Cf, Vec<u8>) {
+        (Cf::IdxLabel, l.to_vec())
+    }
+    pub fn id(i: &[u8]) -> (Cf, Vec<u8>) {
+        (Cf::IdxId, i.to_vec())
+    }
+    pub fn key_type(k: KeyType) -> (Cf, Vec<u8>) {
+        (Cf::IdxKeyType, k.0.to_be_bytes().to_vec())
+    }
+    pub fn mechanism(m: MechanismType) -> (Cf, Vec<u8>) {
+        (Cf::IdxMechanism, m.0.to_be_bytes().to_vec())
+    }
+
+    /// The (index, value) pairs of an attribute set: one per indexed attribute it has,
+    /// one per distinct allowed mechanism.
+    pub fn of(attrs: &AttributeSet) -> Vec<(Cf, Vec<u8>)> {
+        let mut out = Vec::new();
+        if let Some(c) = attrs.class() {
+            out.push(class(c));
+        }
+        if let Some(l) = attrs.label() {
+            out.push(label(l));
+        }
+        if let Some(i) = attrs.id() {
+            out.push(id(i));
+        }
+        if let Some(k) = attrs.key_type() {
+            out.push(key_type(k));
+        }
+        let mut mechs: Vec<u64> = attrs.mechanisms().to_vec();
+        mechs.sort_unstable();
+        mechs.dedup();
+        for m in mechs {
+            out.push(mechanism(MechanismType(m)));
+        }
+        out
+    }
+}
+
 /// The first key after every key that starts with `prefix`, or `None` if no such key
 /// exists (all bytes 0xff).
 pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
@@ -209,6 +266,40 @@ mod tests {
         fn meta_token_keys_round_trip(t in any::<u32>()) {
             prop_assert_eq!(meta::decode_token(&meta::token(TokenId(t))), Some(TokenId(t)));
         }
+
+        #[test]
+        fn every_token_key_names_its_token(t in any::<u32>(), o in any::<u64>(), d in any::<[u8; 16]>()) {
+            prop_assert_eq!(decode_token_prefix(&object(TokenId(t), ObjectId(o))), Some(TokenId(t)));
+            prop_assert_eq!(decode_token_prefix(&index(TokenId(t), Visibility::Public, &d, ObjectId(o))), Some(TokenId(t)));
+        }
+    }
+
+    #[test]
+    fn a_key_too_short_names_no_token() {
+        assert_eq!(decode_token_prefix(&[0, 0, 1]), None);
+    }
+
+    /// The layout `schema/format.md` gives for index values.
+    #[test]
+    fn index_values_are_bytes_or_u64_be() {
+        use hsm_types::{AttrValue, AttributeType as A};
+        let attrs = AttributeSet::new()
+            .with(A::CLASS, AttrValue::Ulong(ObjectClass::SECRET_KEY.0))
+            .with(A::LABEL, AttrValue::Bytes(b"lbl".to_vec()));
+        assert_eq!(
+            index_value::of(&attrs),
+            vec![
+                (
+                    Cf::IdxClass,
+                    ObjectClass::SECRET_KEY.0.to_be_bytes().to_vec()
+                ),
+                (Cf::IdxLabel, b"lbl".to_vec()),
+            ]
+        );
+        assert_eq!(
+            index_value::mechanism(MechanismType(0x1082)),
+            (Cf::IdxMechanism, vec![0, 0, 0, 0, 0, 0, 0x10, 0x82])
+        );
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! FerroHSM's persistent object store. The only crate that names RocksDB.
 //!
 //! Layers, bottom up: [`backend`] (raw key-value families, RocksDB or memory), [`keys`]
-//! (every key layout), [`crypto`] (sealing), [`store`] (tokens, PINs, objects, versions,
-//! indexes). `schema/` at the repository root is the normative description.
+//! (every key layout and index value), [`crypto`] (sealing), `store` (tokens, PINs,
+//! objects, versions, indexes; one file per area). `schema/` at the repository root is
+//! the normative description.
 #![forbid(unsafe_code)]
 
 pub mod archive;

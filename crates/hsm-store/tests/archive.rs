@@ -104,7 +104,7 @@ fn backup_taken_while_writers_run_is_a_consistent_snapshot() {
             let pk = r.public_access(t).unwrap();
             let ids = r.find(&pk, &Query::default()).unwrap();
             assert!(
-                ids.len() % 2 == 0,
+                ids.len().is_multiple_of(2),
                 "round {round}: {} objects, a pair was split",
                 ids.len()
             );

@@ -50,3 +50,30 @@ fn a_checkpoint_is_the_store_as_it_was() {
         "later writes are not in it"
     );
 }
+
+/// The same checkpoint through the backend trait, as the CLI takes it without naming
+/// RocksDB; a store in memory has no files to copy and says so.
+#[test]
+fn a_checkpoint_through_the_trait_needs_a_store_on_disk() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("store");
+    let store = Store::open_dir(&dir).unwrap();
+    let token = new_token(&store);
+    drop(store);
+
+    let kv = hsm_store::backend::open_dir(&dir, OpenMode::ReadWrite).unwrap();
+    let copy = d.path().join("copy");
+    kv.checkpoint(&copy).unwrap();
+    drop(kv);
+    let old = Store::open_dir(&copy).unwrap();
+    assert_eq!(old.tokens().unwrap()[0].id, token);
+
+    let mem = hsm_store::backend::mem::MemBackend::new();
+    let e =
+        hsm_store::backend::KvBackend::checkpoint(&mem, &d.path().join("mem-copy")).unwrap_err();
+    assert!(
+        e.to_string().contains("on-disk store"),
+        "a clear refusal, not a silent success: {e}"
+    );
+    assert!(!d.path().join("mem-copy").exists());
+}

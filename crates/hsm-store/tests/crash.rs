@@ -27,7 +27,7 @@ fn attrs(nonce: u64, generation: u64) -> AttributeSet {
             A::KEY_TYPE,
             AttrValue::Ulong(hsm_types::KeyType::GENERIC_SECRET.0),
         )
-        .with(A::PRIVATE, AttrValue::Bool(nonce % 3 != 0))
+        .with(A::PRIVATE, AttrValue::Bool(!nonce.is_multiple_of(3)))
         .with(A::ID, bytes(&nonce.to_be_bytes()))
         .with(
             A::LABEL,
@@ -154,10 +154,10 @@ fn sigkill_at_random_moments_loses_no_acknowledged_operation() {
                     // Only the child's own lines, which start with "@@ " (the test harness
                     // may print its banner on the same line).
                     Ok(l) => {
-                        if let Some(pos) = l.find("@@ ") {
-                            if tx.send(l[pos + 3..].to_owned()).is_err() {
-                                break;
-                            }
+                        if let Some(pos) = l.find("@@ ")
+                            && tx.send(l[pos + 3..].to_owned()).is_err()
+                        {
+                            break;
                         }
                     }
                     Err(_) => break,

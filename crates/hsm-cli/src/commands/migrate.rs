@@ -4,7 +4,7 @@ use crate::exit::{CliError, CliResult};
 use crate::output::Output;
 use crate::secrets::{read_pin, source};
 use clap::{Args, Subcommand};
-use hsm_core::store::backend::rocks::{OpenMode, RocksBackend};
+use hsm_core::store::backend::{self, OpenMode};
 use hsm_core::store::migrate::{self, Status};
 use hsm_core::store::{Store, StoreError};
 use std::path::{Path, PathBuf};
@@ -106,8 +106,8 @@ fn emit(out: &Output, store: &Path, s: &Status, state: &'static str, checkpoint:
 
 fn status(dir: &Path, out: &Output) -> CliResult {
     // A read-only open answers NotAStore for a directory without a store.
-    let kv = RocksBackend::open(dir, OpenMode::ReadOnly).map_err(not_a_store(dir))?;
-    let s = migrate::status(&kv).map_err(not_a_store(dir))?;
+    let kv = backend::open_dir(dir, OpenMode::ReadOnly).map_err(not_a_store(dir))?;
+    let s = migrate::status(kv.as_ref()).map_err(not_a_store(dir))?;
     emit(out, dir, &s, state(&s), None);
     Ok(())
 }
@@ -118,8 +118,8 @@ fn migrate_run(a: RunArgs, out: &Output) -> CliResult {
         return Err(not_a_store(&a.store)(StoreError::NotAStore));
     }
     // The writer's lock first: the module (or anything else) holding the store is named.
-    let kv = RocksBackend::open(&a.store, OpenMode::ReadWrite).map_err(not_a_store(&a.store))?;
-    let s = migrate::status(&kv).map_err(not_a_store(&a.store))?;
+    let kv = backend::open_dir(&a.store, OpenMode::ReadWrite).map_err(not_a_store(&a.store))?;
+    let s = migrate::status(kv.as_ref()).map_err(not_a_store(&a.store))?;
     if s.pending.is_empty() {
         emit(out, &a.store, &s, "up to date: nothing to do", None);
         return Ok(());
@@ -156,8 +156,8 @@ fn migrate_run(a: RunArgs, out: &Output) -> CliResult {
     // Each step runs in one durable batch (the PIN step with all its bindings); the
     // report lists the steps that ran from the version found.
     let store = match pin {
-        Some(pin) => Store::upgrade_with_so_pin(Box::new(kv), &pin)?.0,
-        None => Store::open(Box::new(kv))?,
+        Some(pin) => Store::upgrade_with_so_pin(kv, &pin)?.0,
+        None => Store::open(kv)?,
     };
     debug_assert_eq!(store.schema_version(), migrate::CURRENT);
     emit(out, &a.store, &s, "migrated", Some(&checkpoint));

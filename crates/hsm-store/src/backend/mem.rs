@@ -3,13 +3,17 @@
 
 use super::{Batch, Flow, KvBackend, Op, PurgeRange};
 use crate::cf::Cf;
-use crate::error::Result;
+use crate::error::{Result, StoreError};
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::sync::RwLock;
+
+/// Each family's records in key order.
+type Families = HashMap<Cf, BTreeMap<Vec<u8>, Vec<u8>>>;
 
 #[derive(Default)]
 pub struct MemBackend {
-    cfs: RwLock<HashMap<Cf, BTreeMap<Vec<u8>, Vec<u8>>>>,
+    cfs: RwLock<Families>,
 }
 
 impl MemBackend {
@@ -69,5 +73,15 @@ impl KvBackend for MemBackend {
 
     fn purge(&self, _ranges: &[PurgeRange]) -> Result<()> {
         Ok(())
+    }
+
+    /// Refused: there are no files to copy, and a copy in memory would be gone with the
+    /// process, which is no checkpoint.
+    fn checkpoint(&self, dir: &Path) -> Result<()> {
+        Err(StoreError::Invalid(format!(
+            "cannot checkpoint into {}: checkpoints need an on-disk store, and this one is \
+             in memory",
+            dir.display()
+        )))
     }
 }

@@ -1,11 +1,15 @@
 //! The raw key-value layer. The trait names no RocksDB type: [`mem::MemBackend`] and
-//! [`rocks::RocksBackend`] both implement it and pass one conformance suite.
+//! [`rocks::RocksBackend`] both implement it and pass one conformance suite. Callers
+//! outside this crate open a store directory with [`open_dir`] and never name RocksDB.
 
 pub mod mem;
 pub mod rocks;
 
+pub use rocks::{OpenMode, release_background_threads};
+
 use crate::cf::Cf;
 use crate::error::Result;
+use std::path::Path;
 
 /// One write of a batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,10 +86,20 @@ pub trait KvBackend: Send + Sync {
     /// (flush and compaction for RocksDB; nothing to do in memory).
     fn purge(&self, ranges: &[PurgeRange]) -> Result<()>;
 
+    /// Writes a consistent copy of the store into `dir`, which must not exist: what a
+    /// migration keeps of the store as it was. Only a store on disk can make one.
+    fn checkpoint(&self, dir: &Path) -> Result<()>;
+
     /// Whether writes are refused (an inspection handle).
     fn read_only(&self) -> bool {
         false
     }
+}
+
+/// Opens the store directory `dir` with the on-disk backend (RocksDB): as its one writer
+/// (creating it if absent) or read-only beside a writer, as `mode` says.
+pub fn open_dir(dir: &Path, mode: OpenMode) -> Result<Box<dyn KvBackend>> {
+    Ok(Box::new(rocks::RocksBackend::open(dir, mode)?))
 }
 
 /// Collects a prefix scan into a vector (small scans only).

@@ -443,6 +443,11 @@ impl KvBackend for RocksBackend {
         Ok(())
     }
 
+    fn checkpoint(&self, dir: &Path) -> Result<()> {
+        // The inherent method (inherent methods resolve first): no recursion.
+        RocksBackend::checkpoint(self, dir)
+    }
+
     fn read_only(&self) -> bool {
         self.read_only
     }

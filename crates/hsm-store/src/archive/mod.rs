@@ -7,6 +7,8 @@
 //! archive adds a second, whole-archive AEAD layer under a key from a passphrase (Argon2id)
 //! or a key file.
 
+mod chunks;
+
 use crate::backend::rocks::{OpenMode, RocksBackend};
 use crate::backend::{Batch, Flow, KvBackend};
 use crate::cf::Cf;
@@ -14,13 +16,13 @@ use crate::crypto::{self, KdfParams, Key32};
 use crate::error::{Result, StoreError};
 use crate::private_fs;
 use crate::store::{Store, now};
-use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use aws_lc_rs::aead::{AES_256_GCM, LessSafeKey, UnboundKey};
 use aws_lc_rs::digest::{Context, SHA256};
+use chunks::{SealedReader, SealedWriter};
 use hsm_types::{SecretBytes, SecretString};
 use serde::{Deserialize, Serialize};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
-use zeroize::Zeroize;
 
 pub const MAGIC: &[u8; 16] = b"FERROHSM-BACKUP\0";
 pub const FORMAT: u32 = 1;
@@ -123,9 +125,10 @@ mod records_bytes {
             .collect();
         as_bufs.serialize(s)
     }
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, D::Error> {
+    /// Key-value pairs, as a frame carries them.
+    type Records = Vec<(Vec<u8>, Vec<u8>)>;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Records, D::Error> {
         let v: Vec<(ByteBuf, ByteBuf)> = Vec::deserialize(d)?;
         Ok(v.into_iter()
             .map(|(k, v)| (k.into_vec(), v.into_vec()))
@@ -143,10 +146,6 @@ fn io(path: &Path, e: std::io::Error) -> StoreError {
     } else {
         StoreError::Io(format!("{}: {e}", path.display()))
     }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn derive_key(secret: &BackupSecret, h: &Header) -> Result<Key32> {
@@ -193,174 +192,6 @@ fn check_header_kdf(h: &Header) -> Result<KdfParams> {
     Ok(kdf)
 }
 
-fn chunk_aad(header_hash: &[u8], index: u64, last: bool) -> Vec<u8> {
-    let mut a = header_hash.to_vec();
-    a.extend_from_slice(&index.to_be_bytes());
-    a.push(last as u8);
-    a
-}
-
-fn nonce(prefix: &[u8], index: u64) -> Result<Nonce> {
-    let idx = u32::try_from(index).map_err(|_| bad("archive has too many chunks"))?;
-    let mut n = [0u8; 12];
-    n[..8].copy_from_slice(prefix);
-    n[8..].copy_from_slice(&idx.to_be_bytes());
-    Ok(Nonce::assume_unique_for_key(n))
-}
-
-/// Writes length-prefixed frames into encrypted chunks.
-struct SealedWriter<W: Write> {
-    out: W,
-    key: LessSafeKey,
-    header_hash: Vec<u8>,
-    nonce_prefix: Vec<u8>,
-    buf: Vec<u8>,
-    index: u64,
-}
-
-impl<W: Write> SealedWriter<W> {
-    fn frame(&mut self, f: &Frame) -> Result<()> {
-        let bytes = rmp_serde::to_vec_named(f).map_err(|e| bad(format!("encoding: {e}")))?;
-        self.buf
-            .extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-        self.buf.extend_from_slice(&bytes);
-        while self.buf.len() >= CHUNK {
-            let rest = self.buf.split_off(CHUNK);
-            let chunk = std::mem::replace(&mut self.buf, rest);
-            self.seal(chunk, false)?;
-        }
-        Ok(())
-    }
-
-    fn seal(&mut self, mut chunk: Vec<u8>, last: bool) -> Result<()> {
-        let aad = chunk_aad(&self.header_hash, self.index, last);
-        self.key
-            .seal_in_place_append_tag(
-                nonce(&self.nonce_prefix, self.index)?,
-                Aad::from(aad),
-                &mut chunk,
-            )
-            .map_err(|_| bad("sealing failed"))?;
-        self.out
-            .write_all(&(chunk.len() as u32).to_be_bytes())
-            .map_err(|e| StoreError::Io(e.to_string()))?;
-        self.out
-            .write_all(&chunk)
-            .map_err(|e| StoreError::Io(e.to_string()))?;
-        self.index += 1;
-        Ok(())
-    }
-
-    fn finish(mut self) -> Result<W> {
-        let rest = std::mem::take(&mut self.buf);
-        self.seal(rest, true)?;
-        Ok(self.out)
-    }
-}
-
-/// Reads and authenticates chunks, yielding frames.
-struct SealedReader<R: Read> {
-    input: R,
-    key: LessSafeKey,
-    header_hash: Vec<u8>,
-    nonce_prefix: Vec<u8>,
-    buf: Vec<u8>,
-    pos: usize,
-    index: u64,
-    done: bool,
-}
-
-impl<R: Read> SealedReader<R> {
-    fn next_chunk(&mut self) -> Result<bool> {
-        if self.done {
-            return Ok(false);
-        }
-        let mut len = [0u8; 4];
-        match self.input.read_exact(&mut len) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                return Err(bad(format!(
-                    "truncated: the archive ends after chunk {} without its final chunk",
-                    self.index
-                )));
-            }
-            Err(e) => return Err(StoreError::Io(e.to_string())),
-        }
-        let len = u32::from_be_bytes(len) as usize;
-        if len > CHUNK + 16 || len < 16 {
-            return Err(bad(format!(
-                "chunk {} has an impossible length {len}",
-                self.index
-            )));
-        }
-        let mut chunk = vec![0u8; len];
-        self.input.read_exact(&mut chunk).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                bad(format!("truncated inside chunk {}", self.index))
-            } else {
-                StoreError::Io(e.to_string())
-            }
-        })?;
-        // A chunk is the last one exactly when it authenticates as the last one.
-        for last in [false, true] {
-            let mut attempt = chunk.clone();
-            let aad = chunk_aad(&self.header_hash, self.index, last);
-            if let Ok(plain) = self.key.open_in_place(
-                nonce(&self.nonce_prefix, self.index)?,
-                Aad::from(aad),
-                &mut attempt,
-            ) {
-                let n = plain.len();
-                attempt.truncate(n);
-                self.buf.drain(..self.pos);
-                self.pos = 0;
-                self.buf.extend_from_slice(&attempt);
-                attempt.zeroize();
-                self.index += 1;
-                if last {
-                    self.done = true;
-                    let mut extra = [0u8; 1];
-                    if self
-                        .input
-                        .read(&mut extra)
-                        .map_err(|e| StoreError::Io(e.to_string()))?
-                        > 0
-                    {
-                        return Err(bad("data follows the final chunk"));
-                    }
-                }
-                return Ok(true);
-            }
-        }
-        // The key was checked against the header, so this chunk is damaged or misplaced.
-        Err(bad(format!(
-            "chunk {} failed authentication: the archive is damaged or its chunks were reordered",
-            self.index
-        )))
-    }
-
-    fn take(&mut self, n: usize) -> Result<Vec<u8>> {
-        while self.buf.len() - self.pos < n {
-            if !self.next_chunk()? {
-                return Err(bad("the archive ends inside a frame"));
-            }
-        }
-        let out = self.buf[self.pos..self.pos + n].to_vec();
-        self.pos += n;
-        Ok(out)
-    }
-
-    fn frame(&mut self) -> Result<Frame> {
-        let len = self.take(4)?;
-        let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
-        if len > 64 << 20 {
-            return Err(bad("a frame claims more than 64 MiB"));
-        }
-        let bytes = self.take(len)?;
-        rmp_serde::from_slice(&bytes).map_err(|e| bad(format!("a frame does not decode: {e}")))
-    }
-}
-
 fn family_digest_update(ctx: &mut Context, k: &[u8], v: &[u8]) {
     ctx.update(&(k.len() as u32).to_be_bytes());
     ctx.update(k);
@@ -381,22 +212,59 @@ pub fn create(
         return Err(already_exists(out));
     }
     if matches!(secret, BackupSecret::Passphrase(_)) {
-        kdf.validate()?;
-        if !kdf.meets_backup_floor() {
-            return Err(StoreError::Invalid(format!(
-                "Argon2id m={} KiB t={} is below the floor for a backup passphrase: use at \
-                 least m=19456 KiB with t=2 (or m=47104 with t=1, m=12288 with t=3, m=9216 \
-                 with t=4, m=7168 with t=5); the default is m={} t={}",
-                kdf.m_kib,
-                kdf.t_cost,
-                KdfParams::DEFAULT.m_kib,
-                KdfParams::DEFAULT.t_cost
-            )));
-        }
+        check_passphrase_cost(&kdf)?;
     }
     let store = Store::open_dir_read_only(store_dir)?;
     let kv = store.backend();
     // Pass 1: counts and digests (the secondary instance does not move between passes).
+    let (families, total) = family_digests(kv)?;
+    let manifest = manifest_of(&store, families)?;
+    let (header, key) = new_header(secret, kdf)?;
+    let header_bytes = rmp_serde::to_vec_named(&header).map_err(|e| bad(e.to_string()))?;
+    // A fresh name nobody can predict, created exclusively (never through a link, never
+    // over a file), 0600.
+    let tmp = private_fs::unpredictable_sibling(out, "partial")?;
+    let file = private_fs::create_new_private_file(&tmp).map_err(|e| io(&tmp, e))?;
+    let result = (|| {
+        let mut sw = start_archive(file, &tmp, &header_bytes, &key, header.nonce_prefix.clone())?;
+        sw.frame(&Frame::Manifest(manifest.clone()))?;
+        progress.start("backing up", total);
+        write_records(&mut sw, kv, progress)?;
+        sw.frame(&Frame::End)?;
+        let w = sw.finish()?;
+        let file = w.into_inner().map_err(|e| io(&tmp, e.into_error()))?;
+        file.sync_all().map_err(|e| io(&tmp, e))?;
+        progress.finish();
+        Ok(())
+    })();
+    let result = result.and_then(|()| install(&tmp, out));
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    sync_parent(out);
+    Ok(manifest)
+}
+
+/// Refuses a passphrase cost below the floor for backups.
+fn check_passphrase_cost(kdf: &KdfParams) -> Result<()> {
+    kdf.validate()?;
+    if !kdf.meets_backup_floor() {
+        return Err(StoreError::Invalid(format!(
+            "Argon2id m={} KiB t={} is below the floor for a backup passphrase: use at \
+             least m=19456 KiB with t=2 (or m=47104 with t=1, m=12288 with t=3, m=9216 \
+             with t=4, m=7168 with t=5); the default is m={} t={}",
+            kdf.m_kib,
+            kdf.t_cost,
+            KdfParams::DEFAULT.m_kib,
+            KdfParams::DEFAULT.t_cost
+        )));
+    }
+    Ok(())
+}
+
+/// Every family's count and digest, and the total count, for the manifest.
+fn family_digests(kv: &dyn KvBackend) -> Result<(Vec<ManifestFamily>, u64)> {
     let mut families = Vec::new();
     let mut total = 0u64;
     for cf in Cf::ALL {
@@ -411,9 +279,13 @@ pub fn create(
         families.push(ManifestFamily {
             name: cf.name().into(),
             records: n,
-            sha256: hex(ctx.finish().as_ref()),
+            sha256: hex::encode(ctx.finish().as_ref()),
         });
     }
+    Ok((families, total))
+}
+
+fn manifest_of(store: &Store, families: Vec<ManifestFamily>) -> Result<Manifest> {
     let mut tokens = Vec::new();
     for t in store.tokens()? {
         tokens.push(ManifestToken {
@@ -423,15 +295,18 @@ pub fn create(
             objects: store.object_count(t.id)?,
         });
     }
-    let manifest = Manifest {
+    Ok(Manifest {
         format: FORMAT,
         store_id: store.store_id_hex(),
         schema_version: store.schema_version(),
         created_at: now(),
         tokens,
         families,
-    };
+    })
+}
 
+/// A header with fresh salt and nonce prefix, and the archive key it derives.
+fn new_header(secret: &BackupSecret, kdf: KdfParams) -> Result<(Header, Key32)> {
     let mut salt = vec![0u8; 16];
     crypto::fill_random(&mut salt)?;
     let mut nonce_prefix = vec![0u8; 8];
@@ -444,7 +319,7 @@ pub fn create(
         },
         kdf: matches!(secret, BackupSecret::Passphrase(_)).then_some(kdf),
         salt,
-        nonce_prefix: nonce_prefix.clone(),
+        nonce_prefix,
         chunk_size: CHUNK as u32,
         key_check: Vec::new(),
     };
@@ -453,81 +328,79 @@ pub fn create(
         key_check: key_check(&key),
         ..header
     };
-    let header_bytes = rmp_serde::to_vec_named(&header).map_err(|e| bad(e.to_string()))?;
-    // A fresh name nobody can predict, created exclusively (never through a link, never
-    // over a file), 0600.
-    let tmp = private_fs::unpredictable_sibling(out, "partial")?;
-    let file = private_fs::create_new_private_file(&tmp).map_err(|e| io(&tmp, e))?;
-    let result = (|| {
-        let mut w = BufWriter::new(file);
-        w.write_all(MAGIC).map_err(|e| io(&tmp, e))?;
-        w.write_all(&(header_bytes.len() as u32).to_be_bytes())
-            .map_err(|e| io(&tmp, e))?;
-        w.write_all(&header_bytes).map_err(|e| io(&tmp, e))?;
-        let mut sw = SealedWriter {
-            out: w,
-            key: LessSafeKey::new(
-                UnboundKey::new(&AES_256_GCM, key.expose()).map_err(|_| bad("key"))?,
-            ),
-            header_hash: header_hash(&header_bytes),
-            nonce_prefix,
-            buf: Vec::new(),
-            index: 0,
-        };
-        sw.frame(&Frame::Manifest(manifest.clone()))?;
-        progress.start("backing up", total);
-        for cf in Cf::ALL {
-            let mut batch = Vec::with_capacity(RECORDS_PER_FRAME);
-            let mut err = None;
-            kv.scan_prefix(cf, &[], &mut |k, v| {
-                batch.push((k.to_vec(), v.to_vec()));
-                if batch.len() == RECORDS_PER_FRAME {
-                    let records = std::mem::take(&mut batch);
-                    progress.advance(records.len() as u64);
-                    if let Err(e) = sw.frame(&Frame::Records {
-                        family: cf.name().into(),
-                        records,
-                    }) {
-                        err = Some(e);
-                        return Ok(Flow::Stop);
-                    }
-                }
-                Ok(Flow::Continue)
-            })?;
-            if let Some(e) = err {
-                return Err(e);
-            }
-            if !batch.is_empty() {
-                progress.advance(batch.len() as u64);
-                sw.frame(&Frame::Records {
+    Ok((header, key))
+}
+
+/// Writes the cleartext start of an archive (magic, header) and returns the writer of
+/// the sealed chunks that follow.
+fn start_archive(
+    file: std::fs::File,
+    path: &Path,
+    header_bytes: &[u8],
+    key: &Key32,
+    nonce_prefix: Vec<u8>,
+) -> Result<SealedWriter<BufWriter<std::fs::File>>> {
+    let mut w = BufWriter::new(file);
+    w.write_all(MAGIC).map_err(|e| io(path, e))?;
+    w.write_all(&(header_bytes.len() as u32).to_be_bytes())
+        .map_err(|e| io(path, e))?;
+    w.write_all(header_bytes).map_err(|e| io(path, e))?;
+    Ok(SealedWriter::new(
+        w,
+        LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key.expose()).map_err(|_| bad("key"))?),
+        header_hash(header_bytes),
+        nonce_prefix,
+    ))
+}
+
+/// Every record of every family, in frames of up to [`RECORDS_PER_FRAME`].
+fn write_records<W: Write>(
+    sw: &mut SealedWriter<W>,
+    kv: &dyn KvBackend,
+    progress: &dyn Progress,
+) -> Result<()> {
+    for cf in Cf::ALL {
+        let mut batch = Vec::with_capacity(RECORDS_PER_FRAME);
+        let mut err = None;
+        kv.scan_prefix(cf, &[], &mut |k, v| {
+            batch.push((k.to_vec(), v.to_vec()));
+            if batch.len() == RECORDS_PER_FRAME {
+                let records = std::mem::take(&mut batch);
+                progress.advance(records.len() as u64);
+                if let Err(e) = sw.frame(&Frame::Records {
                     family: cf.name().into(),
-                    records: batch,
-                })?;
+                    records,
+                }) {
+                    err = Some(e);
+                    return Ok(Flow::Stop);
+                }
             }
+            Ok(Flow::Continue)
+        })?;
+        if let Some(e) = err {
+            return Err(e);
         }
-        sw.frame(&Frame::End)?;
-        let w = sw.finish()?;
-        let file = w.into_inner().map_err(|e| io(&tmp, e.into_error()))?;
-        file.sync_all().map_err(|e| io(&tmp, e))?;
-        progress.finish();
-        Ok(())
-    })();
-    let result = result.and_then(|()| {
-        // Refuses to overwrite even what appeared at `out` since the check above.
-        private_fs::rename_noreplace(&tmp, out).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                already_exists(out)
-            } else {
-                io(out, e)
-            }
-        })
-    });
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
+        if !batch.is_empty() {
+            progress.advance(batch.len() as u64);
+            sw.frame(&Frame::Records {
+                family: cf.name().into(),
+                records: batch,
+            })?;
+        }
     }
-    sync_parent(out);
-    Ok(manifest)
+    Ok(())
+}
+
+/// Moves the finished archive to `out`.
+fn install(tmp: &Path, out: &Path) -> Result<()> {
+    // Refuses to overwrite even what appeared at `out` since `create` checked it.
+    private_fs::rename_noreplace(tmp, out).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            already_exists(out)
+        } else {
+            io(out, e)
+        }
+    })
 }
 
 fn already_exists(out: &Path) -> StoreError {
@@ -538,10 +411,10 @@ fn already_exists(out: &Path) -> StoreError {
 }
 
 fn sync_parent(p: &Path) {
-    if let Some(parent) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if let Ok(d) = std::fs::File::open(parent) {
-            let _ = d.sync_all();
-        }
+    if let Some(parent) = p.parent().filter(|d| !d.as_os_str().is_empty())
+        && let Ok(d) = std::fs::File::open(parent)
+    {
+        let _ = d.sync_all();
     }
 }
 
@@ -597,16 +470,12 @@ fn open_reader(
             "wrong passphrase or key file for this archive".into(),
         ));
     }
-    Ok(SealedReader {
-        input: r,
-        key: LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key.expose()).map_err(|_| bad("key"))?),
-        header_hash: header_hash(&header_bytes),
-        nonce_prefix: header.nonce_prefix,
-        buf: Vec::new(),
-        pos: 0,
-        index: 0,
-        done: false,
-    })
+    Ok(SealedReader::new(
+        r,
+        LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key.expose()).map_err(|_| bad("key"))?),
+        header_hash(&header_bytes),
+        header.nonce_prefix,
+    ))
 }
 
 /// Reads the whole archive, checking every chunk, the frame order, and every family's
@@ -656,7 +525,7 @@ fn read_all(
         }
     }
     // Nothing may follow the end frame but the end of the final chunk.
-    if r.pos != r.buf.len() || r.next_chunk()? {
+    if !r.at_end()? {
         return Err(bad("data after the end of the archive"));
     }
     for (cf, (ctx, n)) in Cf::ALL.iter().zip(digests) {
@@ -665,7 +534,7 @@ fn read_all(
             .iter()
             .find(|f| f.name == cf.name())
             .ok_or_else(|| bad(format!("manifest lacks {}", cf.name())))?;
-        let got = hex(ctx.finish().as_ref());
+        let got = hex::encode(ctx.finish().as_ref());
         if want.records != n || want.sha256 != got {
             return Err(bad(format!(
                 "{}: {} records with digest {got}, the manifest says {} with {}",
