@@ -59,11 +59,11 @@ pub fn finalize() -> Result<(), Error> {
     // Dropped outside the lock: closing the store may take a moment. When no call is in
     // flight the store closes here, and RocksDB's worker threads are ended too, so no
     // thread of ours outlives C_Finalize.
-    if let Some(m) = taken {
-        if let Ok(hsm) = Arc::try_unwrap(m.hsm) {
-            drop(hsm);
-            hsm_core::store::backend::release_background_threads();
-        }
+    if let Some(m) = taken
+        && let Ok(hsm) = Arc::try_unwrap(m.hsm)
+    {
+        drop(hsm);
+        hsm_core::store::backend::release_background_threads();
     }
     Ok(())
 }

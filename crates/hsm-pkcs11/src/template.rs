@@ -35,7 +35,7 @@ unsafe fn attributes<'a>(
 /// twice with different values are refused with the matching `CKR_*`.
 ///
 /// # Safety
-/// As [`attributes`].
+/// As `attributes`.
 pub unsafe fn parse(ptr: *const CK_ATTRIBUTE, count: CK_ULONG) -> Result<AttributeSet, Error> {
     // SAFETY: forwarded contract.
     let attrs = unsafe { attributes(ptr, count) }?;
@@ -187,7 +187,7 @@ unsafe fn put(a: &mut CK_ATTRIBUTE, v: &AttrValue) -> bool {
 /// then buffer too small), as PKCS#11 §5.7 allows.
 ///
 /// # Safety
-/// As [`attributes`], and each non-null `pValue` is writable for `ulValueLen` bytes.
+/// As `attributes`, and each non-null `pValue` is writable for `ulValueLen` bytes.
 pub unsafe fn fill(
     obj: &AttributeSet,
     ptr: *mut CK_ATTRIBUTE,

@@ -1,7 +1,7 @@
 //! An in-memory backend: the same contract without a disk, for tests and as proof that
 //! nothing above the trait depends on RocksDB.
 
-use super::{Batch, Flow, KvBackend, Op, PurgeRange};
+use super::{Batch, Flow, KvBackend, Op, PurgeRange, Visitor};
 use crate::cf::Cf;
 use crate::error::{Result, StoreError};
 use std::collections::{BTreeMap, HashMap};
@@ -28,12 +28,7 @@ impl KvBackend for MemBackend {
         Ok(cfs.get(&cf).and_then(|m| m.get(key).cloned()))
     }
 
-    fn scan_prefix(
-        &self,
-        cf: Cf,
-        prefix: &[u8],
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<Flow>,
-    ) -> Result<()> {
+    fn scan_prefix(&self, cf: Cf, prefix: &[u8], visit: &mut Visitor<'_>) -> Result<()> {
         // Copy the range first so a visitor may call back into the backend.
         let entries: Vec<(Vec<u8>, Vec<u8>)> = {
             let cfs = self.cfs.read().unwrap_or_else(|p| p.into_inner());

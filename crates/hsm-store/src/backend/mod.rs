@@ -67,17 +67,15 @@ pub struct PurgeRange {
     pub end: Vec<u8>,
 }
 
+/// What a scan calls for each entry, key then value; it says whether to go on.
+pub type Visitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<Flow> + 'a;
+
 /// The storage contract every backend keeps.
 pub trait KvBackend: Send + Sync {
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>>;
 
     /// Visits every entry whose key starts with `prefix`, in ascending key order.
-    fn scan_prefix(
-        &self,
-        cf: Cf,
-        prefix: &[u8],
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<Flow>,
-    ) -> Result<()>;
+    fn scan_prefix(&self, cf: Cf, prefix: &[u8], visit: &mut Visitor<'_>) -> Result<()>;
 
     /// Applies the batch atomically; returns only after it is durable.
     fn write(&self, batch: Batch) -> Result<()>;

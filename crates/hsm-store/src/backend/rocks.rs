@@ -1,6 +1,6 @@
 //! The RocksDB backend: one database per store directory, one column family per [`Cf`].
 
-use super::{Batch, Flow, KvBackend, Op, PurgeRange};
+use super::{Batch, Flow, KvBackend, Op, PurgeRange, Visitor};
 use crate::cf::Cf;
 use crate::error::{Result, StoreError};
 use crate::private_fs;
@@ -355,12 +355,7 @@ impl KvBackend for RocksBackend {
         self.with_db(|db| db.get_cf(handle(db, cf)?, key).map_err(map_err))
     }
 
-    fn scan_prefix(
-        &self,
-        cf: Cf,
-        prefix: &[u8],
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<Flow>,
-    ) -> Result<()> {
+    fn scan_prefix(&self, cf: Cf, prefix: &[u8], visit: &mut Visitor<'_>) -> Result<()> {
         let mut ro = ReadOptions::default();
         if let Some(end) = crate::keys::prefix_end(prefix) {
             ro.set_iterate_upper_bound(end);
