@@ -256,3 +256,44 @@ fn multi_part_length_queries_consume_nothing() {
         );
     }
 }
+
+/// A pointer `offset` bytes into `buf`: misaligned for any type wider than a byte when
+/// `offset` is odd. The storage is `u64`s, so it is large and aligned to begin with.
+fn misaligned<T>(buf: &mut [u64; 16], offset: usize) -> *mut T {
+    // SAFETY: `offset` stays inside `buf` (16 × 8 bytes).
+    unsafe { buf.as_mut_ptr().cast::<u8>().add(offset).cast::<T>() }
+}
+
+#[test]
+fn misaligned_pointers_are_refused_before_they_are_read() {
+    let _env = setup();
+    let h = token_session();
+    let mut buf = [0u64; 16];
+    // SAFETY: every pointer points into `buf`, large enough for what it names; the module
+    // must refuse the misaligned ones without reading or writing through them.
+    unsafe {
+        let count = misaligned::<CK_ULONG>(&mut buf, 1);
+        assert_eq!(C_GetSlotList(0, null_mut(), count), CKR_ARGUMENTS_BAD);
+        let info = misaligned::<CK_SESSION_INFO>(&mut buf, 3);
+        assert_eq!(C_GetSessionInfo(h, info), CKR_ARGUMENTS_BAD);
+        let template = misaligned::<CK_ATTRIBUTE>(&mut buf, 1);
+        assert_eq!(C_FindObjectsInit(h, template, 1), CKR_ARGUMENTS_BAD);
+        let mut m = CK_MECHANISM {
+            mechanism: CKM_AES_GCM,
+            pParameter: misaligned::<CK_GCM_PARAMS>(&mut buf, 5).cast(),
+            ulParameterLen: std::mem::size_of::<CK_GCM_PARAMS>() as CK_ULONG,
+        };
+        assert_eq!(C_EncryptInit(h, &mut m, 1), CKR_MECHANISM_PARAM_INVALID);
+        let mech = misaligned::<CK_MECHANISM>(&mut buf, 1);
+        assert_eq!(C_SignInit(h, mech, 1), CKR_ARGUMENTS_BAD);
+    }
+    assert_eq!(
+        buf, [0u64; 16],
+        "nothing was written through a refused pointer"
+    );
+    // The same calls with aligned pointers go through.
+    let mut n: CK_ULONG = 0;
+    // SAFETY: `n` is a live, aligned CK_ULONG.
+    assert_eq!(unsafe { C_GetSlotList(0, null_mut(), &mut n) }, CKR_OK);
+    assert!(n >= 1);
+}
