@@ -71,8 +71,7 @@ pub enum Action {
     DeriveKey,
     /// `C_*Init`: an operation starts (with its key, if it has one).
     Start(OpKind),
-    /// An update, final, single-part call or length query of an operation in progress,
-    /// or its end (`C_SessionCancel`).
+    /// An update, final, single-part call or length query of an operation in progress.
     Continue(OpKind),
     Random,
     SeedRandom,

@@ -1,5 +1,5 @@
-//! The policy room: [`PolicyEngine::evaluate`] is asked before every call
-//! (`Hsm::begin`, without a key) and again for the key an operation
+//! The policy room: [`PolicyEngine::evaluate`] is asked before every call but the
+//! continuation of an operation it already allowed (`Hsm::begin`, without a key) and again for the key an operation
 //! uses (the one key-usage check, `objects::usage`). The attribute rules of PKCS#11
 //! (`CKA_SIGN`, `CKA_ALLOWED_MECHANISMS`, …) are not policy: they hold whatever the engine
 //! says. Only [`AllowAll`] exists today; roles, M-of-N approvals, usage windows and

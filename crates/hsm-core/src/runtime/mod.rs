@@ -179,7 +179,7 @@ impl Hsm {
     }
 
     /// Looks the session up, refuses cryptography in the error state, and asks the policy
-    /// engine whether the caller may do this at all.
+    /// engine whether the caller may do this at all (once per operation, at its start).
     pub(crate) fn begin(&self, h: u64, action: Action) -> Result<Call> {
         if action.performs_cryptography() {
             self.check_health()?;
@@ -193,7 +193,11 @@ impl Hsm {
             token,
             action,
         };
-        self.authorize(&call, None)?;
+        // An update, final or length query continues what the engine allowed at its
+        // `*Init`: asking again would only cost every data call.
+        if !matches!(action, Action::Continue(_)) {
+            self.authorize(&call, None)?;
+        }
         Ok(call)
     }
 
