@@ -3,11 +3,15 @@
 
 use crate::crypto::CryptoError;
 use hsm_store::StoreError;
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
-#[derive(Debug, thiserror::Error)]
+/// Serializable, so the server can answer a client with the very error the core gave;
+/// details written as literals stay borrowed (`Cow`), those from the wire are owned.
+#[derive(Debug, thiserror::Error, Serialize, Deserialize)]
 pub enum Error {
     #[error("bad arguments: {0}")]
-    ArgumentsBad(&'static str),
+    ArgumentsBad(Cow<'static, str>),
     #[error("slot id invalid")]
     SlotIdInvalid,
     #[error("token not present")]
@@ -33,7 +37,7 @@ pub enum Error {
     #[error("template inconsistent: {0}")]
     TemplateInconsistent(String),
     #[error("action prohibited: {0}")]
-    ActionProhibited(&'static str),
+    ActionProhibited(Cow<'static, str>),
     /// The policy engine refused the call.
     #[error("refused by policy: {0}")]
     PolicyDenied(String),
@@ -59,7 +63,7 @@ pub enum Error {
     #[error("PIN length out of range")]
     PinLenRange,
     #[error("PIN invalid: {0}")]
-    PinInvalid(&'static str),
+    PinInvalid(Cow<'static, str>),
     #[error("session is read-only")]
     SessionReadOnly,
     #[error("a read-only session exists")]
@@ -75,13 +79,13 @@ pub enum Error {
     #[error("operation not initialised")]
     OperationNotInitialized,
     #[error("key function not permitted: {0}")]
-    KeyFunctionNotPermitted(&'static str),
+    KeyFunctionNotPermitted(Cow<'static, str>),
     #[error("key type inconsistent")]
     KeyTypeInconsistent,
     #[error("key is not extractable")]
     KeyUnextractable,
     #[error("key cannot be digested: {0}")]
-    KeyIndigestible(&'static str),
+    KeyIndigestible(Cow<'static, str>),
     #[error("key cannot be wrapped: {0}")]
     KeyNotWrappable(String),
     #[error("wrapping key handle invalid")]

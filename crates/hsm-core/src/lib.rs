@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod api;
 pub mod audit;
 pub mod config;
 pub mod crypto;
@@ -29,6 +30,7 @@ pub mod provider;
 pub mod runtime;
 pub mod selftest;
 
+pub use api::{Local, Token};
 pub use error::{Error, Result};
 pub use mechanism::Mechanism;
 pub use ops::{Action, GcmMessage, OpKind};

@@ -98,10 +98,11 @@ fn policy_refusals_hold_and_every_call_is_seen() {
         ..Hooks::default()
     };
     let hsm = Hsm::open_with(config(dir.path()), hooks).unwrap();
-    let slot = hsm.slot_list(true)[0];
+    let slot = hsm.slot_list(true).unwrap()[0];
+    let app = hsm.new_app();
     hsm.init_token(slot, SecretString::from("so-pin-1"), "hooks".into())
         .unwrap();
-    let h = hsm.open_session(slot, true).unwrap();
+    let h = hsm.open_session(app, slot, true).unwrap();
     hsm.login(h, LoginKind::So, SecretString::from("so-pin-1"))
         .unwrap();
     hsm.init_pin(h, SecretString::from("user-pin")).unwrap();

@@ -27,7 +27,7 @@ pub enum Error {
 
 impl Error {
     pub fn bad(what: &'static str) -> Error {
-        Error::Core(CoreError::ArgumentsBad(what))
+        Error::Core(CoreError::ArgumentsBad(what.into()))
     }
 
     /// The one mapping from errors to return values. No catch-all arm: a new variant

@@ -50,3 +50,17 @@ impl Drop for SecretString {
         self.0.zeroize();
     }
 }
+
+/// A PIN travels from the module to the server inside a request frame (which both sides
+/// zeroize after use); it is never written anywhere else.
+impl serde::Serialize for SecretString {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SecretString {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(SecretString)
+    }
+}

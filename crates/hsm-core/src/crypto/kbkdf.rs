@@ -33,7 +33,7 @@ impl Prf {
 }
 
 /// How an integer is written into the PRF input.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IntFormat {
     pub little_endian: bool,
     pub bits: u64,
@@ -52,14 +52,14 @@ impl IntFormat {
 }
 
 /// What the DKM length field counts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum DkmMethod {
     SumOfKeys,
     SumOfSegments,
 }
 
 /// One field of the PRF input (`CK_PRF_DATA_PARAM`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Field {
     /// The counter (counter mode, with its format) or the previous output (feedback mode).
     Iteration(Option<IntFormat>),

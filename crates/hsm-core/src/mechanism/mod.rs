@@ -9,9 +9,10 @@ pub use params::{EcKdf, HkdfSalt, IvGenerator, Mgf};
 pub use table::{MechanismInfo, TABLE, flags, mechanism_info};
 
 use hsm_types::MechanismType as M;
+use serde::{Deserialize, Serialize};
 
 /// A mechanism with its parameters, as the FFI layer parsed them.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Mechanism {
     /// A mechanism without parameters.
     Plain(M),

@@ -6,7 +6,7 @@ use crate::crypto::HashAlg;
 use crate::error::{Error, Result};
 
 /// `CK_RSA_PKCS_MGF_TYPE`: the MGF1 hash of PSS and OAEP.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Mgf(pub u64);
 
 impl Mgf {
@@ -30,7 +30,7 @@ impl Mgf {
 }
 
 /// `CK_EC_KDF_TYPE`: what ECDH does with the shared secret.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct EcKdf(pub u64);
 
 /// The key derivation an [`EcKdf`] names.
@@ -81,7 +81,7 @@ impl EcKdf {
 }
 
 /// `CK_HKDF_PARAMS.ulSaltType`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct HkdfSalt(pub u64);
 
 impl HkdfSalt {
@@ -92,7 +92,7 @@ impl HkdfSalt {
 }
 
 /// `CK_GENERATOR_FUNCTION` of PKCS#11 3.0: who makes a message's IV.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct IvGenerator(pub u64);
 
 impl IvGenerator {

@@ -25,7 +25,7 @@ pub mod flags {
 }
 
 /// `CK_MECHANISM_INFO`: key sizes in bits for RSA and EC, bytes for AES and generic secrets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MechanismInfo {
     pub min_key: u64,
     pub max_key: u64,

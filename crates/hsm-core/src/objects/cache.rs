@@ -5,7 +5,7 @@ use super::usage::key_handle;
 use crate::crypto::{SigningKey, VerifyingKey};
 use crate::error::{Error, Result};
 use crate::provider::CryptoProvider;
-use crate::runtime::{Hsm, Location, Slot, handles::decode_handle, lock};
+use crate::runtime::{AppSlot, Hsm, Location, handles::decode_handle, lock};
 use hsm_types::{AttributeSet, ObjectClass, ObjectId, TokenId};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -70,10 +70,10 @@ impl KeyCache {
 
 impl Hsm {
     /// The key behind a handle, prepared for use: from the slot's cache for token keys
-    /// while the user is logged in, parsed afresh otherwise.
+    /// while this application has the user logged in, parsed afresh otherwise.
     pub(crate) fn prepared_key(
         &self,
-        slot: &Slot,
+        slot: &AppSlot,
         token: TokenId,
         h: u64,
     ) -> Result<Arc<CachedKey>> {
@@ -88,7 +88,7 @@ impl Hsm {
             return Ok(Arc::new(CachedKey::prepare(self.provider(), o.attrs)?));
         };
         let epoch = {
-            let cache = lock(&slot.key_cache);
+            let cache = lock(&slot.shared.key_cache);
             if let Some(k) = cache.keys.get(&id) {
                 return Ok(k.clone());
             }
@@ -96,7 +96,7 @@ impl Hsm {
         };
         let o = self.load(slot, token, h).map_err(key_handle)?;
         let k = Arc::new(CachedKey::prepare(self.provider(), o.attrs)?);
-        let mut cache = lock(&slot.key_cache);
+        let mut cache = lock(&slot.shared.key_cache);
         if cache.epoch == epoch {
             cache.keys.insert(id, k.clone());
         }

@@ -72,6 +72,7 @@ impl Hsm {
             .iter()
             .filter(|(_, o)| {
                 o.slot == c.slot.id
+                    && o.app == c.slot.app
                     && (user || !o.attrs.is_private())
                     && attrs::matches(&o.attrs, template)
             })

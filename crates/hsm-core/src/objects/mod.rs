@@ -13,7 +13,7 @@ pub(crate) use cache::{CachedKey, KeyCache};
 use crate::error::{Error, Result};
 use crate::ops::Action;
 use crate::runtime::handles::{SESSION_OBJECT_BIT, decode_handle, token_handle};
-use crate::runtime::{Call, Hsm, Location, Slot, read, write};
+use crate::runtime::{AppSlot, Call, Hsm, Location, read, write};
 use attrs::{Actor, Origin};
 use hsm_types::{AttrValue, AttributeSet, AttributeType as A, KeyType, ObjectClass, TokenId};
 use std::sync::atomic::Ordering;
@@ -21,6 +21,8 @@ use std::sync::atomic::Ordering;
 /// A session object: it lives in memory until its session closes.
 pub(crate) struct SessionObject {
     pub session: u64,
+    /// Only the application that made it sees it (PKCS#11 §4.4).
+    pub app: u64,
     pub slot: u64,
     pub attrs: AttributeSet,
 }
@@ -33,14 +35,14 @@ pub(crate) struct Loaded {
 
 impl Hsm {
     /// Loads an object visible to this session. Private objects need the user logged in.
-    pub(crate) fn load(&self, slot: &Slot, token: TokenId, h: u64) -> Result<Loaded> {
+    pub(crate) fn load(&self, slot: &AppSlot, token: TokenId, h: u64) -> Result<Loaded> {
         let user = slot.user_logged_in();
         match decode_handle(h).ok_or(Error::ObjectHandleInvalid)? {
             Location::Session(n) => {
                 let objs = read(&self.session_objects);
                 let o = objs
                     .get(&n)
-                    .filter(|o| o.slot == slot.id)
+                    .filter(|o| o.slot == slot.id && o.app == slot.app)
                     .ok_or(Error::ObjectHandleInvalid)?;
                 if o.attrs.is_private() && !user {
                     return Err(Error::UserNotLoggedIn);
@@ -96,6 +98,7 @@ impl Hsm {
             let n = SESSION_OBJECT_BIT | self.next_session_object.fetch_add(1, Ordering::Relaxed);
             let obj = SessionObject {
                 session: c.session.handle,
+                app: c.slot.app,
                 slot: c.slot.id,
                 attrs: a,
             };
@@ -119,14 +122,14 @@ impl Hsm {
             let src = self.load(&c.slot, c.token, obj)?;
             if src.attrs.bool(A::COPYABLE) == Some(false) {
                 return Err(Error::ActionProhibited(
-                    "the object has CKA_COPYABLE = FALSE",
+                    "the object has CKA_COPYABLE = FALSE".into(),
                 ));
             }
             if attrs::is_trusted(&src.attrs) {
                 // A copy holds the same key: whatever roles it could be given later, the
                 // original's blobs would open under it. Trusted keys are not copied.
                 return Err(Error::ActionProhibited(
-                    "a trusted key (CKA_TRUSTED) is not copied",
+                    "a trusted key (CKA_TRUSTED) is not copied".into(),
                 ));
             }
             let attrs = attrs::apply_changes(&src.attrs, &template, self.ctx(&c.slot), true)?;
@@ -139,7 +142,7 @@ impl Hsm {
             let o = self.load(&c.slot, c.token, obj)?;
             if o.attrs.bool(A::DESTROYABLE) == Some(false) {
                 return Err(Error::ActionProhibited(
-                    "the object has CKA_DESTROYABLE = FALSE",
+                    "the object has CKA_DESTROYABLE = FALSE".into(),
                 ));
             }
             match o.location {
@@ -165,8 +168,9 @@ impl Hsm {
         })
     }
 
-    /// The object's attributes (the FFI layer applies the sensitivity rules through
-    /// [`attrs::readable`]), with `CKA_UNIQUE_ID` filled in.
+    /// The object's attributes with `CKA_UNIQUE_ID` filled in and hidden key material
+    /// taken out ([`attrs::redact`]); the FFI layer answers `CKR_ATTRIBUTE_SENSITIVE` for
+    /// those through [`attrs::readable`].
     pub fn object_attributes(&self, h: u64, obj: u64) -> Result<AttributeSet> {
         self.run(h, Action::ReadObject, |c| {
             let mut o = self.load(&c.slot, c.token, obj)?;
@@ -178,6 +182,7 @@ impl Hsm {
             };
             o.attrs
                 .set(A::UNIQUE_ID, AttrValue::Bytes(unique.into_bytes()));
+            attrs::redact(&mut o.attrs);
             Ok(o.attrs)
         })
     }

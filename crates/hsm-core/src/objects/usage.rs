@@ -67,7 +67,9 @@ impl Hsm {
             refuse_always_authenticate(key)?;
         }
         if key.bool(u.usage) != Some(true) {
-            return Err(Error::KeyFunctionNotPermitted(usage_is_false(u.usage)));
+            return Err(Error::KeyFunctionNotPermitted(
+                usage_is_false(u.usage).into(),
+            ));
         }
         let allowed = key.mechanisms();
         if !allowed.is_empty() && !allowed.contains(&u.mechanism.0) {
@@ -103,7 +105,7 @@ pub(crate) fn key_handle(e: Error) -> Error {
 fn refuse_trusted(attrs: &AttributeSet) -> Result<()> {
     if attrs::is_trusted(attrs) {
         return Err(Error::KeyFunctionNotPermitted(
-            "a trusted key (CKA_TRUSTED) only wraps or unwraps",
+            "a trusted key (CKA_TRUSTED) only wraps or unwraps".into(),
         ));
     }
     Ok(())
@@ -115,7 +117,7 @@ fn refuse_trusted(attrs: &AttributeSet) -> Result<()> {
 fn refuse_always_authenticate(attrs: &AttributeSet) -> Result<()> {
     if attrs.bool(A::ALWAYS_AUTHENTICATE) == Some(true) {
         return Err(Error::KeyFunctionNotPermitted(
-            "a CKA_ALWAYS_AUTHENTICATE key signs and decrypts only, each time after C_Login(CKU_CONTEXT_SPECIFIC)",
+            "a CKA_ALWAYS_AUTHENTICATE key signs and decrypts only, each time after C_Login(CKU_CONTEXT_SPECIFIC)".into(),
         ));
     }
     Ok(())

@@ -72,13 +72,15 @@ impl Hsm {
             }
             let k = self.load(&c.slot, c.token, key).map_err(key_handle)?;
             if k.attrs.class() != Some(ObjectClass::SECRET_KEY) {
-                return Err(Error::KeyIndigestible("only secret keys are digested"));
+                return Err(Error::KeyIndigestible(
+                    "only secret keys are digested".into(),
+                ));
             }
             if k.attrs.bool(A::SENSITIVE) != Some(false)
                 || k.attrs.bool(A::EXTRACTABLE) != Some(true)
             {
                 return Err(Error::KeyIndigestible(
-                    "only non-sensitive, extractable keys are digested",
+                    "only non-sensitive, extractable keys are digested".into(),
                 ));
             }
             self.authorize(c, Some(&k.attrs))?;
@@ -100,6 +102,13 @@ impl Hsm {
 
     pub fn generate_random(&self, h: u64, out: &mut [u8]) -> Result<()> {
         self.run(h, Action::Random, |_| self.provider().random(out))
+    }
+
+    /// `len` random bytes, as a buffer of their own (for [`crate::Token`]).
+    pub fn random(&self, h: u64, len: usize) -> Result<Vec<u8>> {
+        let mut out = vec![0u8; len];
+        self.generate_random(h, &mut out)?;
+        Ok(out)
     }
 
     pub fn seed_random(&self, h: u64) -> Result<()> {

@@ -18,7 +18,7 @@ pub(crate) struct MessageOp {
 }
 
 /// The per-message parameters of message-based AES-GCM (`CK_GCM_MESSAGE_PARAMS`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GcmMessage {
     /// The IV: given (`CKG_NO_GENERATE`, and always for decryption), or filled by the
     /// token after its first `iv_fixed_bits` bits.
@@ -77,6 +77,24 @@ impl Hsm {
             let mut sealed = crypto::aes_gcm_encrypt(&op.key, &p.iv, aad, tag_bits, plaintext)?;
             let tag = sealed.split_off(plaintext.len());
             Ok((sealed, tag))
+        })
+    }
+
+    /// [`Hsm::encrypt_message`] with the IV it used given back beside the ciphertext and
+    /// tag (for [`crate::Token`]).
+    pub fn seal_message(
+        &self,
+        h: u64,
+        p: &GcmMessage,
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<crate::api::SealedMessage> {
+        let mut p = p.clone();
+        let (ciphertext, tag) = self.encrypt_message(h, &mut p, aad, plaintext)?;
+        Ok(crate::api::SealedMessage {
+            iv: p.iv.into(),
+            ciphertext: ciphertext.into(),
+            tag: tag.into(),
         })
     }
 

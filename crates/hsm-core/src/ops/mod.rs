@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::runtime::{Hsm, lock};
 
 /// The operations a session can have in progress, one of each at a time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum OpKind {
     Sign,
     Verify,

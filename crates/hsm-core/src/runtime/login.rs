@@ -1,7 +1,7 @@
 //! Login state: `C_Login` (SO, user, context-specific), `C_Logout`, and the store keys
 //! and attribute-rule context that follow from who is logged in.
 
-use super::slots::{Login, Slot};
+use super::slots::{AppSlot, Login};
 use super::{Hsm, lock, read, write};
 use crate::error::{Error, Result};
 use crate::objects::attrs::Ctx;
@@ -11,7 +11,7 @@ use hsm_types::{SecretString, TokenId, UserKind};
 use std::sync::Arc;
 
 /// The user types of `C_Login`.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 pub enum LoginKind {
     So,
     User,
@@ -24,7 +24,7 @@ impl Hsm {
             if kind == LoginKind::ContextSpecific {
                 return self.context_login(c, &pin);
             }
-            match (&*read(&c.slot.login), kind) {
+            match (&*c.slot.login(), kind) {
                 (Login::User(_), LoginKind::User) | (Login::So(_), LoginKind::So) => {
                     return Err(Error::UserAlreadyLoggedIn);
                 }
@@ -33,7 +33,12 @@ impl Hsm {
                 }
                 _ => {}
             }
-            if kind == LoginKind::So && self.sessions_on(c.slot.id).iter().any(|s| !s.rw) {
+            if kind == LoginKind::So
+                && self
+                    .sessions_of(c.slot.app, c.slot.id)
+                    .iter()
+                    .any(|s| !s.rw)
+            {
                 return Err(Error::SessionReadOnlyExists);
             }
             let who = if kind == LoginKind::So {
@@ -42,10 +47,10 @@ impl Hsm {
                 UserKind::User
             };
             let keys = Arc::new(self.store.login(c.token, who, &pin)?);
-            *write(&c.slot.login) = match kind {
+            c.slot.set_login(match kind {
                 LoginKind::So => Login::So(keys),
                 _ => Login::User(keys),
-            };
+            });
             Ok(())
         })
     }
@@ -59,7 +64,7 @@ impl Hsm {
                 return Err(Error::OperationNotInitialized);
             }
         }
-        if !matches!(*read(&c.slot.login), Login::User(_)) {
+        if !matches!(*c.slot.login(), Login::User(_)) {
             return Err(Error::UserNotLoggedIn);
         }
         // Checked like any login: counted, lockable. No session lock is held meanwhile.
@@ -70,12 +75,12 @@ impl Hsm {
 
     pub fn logout(&self, h: u64) -> Result<()> {
         self.run(h, Action::Logout, |c| {
-            if matches!(*read(&c.slot.login), Login::Public) {
+            if matches!(*c.slot.login(), Login::Public) {
                 return Err(Error::UserNotLoggedIn);
             }
             c.slot.logout();
             // Private session objects become unreachable; operations on private keys end.
-            for s in self.sessions_on(c.slot.id) {
+            for s in self.sessions_of(c.slot.app, c.slot.id) {
                 lock(&s.ops).end_at_logout();
             }
             Ok(())
@@ -83,27 +88,27 @@ impl Hsm {
     }
 
     /// Who asks through this slot, under the configured key-separation rule.
-    pub(crate) fn ctx(&self, slot: &Slot) -> Ctx {
+    pub(crate) fn ctx(&self, slot: &AppSlot) -> Ctx {
         Ctx::new(slot.actor(), self.config.key_separation)
     }
 
     /// The keys this slot's caller holds for the store.
-    pub(crate) fn keys(&self, slot: &Slot, token: TokenId) -> Result<Arc<TokenKeys>> {
-        match &*read(&slot.login) {
+    pub(crate) fn keys(&self, slot: &AppSlot, token: TokenId) -> Result<Arc<TokenKeys>> {
+        match &*slot.login() {
             Login::User(k) | Login::So(k) => return Ok(k.clone()),
             Login::Public => {}
         }
-        if let Some(k) = &*read(&slot.public) {
+        if let Some(k) = &*read(&slot.shared.public) {
             return Ok(k.clone());
         }
         let k = Arc::new(self.store.public_access(token)?);
-        *write(&slot.public) = Some(k.clone());
+        *write(&slot.shared.public) = Some(k.clone());
         Ok(k)
     }
 
     /// The SO's keys, for what only the SO may do (`C_InitPIN`).
-    pub(crate) fn so_keys(&self, slot: &Slot) -> Result<Arc<TokenKeys>> {
-        match &*read(&slot.login) {
+    pub(crate) fn so_keys(&self, slot: &AppSlot) -> Result<Arc<TokenKeys>> {
+        match &*slot.login() {
             Login::So(k) => Ok(k.clone()),
             _ => Err(Error::UserNotLoggedIn),
         }

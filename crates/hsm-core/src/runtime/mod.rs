@@ -9,6 +9,7 @@
 //! mutex, never the other way round (a thread holding a session mutex takes no table
 //! lock). No lock is held while calling out of the module.
 
+mod apps;
 pub(crate) mod handles;
 mod login;
 mod sessions;
@@ -21,7 +22,7 @@ pub use slots::{PinStatus, SlotInfo, TokenInfo};
 
 pub(crate) use handles::Location;
 pub(crate) use sessions::SessionEntry;
-pub(crate) use slots::Slot;
+pub(crate) use slots::{AppSlot, Slot};
 
 use crate::audit::{AuditEvent, AuditSink};
 use crate::config::Config;
@@ -33,7 +34,7 @@ use crate::policy::{AllowAll, Decision, PolicyEngine, Request};
 use crate::provider::{CryptoProvider, SoftwareProvider};
 use hsm_store::Store;
 use hsm_types::{AttributeSet, TokenId};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
@@ -65,6 +66,9 @@ pub struct Hsm {
     pub(crate) store: Store,
     pub(crate) hooks: Hooks,
     pub(crate) slots: RwLock<BTreeMap<u64, Arc<Slot>>>,
+    pub(crate) apps: RwLock<HashSet<u64>>,
+    pub(crate) next_app: AtomicU64,
+    pub(crate) app_slots: RwLock<HashMap<(u64, u64), Arc<AppSlot>>>,
     pub(crate) sessions: RwLock<HashMap<u64, Arc<SessionEntry>>>,
     pub(crate) next_session: AtomicU64,
     pub(crate) session_objects: RwLock<HashMap<u64, SessionObject>>,
@@ -74,10 +78,10 @@ pub struct Hsm {
 }
 
 /// One call into the core, after [`Hsm::begin`]: the session it runs in, that session's
-/// slot and token, and what it does.
+/// application's place at its slot, the token, and what it does.
 pub(crate) struct Call {
     pub session: Arc<SessionEntry>,
-    pub slot: Arc<Slot>,
+    pub slot: Arc<AppSlot>,
     pub token: TokenId,
     pub action: Action,
 }
@@ -114,6 +118,9 @@ impl Hsm {
             store,
             hooks,
             slots: RwLock::new(BTreeMap::new()),
+            apps: RwLock::new(HashSet::new()),
+            next_app: AtomicU64::new(1),
+            app_slots: RwLock::new(HashMap::new()),
             sessions: RwLock::new(HashMap::new()),
             next_session: AtomicU64::new(1),
             session_objects: RwLock::new(HashMap::new()),
@@ -185,8 +192,8 @@ impl Hsm {
             self.check_health()?;
         }
         let session = self.session(h)?;
-        let slot = self.slot(session.slot)?;
-        let token = slot.token_id().ok_or(Error::TokenNotPresent)?;
+        let slot = self.app_slot(session.app, session.slot)?;
+        let token = slot.shared.token_id().ok_or(Error::TokenNotPresent)?;
         let call = Call {
             session,
             slot,

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 /// `CKS_*` session states.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 pub enum SessionState {
     RoPublic = 0,
     RoUser = 1,
@@ -18,6 +18,7 @@ pub enum SessionState {
     RwSo = 4,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SessionInfo {
     pub slot: u64,
     pub state: SessionState,
@@ -27,25 +28,29 @@ pub struct SessionInfo {
 /// A session: what never changes beside the operations, which its mutex guards.
 pub(crate) struct SessionEntry {
     pub handle: u64,
+    /// The application that opened it ([`Hsm::new_app`]).
+    pub app: u64,
     pub slot: u64,
     pub rw: bool,
     pub ops: Mutex<Ops>,
 }
 
 impl Hsm {
-    pub fn open_session(&self, slot: u64, rw: bool) -> Result<u64> {
-        let s = self.slot(slot)?;
-        if s.token_id().is_none() {
+    /// `C_OpenSession` for application `app`.
+    pub fn open_session(&self, app: u64, slot: u64, rw: bool) -> Result<u64> {
+        let s = self.app_slot(app, slot)?;
+        if s.shared.token_id().is_none() {
             return Err(Error::TokenNotRecognized(
                 "the token in this slot is not initialised".into(),
             ));
         }
-        if !rw && matches!(*read(&s.login), Login::So(_)) {
+        if !rw && matches!(*s.login(), Login::So(_)) {
             return Err(Error::SessionReadWriteSoExists);
         }
         let h = self.next_session.fetch_add(1, Ordering::Relaxed);
         let session = SessionEntry {
             handle: h,
+            app,
             slot,
             rw,
             ops: Mutex::new(Ops::default()),
@@ -65,48 +70,44 @@ impl Hsm {
         let s = write(&self.sessions)
             .remove(&h)
             .ok_or(Error::SessionHandleInvalid)?;
-        let slot = s.slot;
         write(&self.session_objects).retain(|_, o| o.session != h);
-        if self.session_counts(slot).0 == 0 {
-            // The last session closed: the token logs out (PKCS#11 §5.6).
-            if let Ok(s) = self.slot(slot) {
-                s.logout();
+        if self.sessions_of(s.app, s.slot).is_empty() {
+            // The application's last session on the token closed: it logs out (§5.6).
+            if let Some(seat) = read(&self.app_slots).get(&(s.app, s.slot)) {
+                seat.logout();
             }
         }
         Ok(())
     }
 
-    pub fn close_all_sessions(&self, slot: u64) -> Result<()> {
-        let s = self.slot(slot)?;
-        let handles: Vec<u64> = read(&self.sessions)
-            .iter()
-            .filter(|(_, v)| v.slot == slot)
-            .map(|(k, _)| *k)
-            .collect();
-        for h in handles {
-            let _ = self.close_session(h);
+    /// `C_CloseAllSessions` for application `app`: its sessions on the slot, no others.
+    pub fn close_all_sessions(&self, app: u64, slot: u64) -> Result<()> {
+        let seat = self.app_slot(app, slot)?;
+        for s in self.sessions_of(app, slot) {
+            let _ = self.close_session(s.handle);
         }
-        s.logout();
+        seat.logout();
         Ok(())
     }
 
     pub fn session_info(&self, h: u64) -> Result<SessionInfo> {
-        let (slot, rw) = {
-            let s = self.session(h)?;
-            (s.slot, s.rw)
-        };
-        let sl = self.slot(slot)?;
-        let state = match (&*read(&sl.login), rw) {
+        let s = self.session(h)?;
+        let seat = self.app_slot(s.app, s.slot)?;
+        let state = match (&*seat.login(), s.rw) {
             (Login::So(_), _) => SessionState::RwSo,
             (Login::User(_), true) => SessionState::RwUser,
             (Login::User(_), false) => SessionState::RoUser,
             (Login::Public, true) => SessionState::RwPublic,
             (Login::Public, false) => SessionState::RoPublic,
         };
-        Ok(SessionInfo { slot, state, rw })
+        Ok(SessionInfo {
+            slot: s.slot,
+            state,
+            rw: s.rw,
+        })
     }
 
-    /// Sessions open on a slot, and how many of them are read/write.
+    /// Sessions open on a slot, by every application, and how many are read/write.
     pub(crate) fn session_counts(&self, slot: u64) -> (u64, u64) {
         let sessions = read(&self.sessions);
         let mut all = 0;
@@ -118,11 +119,11 @@ impl Hsm {
         (all, rw)
     }
 
-    /// Every session on a slot (to end their operations at logout).
-    pub(crate) fn sessions_on(&self, slot: u64) -> Vec<Arc<SessionEntry>> {
+    /// One application's sessions on a slot (to end their operations at logout).
+    pub(crate) fn sessions_of(&self, app: u64, slot: u64) -> Vec<Arc<SessionEntry>> {
         read(&self.sessions)
             .values()
-            .filter(|s| s.slot == slot)
+            .filter(|s| s.slot == slot && s.app == app)
             .cloned()
             .collect()
     }

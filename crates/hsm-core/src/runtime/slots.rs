@@ -8,15 +8,16 @@ use crate::objects::KeyCache;
 use crate::objects::attrs::Actor;
 use hsm_store::TokenKeys;
 use hsm_types::{AttributeSet, MechanismType as M, ObjectId, TokenId};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SlotInfo {
     pub description: String,
     pub token_present: bool,
 }
 
 /// Where a PIN stands against its lockout, as `C_GetTokenInfo` reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum PinStatus {
     /// No wrong PIN since the last good one.
     Clear,
@@ -44,6 +45,7 @@ impl PinStatus {
 }
 
 /// What `C_GetTokenInfo` reports.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TokenInfo {
     pub label: String,
     pub serial: String,
@@ -68,15 +70,20 @@ pub(crate) enum Login {
     So(Arc<TokenKeys>),
 }
 
+/// A slot as every application sees it: the token in it, the token's public-access keys,
+/// and the prepared keys of its token objects, shared by the applications logged in as
+/// the user so a key parsed for one is ready for all.
 pub(crate) struct Slot {
     pub id: u64,
     pub token: RwLock<Option<TokenId>>,
-    pub login: RwLock<Login>,
     pub public: RwLock<Option<Arc<TokenKeys>>>,
-    /// Prepared keys of token objects, while a user is logged in. Dropped (and zeroized)
-    /// at logout. Only this process writes the store, so entries stay current as long as
-    /// every change of an object goes through [`Slot::forget_cached`].
+    /// Prepared keys of token objects, while at least one application has the user logged
+    /// in here; dropped (and zeroized) when the last of them logs out. Only this process
+    /// writes the store, so entries stay current as long as every change of an object
+    /// goes through [`Slot::forget_cached`].
     pub key_cache: Mutex<KeyCache>,
+    /// How many applications have the user logged in on this slot.
+    user_logins: Mutex<usize>,
 }
 
 impl Slot {
@@ -84,9 +91,9 @@ impl Slot {
         Slot {
             id,
             token: RwLock::new(None),
-            login: RwLock::new(Login::Public),
             public: RwLock::new(None),
             key_cache: Mutex::new(KeyCache::default()),
+            user_logins: Mutex::new(0),
         }
     }
 
@@ -94,7 +101,65 @@ impl Slot {
         *read(&self.token)
     }
 
-    /// Who is logged in on this slot.
+    pub fn forget_all_cached(&self) {
+        lock(&self.key_cache).clear();
+    }
+
+    pub fn forget_cached(&self, id: ObjectId) {
+        lock(&self.key_cache).forget(id);
+    }
+
+    /// Counts an application's user login in or out; the last one out drops the cache.
+    fn user_login_changed(&self, was_user: bool, is_user: bool) {
+        let mut n = lock(&self.user_logins);
+        match (was_user, is_user) {
+            (false, true) => *n += 1,
+            (true, false) => {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.forget_all_cached();
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// One application's place at a slot (PKCS#11 keeps login state per application and
+/// token): who is logged in and the keys that login opened. The embedded module is one
+/// application; the server makes one per client connection.
+pub(crate) struct AppSlot {
+    pub app: u64,
+    pub id: u64,
+    pub shared: Arc<Slot>,
+    login: RwLock<Login>,
+}
+
+impl AppSlot {
+    pub fn new(app: u64, shared: Arc<Slot>) -> AppSlot {
+        AppSlot {
+            app,
+            id: shared.id,
+            shared,
+            login: RwLock::new(Login::Public),
+        }
+    }
+
+    pub fn login(&self) -> RwLockReadGuard<'_, Login> {
+        read(&self.login)
+    }
+
+    /// Changes who is logged in, keeping the slot's count of user logins.
+    pub fn set_login(&self, new: Login) {
+        let mut g = write(&self.login);
+        let was_user = matches!(*g, Login::User(_));
+        let is_user = matches!(new, Login::User(_));
+        *g = new;
+        drop(g);
+        self.shared.user_login_changed(was_user, is_user);
+    }
+
+    /// Who is logged in on this slot, for this application.
     pub fn actor(&self) -> Actor {
         match &*read(&self.login) {
             Login::Public => Actor::Public,
@@ -108,16 +173,11 @@ impl Slot {
     }
 
     pub fn logout(&self) {
-        *write(&self.login) = Login::Public;
-        self.forget_all_cached();
-    }
-
-    pub fn forget_all_cached(&self) {
-        lock(&self.key_cache).clear();
+        self.set_login(Login::Public);
     }
 
     pub fn forget_cached(&self, id: ObjectId) {
-        lock(&self.key_cache).forget(id);
+        self.shared.forget_cached(id);
     }
 
     /// Refuses to install an operation on a private key once the user's login is gone.
@@ -162,8 +222,8 @@ impl Hsm {
 
     /// Every slot holds a token (the spare one an uninitialised token), so the
     /// "token present" filter changes nothing.
-    pub fn slot_list(&self, _token_present: bool) -> Vec<u64> {
-        read(&self.slots).keys().copied().collect()
+    pub fn slot_list(&self, _token_present: bool) -> Result<Vec<u64>> {
+        Ok(read(&self.slots).keys().copied().collect())
     }
 
     pub(crate) fn slot(&self, id: u64) -> Result<Arc<Slot>> {

@@ -2,7 +2,7 @@
 //! [`crate::admin::TokenAdmin`], the path the CLI takes too.
 
 use super::slots::Login;
-use super::{Hsm, read, write};
+use super::{Hsm, write};
 use crate::admin::{NewToken, TokenAdmin};
 use crate::error::{Error, Result};
 use crate::objects::attrs::Actor;
@@ -72,7 +72,7 @@ impl Hsm {
             if !c.session.rw {
                 return Err(Error::SessionReadOnly);
             }
-            let (who, actor) = match &*read(&c.slot.login) {
+            let (who, actor) = match &*c.slot.login() {
                 Login::So(_) => (UserKind::So, Actor::So),
                 Login::User(_) => (UserKind::User, Actor::User),
                 Login::Public => (UserKind::User, Actor::Public),

@@ -30,7 +30,7 @@ entry_points! {
         out: *mut CK_BYTE,
         ol: *mut CK_ULONG,
     ) -> CK_RV = |h| {
-        ending(&h, session, OpKind::Decrypt, || {
+        ending(h, session, OpKind::Decrypt, || {
             let s = session as u64;
             // SAFETY: forwarded contract.
             let input = unsafe { data(d, dl, "pEncryptedData") }?;
@@ -51,7 +51,7 @@ entry_points! {
         ol: *mut CK_ULONG,
     ) -> CK_RV = |h| {
         let s = session as u64;
-        ending(&h, session, OpKind::Decrypt, || {
+        ending(h, session, OpKind::Decrypt, || {
             // SAFETY: forwarded contract.
             let input = unsafe { data(d, dl, "pEncryptedPart") }?;
             // ECB and CBC hand back whole blocks at once; the other modes answer at the
@@ -70,7 +70,7 @@ entry_points! {
         out: *mut CK_BYTE,
         ol: *mut CK_ULONG,
     ) -> CK_RV = |h| {
-        ending(&h, session, OpKind::Decrypt, || {
+        ending(h, session, OpKind::Decrypt, || {
             let s = session as u64;
             let needed = h.decrypt_len(s, 0)?;
             let produce = || Ok(h.decrypt_final(s)?);

@@ -29,7 +29,7 @@ entry_points! {
         out: *mut CK_BYTE,
         ol: *mut CK_ULONG,
     ) -> CK_RV = |h| {
-        ending(&h, session, OpKind::Digest, || {
+        ending(h, session, OpKind::Digest, || {
             let s = session as u64;
             let needed = h.digest_len(s)?;
             // SAFETY: forwarded contract.
@@ -47,7 +47,7 @@ entry_points! {
         d: *mut CK_BYTE,
         dl: CK_ULONG,
     ) -> CK_RV = |h| {
-        ending(&h, session, OpKind::Digest, || {
+        ending(h, session, OpKind::Digest, || {
             // SAFETY: forwarded contract.
             let input = unsafe { data(d, dl, "pPart") }?;
             Ok(h.digest_update(session as u64, input)?)
@@ -68,7 +68,7 @@ entry_points! {
         out: *mut CK_BYTE,
         ol: *mut CK_ULONG,
     ) -> CK_RV = |h| {
-        ending(&h, session, OpKind::Digest, || {
+        ending(h, session, OpKind::Digest, || {
             let s = session as u64;
             let needed = h.digest_len(s)?;
             let produce = || Ok(h.digest_final(s)?);

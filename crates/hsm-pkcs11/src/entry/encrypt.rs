@@ -30,7 +30,7 @@ entry_points! {
         out: *mut CK_BYTE,
         ol: *mut CK_ULONG,
     ) -> CK_RV = |h| {
-        ending(&h, session, OpKind::Encrypt, || {
+        ending(h, session, OpKind::Encrypt, || {
             let s = session as u64;
             // SAFETY: forwarded contract.
             let input = unsafe { data(d, dl, "pData") }?;
@@ -51,7 +51,7 @@ entry_points! {
         ol: *mut CK_ULONG,
     ) -> CK_RV = |h| {
         let s = session as u64;
-        ending(&h, session, OpKind::Encrypt, || {
+        ending(h, session, OpKind::Encrypt, || {
             // SAFETY: forwarded contract.
             let input = unsafe { data(d, dl, "pPart") }?;
             // ECB and CBC hand back whole blocks at once; the other modes answer at the
@@ -70,7 +70,7 @@ entry_points! {
         out: *mut CK_BYTE,
         ol: *mut CK_ULONG,
     ) -> CK_RV = |h| {
-        ending(&h, session, OpKind::Encrypt, || {
+        ending(h, session, OpKind::Encrypt, || {
             let s = session as u64;
             let needed = h.encrypt_len(s, 0)?;
             let produce = || Ok(h.encrypt_final(s)?);

@@ -142,7 +142,13 @@ fn initialize(args: Option<&CK_C_INITIALIZE_ARGS>) -> Result<(), Error> {
         )));
     }
     let store = config.store.clone();
-    state::initialize(|| hsm_core::Hsm::open(config).map_err(Error::from))?;
+    state::initialize(|| {
+        let hsm = std::sync::Arc::new(hsm_core::Hsm::open(config)?);
+        Ok(state::Opened {
+            token: std::sync::Arc::new(hsm_core::Local::new(hsm.clone())),
+            hsm: Some(hsm),
+        })
+    })?;
     tracing::info!(config = %path.display(), store = %store.display(), "FerroHSM module initialised");
     Ok(())
 }

@@ -128,7 +128,9 @@ entry_points! {
             let result = h.derive_keys(session as u64, &mech, base as u64, template);
             // SAFETY: `m` parsed as an SP 800-108 mechanism above.
             unsafe { kbkdf_write_handles(m, result.as_deref().ok().map(|h| &h[1..])) };
-            *out = result?[0] as CK_OBJECT_HANDLE;
+            let first = result?.first().copied();
+            *out = first.ok_or(CoreError::DeviceError("the token answered with no handle".into()))?
+                as CK_OBJECT_HANDLE;
             return Ok(());
         }
         *out = h.derive_key(session as u64, &mech, base as u64, template)? as CK_OBJECT_HANDLE;

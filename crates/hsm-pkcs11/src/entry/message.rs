@@ -10,7 +10,7 @@ use crate::mechanism::gcm_message;
 use cryptoki_sys::*;
 use hsm_core::Error as CoreError;
 use hsm_core::types::MechanismType;
-use hsm_core::{Hsm, OpKind};
+use hsm_core::{OpKind, Token};
 use std::ffi::c_void;
 
 /// `C_MessageEncryptInit` / `C_MessageDecryptInit`: the mechanism's type is what counts;
@@ -19,7 +19,7 @@ use std::ffi::c_void;
 /// # Safety
 /// `m` readable.
 unsafe fn message_init(
-    h: &Hsm,
+    h: &dyn Token,
     session: CK_SESSION_HANDLE,
     m: *const CK_MECHANISM,
     key: CK_OBJECT_HANDLE,
@@ -32,7 +32,7 @@ unsafe fn message_init(
 }
 
 /// The message context must be there before the message's parameters are looked at.
-fn require(h: &Hsm, session: CK_SESSION_HANDLE, kind: OpKind) -> Result<(), Error> {
+fn require(h: &dyn Token, session: CK_SESSION_HANDLE, kind: OpKind) -> Result<(), Error> {
     if !h.has_operation(session as u64, kind)? {
         return Err(CoreError::OperationNotInitialized.into());
     }
@@ -48,7 +48,7 @@ entry_points! {
         key: CK_OBJECT_HANDLE,
     ) -> CK_RV = |h| {
         // SAFETY: forwarded contract.
-        unsafe { message_init(&h, session, m, key, true) }
+        unsafe { message_init(h, session, m, key, true) }
     }
 
     /// One message: the ciphertext has the plaintext's length, the tag goes to `pTag`, a
@@ -70,22 +70,29 @@ entry_points! {
         out: *mut CK_BYTE,
         ol: *mut CK_ULONG,
     ) -> CK_RV = |h| {
-        require(&h, session, OpKind::MessageEncrypt)?;
+        require(h, session, OpKind::MessageEncrypt)?;
         // SAFETY: forwarded contract.
-        let (raw, mut p) = unsafe { gcm_message(param, pl) }?;
+        let (raw, p) = unsafe { gcm_message(param, pl) }?;
         // SAFETY: forwarded contract.
         let aad = unsafe { data(a, al, "pAssociatedData") }?;
         // SAFETY: forwarded contract.
         let input = unsafe { data(d, dl, "pPlaintext") }?;
         let produce = || {
-            let (ct, tag) = h.encrypt_message(session as u64, &mut p, aad, input)?;
-            // SAFETY: pIv holds ulIvLen == p.iv.len() bytes and pTag the tag's bytes
-            // (checked by gcm_message; the runtime keeps both lengths).
-            unsafe {
-                guard::write_array(raw.pIv, &p.iv);
-                guard::write_array(raw.pTag, &tag);
+            let sealed = h.encrypt_message(session as u64, &p, aad, input)?;
+            // The answer may come from a server: its lengths are checked, not trusted.
+            if sealed.iv.len() != p.iv.len() || sealed.tag.len() as u64 * 8 != p.tag_bits {
+                return Err(CoreError::DeviceError(
+                    "the token answered with an IV or tag of the wrong length".into(),
+                )
+                .into());
             }
-            Ok(ct)
+            // SAFETY: pIv holds ulIvLen == p.iv.len() bytes and pTag tag_bits / 8 bytes
+            // (checked by gcm_message), and the lengths were just checked.
+            unsafe {
+                guard::write_array(raw.pIv, &sealed.iv);
+                guard::write_array(raw.pTag, &sealed.tag);
+            }
+            Ok(sealed.ciphertext)
         };
         // SAFETY: forwarded contract.
         unsafe { two_call(out, ol, "pulCiphertextLen is NULL", input.len(), produce) }
@@ -103,7 +110,7 @@ entry_points! {
         key: CK_OBJECT_HANDLE,
     ) -> CK_RV = |h| {
         // SAFETY: forwarded contract.
-        unsafe { message_init(&h, session, m, key, false) }
+        unsafe { message_init(h, session, m, key, false) }
     }
 
     /// # Safety
@@ -120,7 +127,7 @@ entry_points! {
         out: *mut CK_BYTE,
         ol: *mut CK_ULONG,
     ) -> CK_RV = |h| {
-        require(&h, session, OpKind::MessageDecrypt)?;
+        require(h, session, OpKind::MessageDecrypt)?;
         // SAFETY: forwarded contract.
         let (raw, p) = unsafe { gcm_message(param, pl) }?;
         // SAFETY: pTag readable for the tag's bytes (non-null, whole bytes, at most 16:

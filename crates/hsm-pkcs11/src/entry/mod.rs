@@ -9,7 +9,7 @@ use crate::guard;
 use cryptoki_sys::*;
 use hsm_core::Error as CoreError;
 use hsm_core::types::SecretString;
-use hsm_core::{Hsm, OpKind};
+use hsm_core::{OpKind, Token};
 
 /// Defines `C_*` entry points. Each is written as its C signature followed by `=` and its
 /// body, a closure-like block returning `Result<(), Error>`:
@@ -35,7 +35,8 @@ macro_rules! entry_points {
         #[unsafe(no_mangle)]
         pub $($unsafe)? extern "C" fn $name($($arg: $ty),*) -> ::cryptoki_sys::CK_RV {
             $crate::boundary::ffi(stringify!($name), || {
-                let $h = $crate::state::hsm()?;
+                let token = $crate::state::token()?;
+                let $h: &dyn ::hsm_core::Token = &*token;
                 $body
             })
         }
@@ -214,7 +215,7 @@ pub const NOT_SUPPORTED: &[&str] = &[
 /// `CKR_BUFFER_TOO_SMALL`, as PKCS#11 says: the next `*Init` then succeeds. A length
 /// query (NULL output, see [`two_call`]) succeeds and so leaves the operation active too.
 fn ending<T>(
-    h: &Hsm,
+    h: &dyn Token,
     session: CK_SESSION_HANDLE,
     kind: OpKind,
     body: impl FnOnce() -> Result<T, Error>,
@@ -297,7 +298,7 @@ unsafe fn pin(pin: *const CK_UTF8CHAR, len: CK_ULONG, strict: bool) -> Result<Se
         unsafe { guard::bytes(pin, len, 1024, "PIN") }.map_err(|_| CoreError::PinLenRange)?;
     match std::str::from_utf8(bytes) {
         Ok(s) => Ok(SecretString::new(s.to_owned())),
-        Err(_) if strict => Err(CoreError::PinInvalid("a PIN must be UTF-8").into()),
+        Err(_) if strict => Err(CoreError::PinInvalid("a PIN must be UTF-8".into()).into()),
         Err(_) => Ok(SecretString::new(
             String::from_utf8_lossy(bytes).into_owned(),
         )),

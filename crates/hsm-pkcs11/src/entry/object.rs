@@ -4,6 +4,7 @@ use crate::boundary::Error;
 use crate::guard;
 use crate::template::{self, parse};
 use cryptoki_sys::*;
+use hsm_core::Error as CoreError;
 
 entry_points! {
     /// # Safety
@@ -116,6 +117,10 @@ entry_points! {
             .into_iter()
             .map(|f| f as CK_OBJECT_HANDLE)
             .collect();
+        // The answer may come from a server: never write past the caller's array.
+        if found.len() > max as usize {
+            return Err(CoreError::DeviceError("the token answered with too many handles".into()).into());
+        }
         // SAFETY: out passed out_array and is writable for max >= found.len() handles.
         unsafe { guard::write_array(out, &found) };
         *count = found.len() as CK_ULONG;

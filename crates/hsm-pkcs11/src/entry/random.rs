@@ -26,7 +26,14 @@ entry_points! {
         }
         // SAFETY: out is writable for len bytes (capped) per the contract.
         let buf = unsafe { guard::array_mut(out, len, MAX_DATA, "pRandomData") }?;
-        Ok(h.generate_random(session as u64, buf)?)
+        let random = h.generate_random(session as u64, buf.len())?;
+        if random.len() != buf.len() {
+            return Err(Error::Core(CoreError::DeviceError(
+                "the token answered with the wrong number of random bytes".into(),
+            )));
+        }
+        buf.copy_from_slice(&random);
+        Ok(())
     }
 
     /// # Safety

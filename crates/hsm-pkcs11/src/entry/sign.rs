@@ -30,7 +30,7 @@ entry_points! {
         sig: *mut CK_BYTE,
         sl: *mut CK_ULONG,
     ) -> CK_RV = |h| {
-        ending(&h, session, OpKind::Sign, || {
+        ending(h, session, OpKind::Sign, || {
             let s = session as u64;
             let needed = h.sign_len(s)?;
             // SAFETY: forwarded contract.
@@ -48,7 +48,7 @@ entry_points! {
         d: *mut CK_BYTE,
         dl: CK_ULONG,
     ) -> CK_RV = |h| {
-        ending(&h, session, OpKind::Sign, || {
+        ending(h, session, OpKind::Sign, || {
             // SAFETY: forwarded contract.
             let input = unsafe { data(d, dl, "pPart") }?;
             Ok(h.sign_update(session as u64, input)?)
@@ -62,7 +62,7 @@ entry_points! {
         sig: *mut CK_BYTE,
         sl: *mut CK_ULONG,
     ) -> CK_RV = |h| {
-        ending(&h, session, OpKind::Sign, || {
+        ending(h, session, OpKind::Sign, || {
             let s = session as u64;
             let needed = h.sign_len(s)?;
             let produce = || Ok(h.sign_final(s)?);

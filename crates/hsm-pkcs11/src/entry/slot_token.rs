@@ -24,7 +24,7 @@ entry_points! {
         count: *mut CK_ULONG,
     ) -> CK_RV = |h| {
         let slots: Vec<CK_SLOT_ID> = h
-            .slot_list(token_present != 0)
+            .slot_list(token_present != 0)?
             .into_iter()
             .map(|s| s as CK_SLOT_ID)
             .collect();

@@ -32,7 +32,7 @@ entry_points! {
         sig: *mut CK_BYTE,
         sl: CK_ULONG,
     ) -> CK_RV = |h| {
-        ending(&h, session, OpKind::Verify, || {
+        ending(h, session, OpKind::Verify, || {
             // SAFETY: forwarded contract.
             let input = unsafe { data(d, dl, "pData") }?;
             // SAFETY: forwarded contract.
@@ -48,7 +48,7 @@ entry_points! {
         d: *mut CK_BYTE,
         dl: CK_ULONG,
     ) -> CK_RV = |h| {
-        ending(&h, session, OpKind::Verify, || {
+        ending(h, session, OpKind::Verify, || {
             // SAFETY: forwarded contract.
             let input = unsafe { data(d, dl, "pPart") }?;
             Ok(h.verify_update(session as u64, input)?)
@@ -62,7 +62,7 @@ entry_points! {
         sig: *mut CK_BYTE,
         sl: CK_ULONG,
     ) -> CK_RV = |h| {
-        ending(&h, session, OpKind::Verify, || {
+        ending(h, session, OpKind::Verify, || {
             // SAFETY: forwarded contract.
             let sig = unsafe { bytes(sig, sl, MAX_SIGNATURE, "pSignature") }?;
             Ok(h.verify_final(session as u64, sig)?)

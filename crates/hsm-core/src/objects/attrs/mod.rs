@@ -344,7 +344,7 @@ pub fn apply_changes(
     let rules = class_rules(class, current.key_type())?;
     if !copying && current.bool(A::MODIFIABLE) == Some(false) {
         return Err(Error::ActionProhibited(
-            "the object has CKA_MODIFIABLE = FALSE",
+            "the object has CKA_MODIFIABLE = FALSE".into(),
         ));
     }
     let mut out = current.clone();
@@ -403,6 +403,17 @@ pub fn readable(attrs: &AttributeSet, t: A) -> Readable<'_> {
     match attrs.get(t) {
         Some(v) => Readable::Value(v),
         None => Readable::Absent,
+    }
+}
+
+/// Takes out the values [`readable`] would refuse (secret attributes of a key whose
+/// material is hidden), so they are not copied to whoever asked for the attributes — the
+/// FFI layer, or a client over the server's socket. [`readable`] still answers
+/// `Sensitive` for them. The values taken out are zeroized.
+pub fn redact(attrs: &mut AttributeSet) {
+    if material_hidden(attrs) {
+        let class = attrs.class();
+        drop(attrs.split_off(|t| policy::is_secret(class, t)));
     }
 }
 
