@@ -58,12 +58,15 @@ for b in "${BINS[@]}"; do
         rm -rf "$store"; mkdir -p "$store"
         conf="$store.toml"
         cat > "$conf" <<CONF
+mode = "${FERROHSM_MODE:-auto}"
 store = "$store"
 log_level = "warn"
 [kdf]
 m_kib = 256
 t_cost = 1
 p_cost = 1
+[server]
+idle_exit_secs = 2
 CONF
         log="$WORK/logs/$b.$t.log"
         FERROHSM_CONF="$conf" TEST_PKCS11_MODULE="$MODULE" RUST_BACKTRACE=0 \

@@ -22,7 +22,10 @@ require_tools() {
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/ferrohsm-${NAME:-interop}.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
 chmod 700 "$WORK"
+# FERROHSM_MODE: "auto" (the default: every client reaches the store through one
+# ferrohsm-server, started on demand) or "embedded" (each client opens the store itself).
 cat >"$WORK/ferrohsm.toml" <<CONF
+mode = "${FERROHSM_MODE:-auto}"
 store = "$WORK/store"
 log_level = "warn"
 [kdf]
@@ -33,6 +36,8 @@ p_cost = 1
 min_len = 4
 max_len = 64
 max_failures = 5
+[server]
+idle_exit_secs = 2
 CONF
 export FERROHSM_CONF="$WORK/ferrohsm.toml"
 

@@ -24,6 +24,9 @@ from PyKCS11 import CKA_CLASS, CKA_KEY_TYPE, CKA_VALUE, CKA_TOKEN, CKA_SIGN, CKA
 from PyKCS11 import CKA_ENCRYPT, CKA_DECRYPT, CKA_WRAP, CKA_UNWRAP, CKA_EXTRACTABLE, CKA_SENSITIVE
 from PyKCS11 import CKO_SECRET_KEY, CKK_AES, CKK_GENERIC_SECRET, CKU_SO, CKU_USER
 
+# "auto" (the default: through one ferrohsm-server, started on demand) or "embedded".
+MODE = os.environ.get("FERROHSM_MODE", "auto")
+
 SO_PIN = "so-pin-crosscheck"
 USER_PIN = "user-pin-crosscheck"
 FAILED = []
@@ -62,7 +65,8 @@ def main():
     work = tempfile.mkdtemp(prefix="ferrohsm-crosscheck.")
     conf = os.path.join(work, "ferrohsm.toml")
     with open(conf, "w") as f:
-        f.write('store = "%s/store"\nlog_level = "error"\n[kdf]\nm_kib = 256\nt_cost = 1\np_cost = 1\n' % work)
+        f.write('mode = "%s"\nstore = "%s/store"\nlog_level = "error"\n[kdf]\nm_kib = 256\nt_cost = 1\np_cost = 1\n'
+                '[server]\nidle_exit_secs = 2\n' % (MODE, work))
     os.environ["FERROHSM_CONF"] = conf
     os.environ["FERROHSM_WORK"] = work
     try:

@@ -29,6 +29,9 @@ import tempfile
 import time
 import traceback
 
+# "auto" (the default: through one ferrohsm-server, started on demand) or "embedded".
+MODE = os.environ.get("FERROHSM_MODE", "auto")
+
 try:
     import PyKCS11
     from PyKCS11 import (
@@ -300,10 +303,11 @@ def main():
     os.chmod(work, 0o700)
     conf = os.path.join(work, "ferrohsm.toml")
     with open(conf, "w") as f:
-        f.write('store = "%s/store"\nlog_level = "error"\n'
+        f.write('mode = "%s"\nstore = "%s/store"\nlog_level = "error"\n'
                 "[kdf]\nm_kib = 256\nt_cost = 1\np_cost = 1\n"
                 "[pin_policy]\nmin_len = 4\nmax_len = 64\nmax_failures = %d\n"
-                % (work, MAX_FAILURES))
+                "[server]\nidle_exit_secs = 2\n"
+                % (MODE, work, MAX_FAILURES))
     os.environ["FERROHSM_CONF"] = conf
     try:
         return run(module)

@@ -54,6 +54,16 @@ ORIGINAL_MODULE="$MODULE"
 cp "$ORIGINAL_MODULE" "$LOGS/$(basename "$ORIGINAL_MODULE")"
 MODULE="$LOGS/$(basename "$ORIGINAL_MODULE")"
 echo "==> module under test: $ORIGINAL_MODULE (sha256 $(sha256sum "$MODULE" | cut -c1-16)...)"
+# In mode "auto" the module starts the ferrohsm-server beside it: the one built with it.
+SERVER="$(dirname "$ORIGINAL_MODULE")/ferrohsm-server"
+if [ -x "$SERVER" ]; then
+  cp "$SERVER" "$LOGS/ferrohsm-server"
+else
+  echo "==> no $SERVER: mode \"auto\" will look on PATH"
+fi
+# FERROHSM_MODES: the modes to run every script in (default both: "embedded", each
+# client opening the store itself, and "auto", every client through one server).
+read -r -a MODES <<<"${FERROHSM_MODES:-embedded auto}"
 
 TOTAL_PASS=0
 TOTAL_FAIL=0
@@ -65,7 +75,7 @@ SUMMARY=()
 run() {
   local name="$1"
   shift
-  local log="$LOGS/$name.log" rc=0
+  local log="$LOGS/${name//\//.}.log" rc=0
   echo
   echo "==> $name"
   set +e
@@ -87,16 +97,19 @@ run() {
   fi
   TOTAL_PASS=$((TOTAL_PASS + p))
   TOTAL_FAIL=$((TOTAL_FAIL + f))
-  SUMMARY+=("$(printf '%-22s %3d passing checks, %d failing, exit %d' "$name" "$p" "$f" "$rc")")
+  SUMMARY+=("$(printf '%-28s %3d passing checks, %d failing, exit %d' "$name" "$p" "$f" "$rc")")
 }
 
-run pkcs11-tool bash "$HERE/pkcs11-tool.sh" "$MODULE"
-run p11tool bash "$HERE/p11tool.sh" "$MODULE"
-run python_semantics /usr/bin/python3 "$HERE/python_semantics.py" "$MODULE"
-run openssl_crosscheck /usr/bin/python3 "$HERE/openssl_crosscheck.py" "$MODULE"
-run softhsm2_keywrap /usr/bin/python3 "$HERE/softhsm2_keywrap.py" "$MODULE"
-run java bash "$HERE/java.sh" "$MODULE"
-run cryptoki_crate bash "$HERE/cryptoki_crate.sh" "$MODULE"
+for mode in "${MODES[@]}"; do
+  export FERROHSM_MODE="$mode"
+  run "pkcs11-tool/$mode" bash "$HERE/pkcs11-tool.sh" "$MODULE"
+  run "p11tool/$mode" bash "$HERE/p11tool.sh" "$MODULE"
+  run "python_semantics/$mode" /usr/bin/python3 "$HERE/python_semantics.py" "$MODULE"
+  run "openssl_crosscheck/$mode" /usr/bin/python3 "$HERE/openssl_crosscheck.py" "$MODULE"
+  run "softhsm2_keywrap/$mode" /usr/bin/python3 "$HERE/softhsm2_keywrap.py" "$MODULE"
+  run "java/$mode" bash "$HERE/java.sh" "$MODULE"
+  run "cryptoki_crate/$mode" bash "$HERE/cryptoki_crate.sh" "$MODULE"
+done
 
 echo
 echo "==> interop summary (module: $ORIGINAL_MODULE)"

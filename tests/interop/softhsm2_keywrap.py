@@ -34,6 +34,9 @@ import subprocess
 import sys
 import tempfile
 
+# "auto" (the default: through one ferrohsm-server, started on demand) or "embedded".
+MODE = os.environ.get("FERROHSM_MODE", "auto")
+
 SOFTHSM = "/usr/lib/softhsm/libsofthsm2.so"
 SO_PIN = "so-pin-wrapmove"
 USER_PIN = "user-pin-wrapmove"
@@ -187,8 +190,8 @@ def main():
         ferro_env = dict(os.environ)
         conf = os.path.join(work, "ferrohsm.toml")
         with open(conf, "w") as f:
-            f.write('store = "%s/store"\nlog_level = "error"\n[kdf]\nm_kib = 256\nt_cost = 1\np_cost = 1\n'
-                    % work)
+            f.write('mode = "%s"\nstore = "%s/store"\nlog_level = "error"\n[kdf]\nm_kib = 256\nt_cost = 1\np_cost = 1\n'
+                    '[server]\nidle_exit_secs = 2\n' % (MODE, work))
         ferro_env["FERROHSM_CONF"] = conf
         soft_env = dict(os.environ)
         os.makedirs(os.path.join(work, "softhsm-tokens"))

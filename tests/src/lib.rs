@@ -42,13 +42,45 @@ impl TestEnv {
         std::fs::write(
             &config,
             format!(
-                "store = {:?}\nlog_level = \"warn\"\n[kdf]\nm_kib = 256\nt_cost = 1\np_cost = 1\n\
+                "mode = \"embedded\"\nstore = {:?}\nlog_level = \"warn\"\n[kdf]\nm_kib = 256\nt_cost = 1\np_cost = 1\n\
                  [pin_policy]\nmin_len = 4\nmax_len = 64\nmax_failures = {max_failures}\n",
                 store.display().to_string()
             ),
         )
         .expect("write config");
         TestEnv { dir, config, store }
+    }
+}
+
+impl TestEnv {
+    /// A store reached the default way, mode "auto": through the `ferrohsm-server` beside
+    /// the module, started on demand, here with a short idle exit.
+    pub fn served() -> TestEnv {
+        let env = TestEnv::new();
+        let text = std::fs::read_to_string(&env.config).expect("read config");
+        let text = text.replace("mode = \"embedded\"", "mode = \"auto\"")
+            + "[server]\nidle_exit_secs = 2\n";
+        std::fs::write(&env.config, text).expect("write config");
+        env
+    }
+
+    /// The store's server, as `ferrohsm-server` beside the module runs it.
+    pub fn server_command(&self, what: &str) -> std::process::Output {
+        std::process::Command::new(module_path().with_file_name("ferrohsm-server"))
+            .arg("--config")
+            .arg(&self.config)
+            .arg(what)
+            .output()
+            .expect("run ferrohsm-server")
+    }
+}
+
+impl Drop for TestEnv {
+    /// A server started for this store stops with it.
+    fn drop(&mut self) {
+        if std::fs::read_to_string(&self.config).is_ok_and(|t| t.contains("mode = \"auto\"")) {
+            let _ = self.server_command("stop");
+        }
     }
 }
 
@@ -82,6 +114,31 @@ pub fn run_child(child: &str, envs: &[(&str, &Path)]) -> String {
     text
 }
 
+/// Starts the child test `child` like [`run_child`] but does not wait for it.
+pub fn spawn_child(child: &str, envs: &[(&str, &Path)]) -> std::process::Child {
+    let mut c = std::process::Command::new(std::env::current_exe().expect("test executable"));
+    c.args([child, "--exact", "--nocapture", "--test-threads=1"])
+        .env("FERROHSM_TEST_CHILD", child)
+        .stdin(std::process::Stdio::null());
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    c.spawn().expect("spawn child test")
+}
+
+/// Waits until `path` exists (another process's signal), or panics after `secs`.
+pub fn wait_for_file(path: &Path, secs: u64) {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !path.exists() {
+        assert!(
+            std::time::Instant::now() < end,
+            "{} did not appear within {secs} s",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// True inside the child process started by [`run_child`] for this test.
 pub fn is_child(name: &str) -> bool {
     std::env::var("FERROHSM_TEST_CHILD").is_ok_and(|c| c == name)
@@ -104,7 +161,7 @@ pub fn config_for(store: &Path, at: &Path) -> PathBuf {
     std::fs::write(
         at,
         format!(
-            "store = {:?}\nlog_level = \"warn\"\n[kdf]\nm_kib = 256\nt_cost = 1\np_cost = 1\n",
+            "mode = \"embedded\"\nstore = {:?}\nlog_level = \"warn\"\n[kdf]\nm_kib = 256\nt_cost = 1\np_cost = 1\n",
             store.display().to_string()
         ),
     )

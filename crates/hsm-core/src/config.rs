@@ -23,11 +23,98 @@ pub enum ConfigError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
-    /// The module opens the store in-process (one process at a time).
+    /// A client of the store's `ferrohsm-server`, which the module starts when none is
+    /// running: any number of processes share the token.
     #[default]
-    Embedded,
-    /// Through `ferrohsm-server` over a Unix socket (not built yet).
+    Auto,
+    /// A client of a server someone else runs (systemd, an operator); never starts one.
     Client,
+    /// The module opens the store in-process: one process at a time, no socket between.
+    Embedded,
+}
+
+/// `[server]`: where the store's server listens, who may connect, and how the module
+/// starts it.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// The Unix socket. Default: `ferrohsm-server.sock` inside the store directory
+    /// (which is 0700, so the socket is only reachable by the store's owner).
+    pub socket: Option<PathBuf>,
+    /// Seconds an auto-started server waits with no client before it exits; 0: never.
+    #[serde(default = "default_idle_exit")]
+    pub idle_exit_secs: u64,
+    /// The uids a connection's peer may have. Empty (the default): the store owner's.
+    #[serde(default)]
+    pub allow_uids: Vec<u32>,
+    /// The `ferrohsm-server` the module starts in `auto` mode. Default: `FERROHSM_SERVER`,
+    /// then the one beside the module (or one directory up), then `PATH`.
+    pub executable: Option<PathBuf>,
+    /// How long the module waits for a server it started to answer.
+    #[serde(default = "default_start_timeout")]
+    pub start_timeout_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            socket: None,
+            idle_exit_secs: default_idle_exit(),
+            allow_uids: Vec::new(),
+            executable: None,
+            start_timeout_secs: default_start_timeout(),
+        }
+    }
+}
+
+fn default_idle_exit() -> u64 {
+    300
+}
+
+fn default_start_timeout() -> u64 {
+    10
+}
+
+/// The longest socket path Linux takes (`sun_path` is 108 bytes with its NUL).
+pub const MAX_SOCKET_PATH: usize = 107;
+
+impl Config {
+    /// The server's socket path: `[server] socket`, else `ferrohsm-server.sock` in the
+    /// store directory, else (when that path is too long for a Unix socket) a name made
+    /// from the store's path in `/tmp/ferrohsm-<uid>/`, a directory the server creates 0700
+    /// and refuses if anyone else owns it or can write to it.
+    pub fn socket_path(&self) -> Result<PathBuf, ConfigError> {
+        let p = match &self.server.socket {
+            Some(p) => p.clone(),
+            None => {
+                let beside = self.store.join("ferrohsm-server.sock");
+                if beside.as_os_str().len() <= MAX_SOCKET_PATH {
+                    return Ok(beside);
+                }
+                let store = self
+                    .store
+                    .canonicalize()
+                    .unwrap_or_else(|_| self.store.clone());
+                let name = hsm_proto::fnv1a(store.as_os_str().as_encoded_bytes());
+                PathBuf::from(format!(
+                    "/tmp/ferrohsm-{}/{name:016x}.sock",
+                    hsm_store::current_uid()
+                ))
+            }
+        };
+        let len = p.as_os_str().len();
+        if len > MAX_SOCKET_PATH {
+            return Err(ConfigError::Invalid {
+                path: p.display().to_string(),
+                reason: format!(
+                    "the server socket path is {len} bytes, over the {MAX_SOCKET_PATH} a Unix \
+                     socket allows; set [server] socket to a shorter path in a directory \
+                     only the store's owner can enter"
+                ),
+            });
+        }
+        Ok(p)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -37,6 +124,8 @@ pub struct Config {
     pub store: PathBuf,
     #[serde(default)]
     pub mode: Mode,
+    #[serde(default)]
+    pub server: ServerConfig,
     #[serde(default = "default_log_level")]
     pub log_level: String,
     #[serde(default)]
@@ -208,8 +297,22 @@ mod tests {
     #[test]
     fn minimal_file_takes_defaults() {
         let c = Config::parse("store = \"/tmp/s\"").unwrap();
-        assert_eq!(c.mode, Mode::Embedded);
+        assert_eq!(c.mode, Mode::Auto);
+        assert_eq!(c.server, ServerConfig::default());
+        assert_eq!(
+            c.socket_path().unwrap(),
+            Path::new("/tmp/s/ferrohsm-server.sock")
+        );
         assert_eq!(KdfParams::from(c.kdf), KdfParams::DEFAULT);
+        // A store path too long for a socket beside it: a short name in /tmp instead.
+        let deep = format!("store = \"/tmp/{}\"", "d/".repeat(60));
+        let s = Config::parse(&deep).unwrap().socket_path().unwrap();
+        assert!(
+            s.starts_with("/tmp/ferrohsm-") && s.as_os_str().len() < 60,
+            "{s:?}"
+        );
+        let long = format!("{deep}\n[server]\nsocket = \"/{}\"", "x".repeat(120));
+        assert!(Config::parse(&long).unwrap().socket_path().is_err());
         assert_eq!(PinPolicy::from(c.pin_policy), PinPolicy::default());
     }
 

@@ -130,6 +130,9 @@ pub enum Error {
     DeviceMemory(String),
     #[error("device error: {0}")]
     DeviceError(String),
+    /// The token went away: the server's connection broke, or it could not be reached.
+    #[error("token removed: {0}")]
+    DeviceRemoved(String),
     #[error("function failed: {0}")]
     FunctionFailed(String),
     #[error("internal error: {0}")]

@@ -19,6 +19,8 @@ pub enum Error {
     FunctionNotSupported,
     #[error("function not parallel")]
     FunctionNotParallel,
+    #[error("embedded mode runs the store's worker threads, and the caller forbids threads")]
+    NeedToCreateThreads,
     #[error("configuration: {0}")]
     Config(String),
     #[error(transparent)]
@@ -39,6 +41,7 @@ impl Error {
             Error::CantLock => CKR_CANT_LOCK,
             Error::FunctionNotSupported => CKR_FUNCTION_NOT_SUPPORTED,
             Error::FunctionNotParallel => CKR_FUNCTION_NOT_PARALLEL,
+            Error::NeedToCreateThreads => CKR_NEED_TO_CREATE_THREADS,
             // A missing or broken configuration file: the module cannot work, but nothing
             // is broken beyond repair. The log line names the file and the problem.
             Error::Config(_) => CKR_FUNCTION_FAILED,
@@ -102,6 +105,7 @@ impl Error {
                 CoreError::FunctionNotSupported => CKR_FUNCTION_NOT_SUPPORTED,
                 CoreError::DeviceMemory(_) => CKR_DEVICE_MEMORY,
                 CoreError::DeviceError(_) => CKR_DEVICE_ERROR,
+                CoreError::DeviceRemoved(_) => CKR_DEVICE_REMOVED,
                 CoreError::FunctionFailed(_) => CKR_FUNCTION_FAILED,
                 CoreError::General(_) => CKR_GENERAL_ERROR,
             },
@@ -123,6 +127,7 @@ pub fn ffi(name: &'static str, body: impl FnOnce() -> Result<(), Error>) -> CK_R
                 Error::Config(_)
                 | Error::Core(
                     CoreError::DeviceError(_)
+                    | CoreError::DeviceRemoved(_)
                     | CoreError::DeviceMemory(_)
                     | CoreError::FunctionFailed(_)
                     | CoreError::General(_),

@@ -11,9 +11,11 @@
 #![allow(clippy::unnecessary_cast)]
 
 pub mod boundary;
+mod client;
 pub mod entry;
 mod guard;
 mod label;
+mod launch;
 mod mechanism;
 mod state;
 pub mod template;
@@ -28,6 +30,21 @@ use boundary::Error;
 #[doc(hidden)]
 pub fn runtime() -> Result<std::sync::Arc<hsm_core::Hsm>, Error> {
     state::hsm()
+}
+
+/// The file this code was loaded from (the `.so`, or a test binary that links the
+/// rlib): the mapping of `/proc/self/maps` that holds one of its functions.
+pub(crate) fn module_path() -> Option<std::path::PathBuf> {
+    let here = module_path as fn() -> Option<std::path::PathBuf> as usize;
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines().find_map(|l| {
+        let mut f = l.split_whitespace();
+        let (lo, hi) = f.next()?.split_once('-')?;
+        let lo = usize::from_str_radix(lo, 16).ok()?;
+        let hi = usize::from_str_radix(hi, 16).ok()?;
+        let path = f.nth(4)?;
+        (lo <= here && here < hi && path.starts_with('/')).then(|| path.into())
+    })
 }
 
 /// Library version reported by `C_GetInfo` (major, minor).

@@ -19,6 +19,12 @@ pub mod records;
 mod store;
 
 pub use crypto::KdfParams;
+
+/// The user this process runs as (the owner every store file must have).
+pub fn current_uid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
 pub use error::{Result, StoreError};
 pub use inspect::{CheckReport, Problem, TokenCounts};
 pub use records::{PinPolicy, VersionCause};

@@ -36,7 +36,7 @@ pub trait Reply {
 }
 
 macro_rules! token_calls {
-    ($(
+    (@calls $(
         $(#[$doc:meta])*
         fn $name:ident $([$app:ident])? ($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty $(= $core:ident)?;
     )*) => {
@@ -108,6 +108,15 @@ macro_rules! token_calls {
     (@owned_is $s:ident $other:ident $x:ident) => {};
     (@call $hsm:expr, $name:ident, ($($a:expr),* $(,)?)) => { $hsm.$name($($a),*) };
     (@call $hsm:expr, $name:ident $core:ident, ($($a:expr),* $(,)?)) => { $hsm.$core($($a),*) };
+    ($($list:tt)*) => {
+        /// The call list as written, the source of the protocol's call fingerprint: a
+        /// client and a server built from different lists refuse each other at the
+        /// handshake instead of decoding one call as another.
+        pub const CALL_LIST: &str = stringify!($($list)*);
+        /// The fingerprint of [`CALL_LIST`] that a client's hello carries.
+        pub const CALLS: u64 = hsm_proto::fingerprint(CALL_LIST);
+        token_calls!(@calls $($list)*);
+    };
 }
 
 /// The token in this process: an [`Hsm`] and the application this handle is. Dropping it

@@ -113,6 +113,12 @@ impl Hsm {
             tracing::error!(store = %config.store.display(), "cannot open the store: {e}");
             Error::from(e)
         })?;
+        Self::with_store(config, store, hooks)
+    }
+
+    /// The runtime over a store its caller opened (the server, which tells a store held
+    /// by another process from other failures).
+    pub fn with_store(config: Config, store: Store, hooks: Hooks) -> Result<Hsm> {
         let hsm = Hsm {
             config,
             store,
@@ -122,7 +128,7 @@ impl Hsm {
             next_app: AtomicU64::new(1),
             app_slots: RwLock::new(HashMap::new()),
             sessions: RwLock::new(HashMap::new()),
-            next_session: AtomicU64::new(1),
+            next_session: AtomicU64::new(first_session_handle()),
             session_objects: RwLock::new(HashMap::new()),
             next_session_object: AtomicU64::new(1),
             health: crate::selftest::run_all(),
@@ -222,4 +228,14 @@ impl Hsm {
             Decision::NeedsApproval(pending) => Err(Error::ApprovalRequired(pending.reason)),
         }
     }
+}
+
+/// Where this runtime's session handles begin: a different place each time a store is
+/// opened (the time in milliseconds, times 2^16), so a client that reaches a restarted
+/// server with an old handle gets `CKR_SESSION_HANDLE_INVALID`, not somebody's new session.
+fn first_session_handle() -> u64 {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    ((ms & 0x7fff_ffff) << 16) | 1
 }

@@ -6,8 +6,9 @@ use super::two_call;
 use crate::boundary::{Error, pad};
 use crate::{guard, state};
 use cryptoki_sys::*;
-use hsm_core::config::Config;
+use hsm_core::config::{Config, Mode};
 use std::ffi::c_void;
+use std::sync::Arc;
 
 entry_points! {
     /// # Safety
@@ -104,6 +105,7 @@ entry_points! {
 }
 
 fn initialize(args: Option<&CK_C_INITIALIZE_ARGS>) -> Result<(), Error> {
+    let no_threads = args.is_some_and(|a| a.flags & CKF_LIBRARY_CANT_CREATE_OS_THREADS != 0);
     if let Some(a) = args {
         if !a.pReserved.is_null() {
             return Err(Error::bad("pReserved must be NULL"));
@@ -135,21 +137,29 @@ fn initialize(args: Option<&CK_C_INITIALIZE_ARGS>) -> Result<(), Error> {
         }
     };
     init_logging(&config.log_level);
-    if config.mode != hsm_core::config::Mode::Embedded {
-        return Err(Error::Config(format!(
-            "{}: mode \"client\" (ferrohsm-server) is not built yet",
-            path.display()
-        )));
-    }
     let store = config.store.clone();
-    state::initialize(|| {
-        let hsm = std::sync::Arc::new(hsm_core::Hsm::open(config)?);
-        Ok(state::Opened {
-            token: std::sync::Arc::new(hsm_core::Local::new(hsm.clone())),
-            hsm: Some(hsm),
-        })
+    let mode = config.mode;
+    if mode == Mode::Embedded && no_threads {
+        // RocksDB runs worker threads; a client of the server starts none.
+        return Err(Error::NeedToCreateThreads);
+    }
+    state::initialize(|| match mode {
+        Mode::Embedded => {
+            let hsm = Arc::new(hsm_core::Hsm::open(config)?);
+            Ok(state::Opened {
+                token: Arc::new(hsm_core::Local::new(hsm.clone())),
+                hsm: Some(hsm),
+            })
+        }
+        Mode::Auto | Mode::Client => {
+            let client = crate::client::Client::connect(&config, &path)?;
+            Ok(state::Opened {
+                token: Arc::new(hsm_core::api::Remote(client)),
+                hsm: None,
+            })
+        }
     })?;
-    tracing::info!(config = %path.display(), store = %store.display(), "FerroHSM module initialised");
+    tracing::info!(config = %path.display(), store = %store.display(), ?mode, "FerroHSM module initialised");
     Ok(())
 }
 

@@ -59,10 +59,16 @@ fn setup_full(
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("ferrohsm.toml");
     let store = store.map_or_else(|| dir.path().join("store"), std::path::Path::to_path_buf);
+    // These tests look inside the runtime of this process: the store opens in-process.
+    let mode = if extra_config.contains("mode =") {
+        ""
+    } else {
+        "mode = \"embedded\"\n"
+    };
     std::fs::write(
         &conf,
         format!(
-            "{extra_config}store = {:?}\nlog_level = \"off\"\n[kdf]\nm_kib = 256\nt_cost = 1\np_cost = 1\n[pin_policy]\nmin_len = 4\nmax_len = 16\nmax_failures = {max_failures}\n",
+            "{extra_config}{mode}store = {:?}\nlog_level = \"off\"\n[kdf]\nm_kib = 256\nt_cost = 1\np_cost = 1\n[pin_policy]\nmin_len = 4\nmax_len = 16\nmax_failures = {max_failures}\n",
             store.display().to_string()
         ),
     )

@@ -1,0 +1,540 @@
+//! Many processes on one token: the built module in mode "auto" (the default) through the
+//! `ferrohsm-server` beside it, started on demand, driven by the `cryptoki` crate and by
+//! `pkcs11-tool`. Each scenario runs in child processes (PKCS#11 state is per process).
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::{Error, RvError};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
+use cryptoki::session::{Session, SessionState, UserType};
+use cryptoki::slot::Slot;
+use cryptoki::types::AuthPin;
+use ferrohsm_tests::{TestEnv, is_child, module_path, run_child, spawn_child, wait_for_file};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const SO_PIN: &str = "so-pin-0000";
+const USER_PIN: &str = "user-pin-1111";
+const P256: [u8; 10] = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+
+fn pin(s: &str) -> AuthPin {
+    AuthPin::new(s.into())
+}
+
+fn init() -> Pkcs11 {
+    let p = Pkcs11::new(module_path()).expect("load the module");
+    p.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        .expect("C_Initialize");
+    p
+}
+
+fn rv<T: std::fmt::Debug>(r: cryptoki::error::Result<T>) -> RvError {
+    match r {
+        Err(Error::Pkcs11(rv, _)) => rv,
+        other => panic!("expected a PKCS#11 error, got {other:?}"),
+    }
+}
+
+/// The directory of the test's store, where the processes of a scenario leave signals.
+fn work() -> PathBuf {
+    PathBuf::from(std::env::var_os("FERROHSM_WORK").expect("FERROHSM_WORK"))
+}
+
+fn first_token(p: &Pkcs11) -> Slot {
+    p.get_slots_with_token().unwrap()[0]
+}
+
+/// Initialises the token with both PINs; returns a logged-in user session.
+fn fresh_token(p: &Pkcs11) -> (Slot, Session) {
+    let slot = first_token(p);
+    p.init_token(slot, &pin(SO_PIN), "served").unwrap();
+    let s = p.open_rw_session(slot).unwrap();
+    s.login(UserType::So, Some(&pin(SO_PIN))).unwrap();
+    s.init_pin(&pin(USER_PIN)).unwrap();
+    s.logout().unwrap();
+    s.login(UserType::User, Some(&pin(USER_PIN))).unwrap();
+    (slot, s)
+}
+
+fn ec_pair(s: &Session, label: &str, id: u8) -> (ObjectHandle, ObjectHandle) {
+    s.generate_key_pair(
+        &Mechanism::EccKeyPairGen,
+        &[
+            Attribute::Token(true),
+            Attribute::EcParams(P256.to_vec()),
+            Attribute::Label(label.as_bytes().to_vec()),
+            Attribute::Id(vec![id]),
+            Attribute::Verify(true),
+        ],
+        &[
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Label(label.as_bytes().to_vec()),
+            Attribute::Id(vec![id]),
+            Attribute::Sign(true),
+        ],
+    )
+    .unwrap()
+}
+
+fn find(s: &Session, class: ObjectClass, label: &str) -> Vec<ObjectHandle> {
+    s.find_objects(&[
+        Attribute::Class(class),
+        Attribute::Label(label.as_bytes().to_vec()),
+    ])
+    .unwrap()
+}
+
+fn ec_point(s: &Session, key: ObjectHandle) -> Vec<u8> {
+    let attrs = s.get_attributes(key, &[AttributeType::EcPoint]).unwrap();
+    let Some(Attribute::EcPoint(der)) = attrs.into_iter().next() else {
+        panic!("no CKA_EC_POINT")
+    };
+    der[2..].to_vec()
+}
+
+/// Checks a raw `CKM_ECDSA` signature over a 32-byte digest with RustCrypto.
+fn verify_p256(point: &[u8], digest: &[u8], sig: &[u8]) {
+    use p256::ecdsa::signature::hazmat::PrehashVerifier;
+    let vk = p256::ecdsa::VerifyingKey::from_sec1_bytes(point).unwrap();
+    let sig = p256::ecdsa::Signature::from_slice(sig).unwrap();
+    vk.verify_prehash(digest, &sig)
+        .expect("RustCrypto verifies the signature");
+}
+
+fn envs(env: &TestEnv) -> [(&'static str, &Path); 2] {
+    [
+        ("FERROHSM_CONF", &env.config),
+        ("FERROHSM_WORK", env.dir.path()),
+    ]
+}
+
+fn pkcs11_tool(env: &TestEnv, args: &[&str]) -> String {
+    let out = std::process::Command::new("pkcs11-tool")
+        .env("FERROHSM_CONF", &env.config)
+        .arg("--module")
+        .arg(module_path())
+        .args(args)
+        .output()
+        .expect("pkcs11-tool (Debian package opensc) runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "pkcs11-tool {args:?}:\n{text}");
+    text
+}
+
+// ------------------------------------------------- two processes and pkcs11-tool at once
+
+#[test]
+fn a_second_process_and_pkcs11_tool_work_while_one_holds_the_token() {
+    let env = TestEnv::served();
+    let mut holder = spawn_child("child_holder", &envs(&env));
+    let w = env.dir.path();
+    wait_for_file(&w.join("ready"), 60);
+    // pkcs11-tool, in a process of its own, lists and signs with the holder's key.
+    let listed = pkcs11_tool(&env, &["--login", "--pin", USER_PIN, "--list-objects"]);
+    assert!(listed.contains("label:      held"), "{listed}");
+    std::fs::write(w.join("msg"), b"signed by pkcs11-tool").unwrap();
+    let sig = w.join("sig");
+    pkcs11_tool(
+        &env,
+        &[
+            "--login",
+            "--pin",
+            USER_PIN,
+            "--sign",
+            "--id",
+            "01",
+            "-m",
+            "ECDSA-SHA256",
+            "--input-file",
+            w.join("msg").to_str().unwrap(),
+            "--output-file",
+            sig.to_str().unwrap(),
+        ],
+    );
+    let point = std::fs::read(w.join("held.point")).unwrap();
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(b"signed by pkcs11-tool");
+    verify_p256(&point, &digest, &std::fs::read(&sig).unwrap());
+    pkcs11_tool(
+        &env,
+        &[
+            "--login",
+            "--pin",
+            USER_PIN,
+            "--keypairgen",
+            "--key-type",
+            "EC:prime256v1",
+            "--label",
+            "tool-made",
+            "--id",
+            "02",
+        ],
+    );
+    // And a third process through the cryptoki crate.
+    run_child("child_second", &envs(&env));
+    std::fs::write(w.join("done"), b"").unwrap();
+    let status = holder.wait().unwrap();
+    assert!(status.success(), "the holder failed");
+}
+
+#[test]
+fn child_holder() {
+    if !is_child("child_holder") {
+        return;
+    }
+    let p = init();
+    let (_, s) = fresh_token(&p);
+    let (public, _) = ec_pair(&s, "held", 1);
+    std::fs::write(work().join("held.point"), ec_point(&s, public)).unwrap();
+    std::fs::write(work().join("ready"), b"").unwrap();
+    wait_for_file(&work().join("done"), 120);
+    // What the others made is here, and the holder's own login and session still work.
+    assert_eq!(find(&s, ObjectClass::PRIVATE_KEY, "tool-made").len(), 1);
+    assert_eq!(find(&s, ObjectClass::PRIVATE_KEY, "second-made").len(), 1);
+    let key = find(&s, ObjectClass::PRIVATE_KEY, "held")[0];
+    let sig = s.sign(&Mechanism::Ecdsa, key, &[7u8; 32]).unwrap();
+    verify_p256(&ec_point(&s, public), &[7u8; 32], &sig);
+}
+
+#[test]
+fn child_second() {
+    if !is_child("child_second") {
+        return;
+    }
+    let p = init();
+    let slot = first_token(&p);
+    let s = p.open_rw_session(slot).unwrap();
+    // Login is per process: the holder's does not log this one in.
+    assert_eq!(
+        s.get_session_info().unwrap().session_state(),
+        SessionState::RwPublic
+    );
+    assert!(find(&s, ObjectClass::PRIVATE_KEY, "held").is_empty());
+    s.login(UserType::User, Some(&pin(USER_PIN))).unwrap();
+    let key = find(&s, ObjectClass::PRIVATE_KEY, "held")[0];
+    let public = find(&s, ObjectClass::PUBLIC_KEY, "held")[0];
+    let sig = s.sign(&Mechanism::Ecdsa, key, &[9u8; 32]).unwrap();
+    verify_p256(&ec_point(&s, public), &[9u8; 32], &sig);
+    ec_pair(&s, "second-made", 3);
+}
+
+// ---------------------------------------------------- a server killed under load (F9)
+
+#[test]
+fn a_server_killed_under_load_answers_device_removed_then_a_new_server_serves() {
+    let env = TestEnv::served();
+    run_child("child_kill_server", &envs(&env));
+}
+
+fn server_pid() -> u32 {
+    let out = std::process::Command::new(module_path().with_file_name("ferrohsm-server"))
+        .args(["status"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split("(pid ")
+        .nth(1)
+        .and_then(|t| t.split(')').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {text:?}"))
+}
+
+#[test]
+fn child_kill_server() {
+    if !is_child("child_kill_server") {
+        return;
+    }
+    let p = init();
+    let (slot, s) = fresh_token(&p);
+    let (_, key) = ec_pair(&s, "survivor", 1);
+    let pid = server_pid();
+    // Two signers under way when the server dies.
+    let signers: Vec<_> = (0..2)
+        .map(|_| {
+            let p = p.clone();
+            std::thread::spawn(move || {
+                let s = p.open_ro_session(slot).unwrap();
+                let mut signed = 0u32;
+                loop {
+                    match s.sign(&Mechanism::Ecdsa, key, &[1u8; 32]) {
+                        Ok(_) => signed += 1,
+                        Err(e) => return (signed, e),
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let mut removed = 0;
+    for t in signers {
+        let (signed, e) = t.join().unwrap();
+        assert!(signed > 0, "the signer never signed before the kill");
+        match e {
+            Error::Pkcs11(RvError::DeviceRemoved, _) => removed += 1,
+            // Its first call after another thread's reconnect reached the new server.
+            Error::Pkcs11(RvError::SessionHandleInvalid, _) => {}
+            other => panic!("a signer got {other:?}"),
+        }
+    }
+    assert!(removed >= 1, "nobody saw CKR_DEVICE_REMOVED");
+    // The old session is gone with its server; the module reached a new one by itself.
+    assert_eq!(rv(s.get_session_info()), RvError::SessionHandleInvalid);
+    assert_ne!(server_pid(), pid, "no new server");
+    // Nothing acknowledged was lost: the key made before the kill signs.
+    let s = p.open_rw_session(slot).unwrap();
+    s.login(UserType::User, Some(&pin(USER_PIN))).unwrap();
+    let key = find(&s, ObjectClass::PRIVATE_KEY, "survivor")[0];
+    let public = find(&s, ObjectClass::PUBLIC_KEY, "survivor")[0];
+    let sig = s.sign(&Mechanism::Ecdsa, key, &[2u8; 32]).unwrap();
+    verify_p256(&ec_point(&s, public), &[2u8; 32], &sig);
+}
+
+// ------------------------------------------------ a client killed mid-operation (F9)
+
+#[test]
+fn a_client_killed_mid_operation_leaves_its_sessions_closed_and_the_server_healthy() {
+    let env = TestEnv::served();
+    let mut victim = spawn_child("child_victim", &envs(&env));
+    wait_for_file(&env.dir.path().join("ready"), 60);
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    run_child("child_after_victim", &envs(&env));
+}
+
+#[test]
+fn child_victim() {
+    if !is_child("child_victim") {
+        return;
+    }
+    let p = init();
+    let (slot, s) = fresh_token(&p);
+    s.create_object(&[
+        Attribute::Class(ObjectClass::DATA),
+        Attribute::Token(false),
+        Attribute::Label(b"victim-session".to_vec()),
+        Attribute::Value(b"x".to_vec()),
+    ])
+    .unwrap();
+    let others: Vec<Session> = (0..3).map(|_| p.open_ro_session(slot).unwrap()).collect();
+    others[0].digest_init(&Mechanism::Sha256).unwrap();
+    others[0].digest_update(b"half a digest").unwrap();
+    std::fs::write(work().join("ready"), b"").unwrap();
+    std::thread::sleep(Duration::from_secs(120));
+}
+
+#[test]
+fn child_after_victim() {
+    if !is_child("child_after_victim") {
+        return;
+    }
+    let p = init();
+    let slot = first_token(&p);
+    let s = p.open_rw_session(slot).unwrap();
+    // The victim's four sessions went with it (the server counts every client's).
+    let end = Instant::now() + Duration::from_secs(5);
+    while p.get_token_info(slot).unwrap().session_count() != Some(1) {
+        assert!(Instant::now() < end, "the dead client's sessions stayed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        s.get_session_info().unwrap().session_state(),
+        SessionState::RwPublic
+    );
+    s.login(UserType::User, Some(&pin(USER_PIN))).unwrap();
+    assert!(find(&s, ObjectClass::DATA, "victim-session").is_empty());
+}
+
+// --------------------------------------------------------- fork and threads (item 2)
+
+#[test]
+fn a_forked_child_initialises_again_and_the_parent_goes_on() {
+    let env = TestEnv::served();
+    run_child("child_fork", &envs(&env));
+}
+
+#[test]
+#[allow(unsafe_code)]
+fn child_fork() {
+    if !is_child("child_fork") {
+        return;
+    }
+    let p = init();
+    let (slot, s) = fresh_token(&p);
+    let (public, key) = ec_pair(&s, "forked", 1);
+    // SAFETY: fork in a process whose only other threads are the test harness's idle
+    // ones; the child calls the module and then `_exit`, running no destructor.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let code = (|| {
+            // The parent's initialisation is not the child's.
+            if !matches!(
+                p.get_slots_with_token(),
+                Err(Error::Pkcs11(RvError::CryptokiNotInitialized, _))
+            ) {
+                return 10;
+            }
+            let q = Pkcs11::new(module_path()).expect("load");
+            if q.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+                .is_err()
+            {
+                return 11;
+            }
+            let Ok(cs) = q.open_ro_session(slot) else {
+                return 12;
+            };
+            if cs.login(UserType::User, Some(&pin(USER_PIN))).is_err() {
+                return 13;
+            }
+            let Ok(found) = cs.find_objects(&[Attribute::Label(b"forked".to_vec())]) else {
+                return 14;
+            };
+            if found.len() != 2 {
+                return 15;
+            }
+            0
+        })();
+        // SAFETY: leaves the forked child without running the parent's destructors.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child forked above.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "child status {status:#x}"
+    );
+    // The parent's connection, session and login are untouched.
+    let sig = s.sign(&Mechanism::Ecdsa, key, &[3u8; 32]).unwrap();
+    verify_p256(&ec_point(&s, public), &[3u8; 32], &sig);
+}
+
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+#[test]
+fn a_client_starts_no_thread_and_honours_cant_create_threads() {
+    let env = TestEnv::served();
+    run_child("child_threads", &envs(&env));
+}
+
+#[test]
+fn child_threads() {
+    if !is_child("child_threads") {
+        return;
+    }
+    let p = Pkcs11::new(module_path()).unwrap();
+    let before = threads();
+    p.initialize(CInitializeArgs::new(
+        CInitializeFlags::OS_LOCKING_OK | CInitializeFlags::LIBRARY_CANT_CREATE_OS_THREADS,
+    ))
+    .expect("C_Initialize without threads, the server started on demand");
+    let (_, s) = fresh_token(&p);
+    s.generate_random_vec(16).unwrap();
+    assert_eq!(threads(), before, "the module started a thread");
+    drop(s);
+    p.finalize().unwrap();
+    assert_eq!(threads(), before);
+}
+
+// ------------------------------------------------------ the CLI beside a server (item 4)
+
+#[test]
+fn the_cli_reads_and_backs_up_a_served_store_and_refuses_to_write_it() {
+    let env = TestEnv::served();
+    let mut holder = spawn_child("child_keep_open", &envs(&env));
+    let w = env.dir.path();
+    wait_for_file(&w.join("ready"), 60);
+    let store = env.store.to_str().unwrap();
+    let cli = |args: &[&str]| {
+        std::process::Command::new(ferrohsm_tests::cli_path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let ok = |args: &[&str]| {
+        let o = cli(args);
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        text
+    };
+    assert!(ok(&["token", "list", "--store", store]).contains("served"));
+    assert!(ok(&["inspect", "--store", store, "objects"]).contains("kept"));
+    ok(&["migrate", "status", "--store", store]);
+    let pass = w.join("pass");
+    std::fs::write(&pass, "a backup passphrase of some length").unwrap();
+    let archive = w.join("served.fhsm");
+    ok(&[
+        "backup",
+        "create",
+        "--store",
+        store,
+        "--out",
+        archive.to_str().unwrap(),
+        "--passphrase-file",
+        pass.to_str().unwrap(),
+        "--no-progress",
+    ]);
+    ok(&[
+        "backup",
+        "verify",
+        archive.to_str().unwrap(),
+        "--passphrase-file",
+        pass.to_str().unwrap(),
+        "--no-progress",
+    ]);
+    // A writer is refused, and told that the server holds the store.
+    let so = w.join("so");
+    std::fs::write(&so, SO_PIN).unwrap();
+    let o = cli(&[
+        "token",
+        "init",
+        "--store",
+        store,
+        "--label",
+        "other",
+        "--so-pin-file",
+        so.to_str().unwrap(),
+        "--no-user-pin",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(err.contains("ferrohsm-server"), "{err}");
+    std::fs::write(w.join("done"), b"").unwrap();
+    assert!(holder.wait().unwrap().success());
+}
+
+#[test]
+fn child_keep_open() {
+    if !is_child("child_keep_open") {
+        return;
+    }
+    let p = init();
+    let (_, s) = fresh_token(&p);
+    s.create_object(&[
+        Attribute::Class(ObjectClass::DATA),
+        Attribute::Token(true),
+        Attribute::Private(false),
+        Attribute::Label(b"kept".to_vec()),
+        Attribute::Value(b"v".to_vec()),
+    ])
+    .unwrap();
+    std::fs::write(work().join("ready"), b"").unwrap();
+    wait_for_file(&work().join("done"), 120);
+}
