@@ -538,3 +538,141 @@ fn child_keep_open() {
     std::fs::write(work().join("ready"), b"").unwrap();
     wait_for_file(&work().join("done"), 120);
 }
+
+// ------------------------------------------- 8 processes × 2 threads on one token (L6)
+
+#[test]
+fn eight_processes_of_two_threads_sign_encrypt_create_and_find_without_an_error() {
+    let env = TestEnv::served();
+    run_child("child_load_setup", &envs(&env));
+    let ids: Vec<String> = (0..8).map(|i| i.to_string()).collect();
+    let children: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let [a, b] = envs(&env);
+            spawn_child("child_load", &[a, b, ("FERROHSM_LOAD_ID", Path::new(id))])
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success(), "a loaded process failed");
+    }
+    let out = run_child("child_load_count", &envs(&env));
+    let line = out.lines().find(|l| l.contains("objects created"));
+    println!("{}", line.unwrap_or_default());
+}
+
+#[test]
+fn child_load_setup() {
+    if !is_child("child_load_setup") {
+        return;
+    }
+    let p = init();
+    let (_, s) = fresh_token(&p);
+    ec_pair(&s, "load-ec", 1);
+    s.generate_key(
+        &Mechanism::AesKeyGen,
+        &[
+            Attribute::Token(true),
+            Attribute::ValueLen(32.into()),
+            Attribute::Label(b"load-aes".to_vec()),
+            Attribute::Encrypt(true),
+            Attribute::Decrypt(true),
+        ],
+    )
+    .unwrap();
+}
+
+/// How long each loaded process runs (30 s unless `FERROHSM_LOAD_SECS` says otherwise).
+fn load_duration() -> Duration {
+    let secs = std::env::var("FERROHSM_LOAD_SECS").map_or(30, |s| s.parse().unwrap());
+    Duration::from_secs(secs)
+}
+
+fn gcm<'a>(iv: &'a mut [u8; 12], aad: &'a str) -> Mechanism<'a> {
+    use cryptoki::mechanism::aead::GcmParams;
+    Mechanism::AesGcm(GcmParams::new(iv, aad.as_bytes(), 128.into()).unwrap())
+}
+
+/// One thread's share of the load; returns how many objects it created.
+fn load_round(p: &Pkcs11, slot: Slot, id: &str, thread: usize, end: Instant) -> u64 {
+    let s = p.open_rw_session(slot).unwrap();
+    let key = find(&s, ObjectClass::PRIVATE_KEY, "load-ec")[0];
+    let point = ec_point(&s, find(&s, ObjectClass::PUBLIC_KEY, "load-ec")[0]);
+    let aes = find(&s, ObjectClass::SECRET_KEY, "load-aes")[0];
+    let mut made = 0u64;
+    while Instant::now() < end {
+        let digest = [made as u8; 32];
+        let sig = s.sign(&Mechanism::Ecdsa, key, &digest).unwrap();
+        if made.is_multiple_of(64) {
+            verify_p256(&point, &digest, &sig);
+        }
+        let mut iv = [thread as u8; 12];
+        iv[4..].copy_from_slice(&made.to_be_bytes());
+        let data = vec![made as u8; 1024];
+        let ct = s.encrypt(&gcm(&mut iv.clone(), id), aes, &data).unwrap();
+        assert_eq!(
+            s.decrypt(&gcm(&mut iv.clone(), id), aes, &ct).unwrap(),
+            data
+        );
+        let label = format!("load-{id}-{thread}-{made}");
+        s.create_object(&[
+            Attribute::Class(ObjectClass::DATA),
+            Attribute::Token(true),
+            Attribute::Private(false),
+            Attribute::Label(label.clone().into_bytes()),
+            Attribute::Value(vec![1, 2, 3]),
+        ])
+        .unwrap();
+        made += 1;
+        assert_eq!(find(&s, ObjectClass::DATA, &label).len(), 1, "{label}");
+    }
+    made
+}
+
+#[test]
+fn child_load() {
+    if !is_child("child_load") {
+        return;
+    }
+    let id = std::env::var("FERROHSM_LOAD_ID").unwrap();
+    let p = init();
+    let slot = first_token(&p);
+    let s = p.open_ro_session(slot).unwrap();
+    s.login(UserType::User, Some(&pin(USER_PIN))).unwrap();
+    let end = Instant::now() + load_duration();
+    let made: u64 = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..2)
+            .map(|t| {
+                let (p, id) = (&p, &id);
+                scope.spawn(move || load_round(p, slot, id, t, end))
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).sum()
+    });
+    assert!(made > 0);
+    std::fs::write(work().join(format!("load-{id}.count")), made.to_string()).unwrap();
+}
+
+#[test]
+fn child_load_count() {
+    if !is_child("child_load_count") {
+        return;
+    }
+    let made: u64 = (0..8)
+        .map(|i| {
+            let f = work().join(format!("load-{i}.count"));
+            std::fs::read_to_string(f).unwrap().parse::<u64>().unwrap()
+        })
+        .sum();
+    let p = init();
+    let s = p.open_ro_session(first_token(&p)).unwrap();
+    let found = s
+        .find_objects(&[Attribute::Class(ObjectClass::DATA)])
+        .unwrap()
+        .len() as u64;
+    assert_eq!(
+        found, made,
+        "objects created under load and found afterwards"
+    );
+    println!("{made} objects created by 8 processes x 2 threads, all found");
+}

@@ -53,6 +53,11 @@ pub struct ServerConfig {
     /// How long the module waits for a server it started to answer.
     #[serde(default = "default_start_timeout")]
     pub start_timeout_secs: u64,
+    /// How long a PIN the server proved right may log other clients in without the PIN
+    /// KDF (a keyed verifier in the server's memory; the failure counter still runs
+    /// first, a PIN it does not know pays the full KDF). 0: every login pays it.
+    #[serde(default = "default_login_cache")]
+    pub login_cache_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -63,6 +68,7 @@ impl Default for ServerConfig {
             allow_uids: Vec::new(),
             executable: None,
             start_timeout_secs: default_start_timeout(),
+            login_cache_secs: default_login_cache(),
         }
     }
 }
@@ -73,6 +79,10 @@ fn default_idle_exit() -> u64 {
 
 fn default_start_timeout() -> u64 {
     10
+}
+
+fn default_login_cache() -> u64 {
+    900
 }
 
 /// The longest socket path Linux takes (`sun_path` is 108 bytes with its NUL).
@@ -308,7 +318,7 @@ mod tests {
         let deep = format!("store = \"/tmp/{}\"", "d/".repeat(60));
         let s = Config::parse(&deep).unwrap().socket_path().unwrap();
         assert!(
-            s.starts_with("/tmp/ferrohsm-") && s.as_os_str().len() < 60,
+            s.to_str().unwrap().starts_with("/tmp/ferrohsm-") && s.as_os_str().len() < 60,
             "{s:?}"
         );
         let long = format!("{deep}\n[server]\nsocket = \"/{}\"", "x".repeat(120));

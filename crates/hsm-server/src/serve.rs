@@ -56,6 +56,7 @@ pub fn run(config: Config, idle_exit: u64, log_file: Option<PathBuf>) -> ExitCod
     } else {
         config.server.allow_uids.clone()
     };
+    store.set_login_cache(Some(Duration::from_secs(config.server.login_cache_secs)));
     let store_dir = config.store.clone();
     let hsm = match Hsm::with_store(config, store, Hooks::default()) {
         Ok(h) => Arc::new(h),
@@ -113,6 +114,7 @@ async fn accept(
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut expire = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             r = listener.accept() => match r {
@@ -125,6 +127,7 @@ async fn accept(
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
+            _ = expire.tick() => shared.hsm.store().expire_login_cache(),
             _ = term.recv() => return Ok("SIGTERM"),
             _ = int.recv() => return Ok("SIGINT"),
             _ = tick.tick(), if idle.is_some() => {

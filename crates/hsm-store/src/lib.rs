@@ -28,4 +28,6 @@ pub fn current_uid() -> u32 {
 pub use error::{Result, StoreError};
 pub use inspect::{CheckReport, Problem, TokenCounts};
 pub use records::{PinPolicy, VersionCause};
-pub use store::{Query, Store, StoredObject, TokenInfo, TokenKeys, TokenSpec, VersionInfo};
+pub use store::{
+    LoginStats, Query, Store, StoredObject, TokenInfo, TokenKeys, TokenSpec, VersionInfo,
+};

@@ -63,6 +63,10 @@ struct RunArgs {
     /// FerroHSM's module (default: libferrohsm_pkcs11.so next to this binary).
     #[arg(long)]
     ferrohsm: Option<PathBuf>,
+    /// How FerroHSM's module reaches its store: "embedded" (in-process, the default
+    /// here) or "auto" (through the ferrohsm-server beside the module).
+    #[arg(long, default_value = "embedded", value_parser = ["embedded", "auto"])]
+    ferrohsm_mode: String,
     /// SoftHSM2's module.
     #[arg(long, default_value = "/usr/lib/softhsm/libsofthsm2.so")]
     softhsm: PathBuf,
@@ -290,12 +294,18 @@ fn run(a: RunArgs) -> Res<()> {
     std::fs::write(
         &fconf,
         format!(
-            "store = {:?}\nlog_level = \"warn\"\n",
+            "mode = {:?}\nstore = {:?}\nlog_level = \"warn\"\n[server]\nidle_exit_secs = 5\n",
+            a.ferrohsm_mode,
             fdir.join("store").display().to_string()
         ),
     )?;
+    let ferro_name = if a.ferrohsm_mode == "embedded" {
+        "FerroHSM"
+    } else {
+        "FerroHSM (server)"
+    };
     let ferro = measure_child(
-        "FerroHSM",
+        ferro_name,
         &ferro_module,
         ("FERROHSM_CONF", &fconf),
         &s,

@@ -280,7 +280,15 @@ impl Store {
         // Whatever happens to this attempt, it leaves the in-flight count: an attempt that
         // never did would keep every later one waiting at the limit.
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.unwrap_master(token, who, &rec.kdf, &slot, pin)
+            if let Some(master) = self.pin_cache.lookup(token, who, &slot, pin) {
+                return Ok(master);
+            }
+            let master = self.unwrap_master(token, who, &rec.kdf, &slot, pin);
+            match &master {
+                Ok(m) => self.pin_cache.remember(token, who, &slot, pin, m),
+                Err(_) => self.pin_cache.derived(),
+            }
+            master
         }));
         let master = self.end_pin_attempt(token, who, outcome, failures, max)?;
         Ok((master, rec))
@@ -439,6 +447,7 @@ impl Store {
             keys::meta::pin_failures(keys.token, UserKind::User),
             0u32.to_be_bytes().to_vec(),
         );
+        self.pin_cache.forget(keys.token);
         self.kv.write(b)
     }
 
@@ -463,6 +472,7 @@ impl Store {
         }
         let mut b = Batch::new();
         b.put(Cf::Meta, keys::meta::token(token), records::encode(&rec));
+        self.pin_cache.forget(token);
         self.kv.write(b)
     }
 
@@ -473,6 +483,7 @@ impl Store {
         let rec = self.token_record(token)?;
         self.verify_pin(token, UserKind::So, so_pin, rec)?;
         let _g = self.lock();
+        self.pin_cache.forget(token);
         let mut rec = self.token_record(token)?;
         let master = Key32::random()?;
         let public_key = Key32::random()?;

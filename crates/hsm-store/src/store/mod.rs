@@ -9,12 +9,14 @@
 mod index;
 mod keyring;
 mod objects;
+mod pin_cache;
 mod sealed;
 mod versions;
 
 pub use index::Query;
 pub use keyring::{TokenInfo, TokenKeys, TokenSpec};
 pub use objects::StoredObject;
+pub use pin_cache::LoginStats;
 pub use versions::VersionInfo;
 
 use crate::backend::mem::MemBackend;
@@ -39,6 +41,8 @@ pub struct Store {
     // one of them ended.
     inflight: Mutex<std::collections::HashMap<(TokenId, UserKind), u32>>,
     inflight_done: std::sync::Condvar,
+    // PINs proved right recently, when the opener turned the cache on.
+    pin_cache: pin_cache::PinCache,
 }
 
 pub(crate) fn now() -> u64 {
@@ -217,7 +221,25 @@ impl Store {
             write_lock: Mutex::new(()),
             inflight: Mutex::new(std::collections::HashMap::new()),
             inflight_done: std::sync::Condvar::new(),
+            pin_cache: pin_cache::PinCache::new()?,
         })
+    }
+
+    /// Turns the login cache on for `ttl` (or off: `None` or zero). See
+    /// `store/pin_cache.rs`: the failure counter still runs first, and a PIN the cache does
+    /// not know goes through the full KDF.
+    pub fn set_login_cache(&self, ttl: Option<std::time::Duration>) {
+        self.pin_cache.set_ttl(ttl);
+    }
+
+    /// Drops cached logins past their time to live (the server calls it every second).
+    pub fn expire_login_cache(&self) {
+        self.pin_cache.expire();
+    }
+
+    /// How many logins the cache answered, and how many ran the PIN KDF.
+    pub fn login_stats(&self) -> LoginStats {
+        self.pin_cache.stats()
     }
 
     pub fn store_id(&self) -> [u8; 16] {
