@@ -447,6 +447,23 @@ fn child_threads() {
     drop(s);
     p.finalize().unwrap();
     assert_eq!(threads(), before);
+    // Embedded asked for, threads forbidden (GnuTLS's p11tool does this): the store opens
+    // in the server instead, and still no thread starts here.
+    let conf = std::env::var_os("FERROHSM_CONF").unwrap();
+    let text = std::fs::read_to_string(&conf).unwrap();
+    std::fs::write(
+        &conf,
+        text.replace("mode = \"auto\"", "mode = \"embedded\""),
+    )
+    .unwrap();
+    let p = Pkcs11::new(module_path()).unwrap();
+    p.initialize(CInitializeArgs::new(
+        CInitializeFlags::OS_LOCKING_OK | CInitializeFlags::LIBRARY_CANT_CREATE_OS_THREADS,
+    ))
+    .expect("C_Initialize, embedded configured, threads forbidden");
+    let s = p.open_ro_session(first_token(&p)).unwrap();
+    s.generate_random_vec(16).unwrap();
+    assert_eq!(threads(), before, "embedded opened the store here");
 }
 
 // ------------------------------------------------------ the CLI beside a server (item 4)
@@ -675,4 +692,63 @@ fn child_load_count() {
         "objects created under load and found afterwards"
     );
     println!("{made} objects created by 8 processes x 2 threads, all found");
+}
+
+// ------------------------------------------- processes starting at once: one server
+
+#[test]
+fn four_processes_starting_at_once_end_up_with_one_server() {
+    let env = TestEnv::served();
+    run_child("child_race_setup", &envs(&env));
+    assert!(
+        !env.server_command("stop").stdout.is_empty(),
+        "no server to stop after the setup"
+    );
+    let ids: Vec<String> = (0..4).map(|i| i.to_string()).collect();
+    let racers: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let [a, b] = envs(&env);
+            spawn_child("child_racer", &[a, b, ("FERROHSM_LOAD_ID", Path::new(id))])
+        })
+        .collect();
+    let w = env.dir.path();
+    let pids: Vec<String> = ids
+        .iter()
+        .map(|id| {
+            let f = w.join(format!("racer-{id}.pid"));
+            wait_for_file(&f, 60);
+            std::fs::read_to_string(f).unwrap()
+        })
+        .collect();
+    std::fs::write(w.join("done"), b"").unwrap();
+    for mut r in racers {
+        assert!(r.wait().unwrap().success(), "a racer failed");
+    }
+    assert!(pids.iter().all(|p| p == &pids[0]), "servers: {pids:?}");
+}
+
+#[test]
+fn child_race_setup() {
+    if !is_child("child_race_setup") {
+        return;
+    }
+    let p = init();
+    fresh_token(&p);
+}
+
+#[test]
+fn child_racer() {
+    if !is_child("child_racer") {
+        return;
+    }
+    let id = std::env::var("FERROHSM_LOAD_ID").unwrap();
+    let p = init();
+    let s = p.open_rw_session(first_token(&p)).unwrap();
+    s.login(UserType::User, Some(&pin(USER_PIN))).unwrap();
+    // Connected: the server this process reached is the one that answers now.
+    let tmp = work().join(format!("racer-{id}.tmp"));
+    std::fs::write(&tmp, server_pid().to_string()).unwrap();
+    std::fs::rename(tmp, work().join(format!("racer-{id}.pid"))).unwrap();
+    wait_for_file(&work().join("done"), 120);
 }

@@ -19,8 +19,6 @@ pub enum Error {
     FunctionNotSupported,
     #[error("function not parallel")]
     FunctionNotParallel,
-    #[error("embedded mode runs the store's worker threads, and the caller forbids threads")]
-    NeedToCreateThreads,
     #[error("configuration: {0}")]
     Config(String),
     #[error(transparent)]
@@ -41,7 +39,6 @@ impl Error {
             Error::CantLock => CKR_CANT_LOCK,
             Error::FunctionNotSupported => CKR_FUNCTION_NOT_SUPPORTED,
             Error::FunctionNotParallel => CKR_FUNCTION_NOT_PARALLEL,
-            Error::NeedToCreateThreads => CKR_NEED_TO_CREATE_THREADS,
             // A missing or broken configuration file: the module cannot work, but nothing
             // is broken beyond repair. The log line names the file and the problem.
             Error::Config(_) => CKR_FUNCTION_FAILED,

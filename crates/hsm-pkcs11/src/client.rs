@@ -24,6 +24,10 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+/// How long a caller polls for the server's answer before it sleeps: most calls are
+/// answered within it, without a wake-up.
+const SPIN: std::time::Duration = std::time::Duration::from_micros(100);
+
 /// A connected client: the socket, this process's application, idle connections.
 pub struct Client {
     socket: PathBuf,
@@ -112,7 +116,7 @@ impl Client {
     /// meanwhile.
     fn round_trip(&self, c: &mut UnixStream, frame: &[u8]) -> Result<hsm_proto::Frame, FrameError> {
         c.write_all(frame)?;
-        hsm_proto::read_frame(c, self.max_frame)
+        hsm_proto::read_frame(&mut hsm_proto::Spinning::new(c, SPIN), self.max_frame)
     }
 }
 

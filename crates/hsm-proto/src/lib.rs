@@ -219,6 +219,51 @@ pub fn read_frame(r: &mut impl Read, cap: u64) -> Result<Frame, FrameError> {
     }
 }
 
+/// A Unix stream that waits for data by spinning for a moment before it sleeps.
+///
+/// A call over the socket is two wake-ups of a sleeping thread, one on each side. On a
+/// loaded machine each costs tens of microseconds, more than most calls take to serve.
+/// So a reader first polls without blocking (`MSG_DONTWAIT`), for up to `spin`, and only
+/// then blocks. Writes are the stream's own.
+pub struct Spinning<'a> {
+    stream: &'a std::os::unix::net::UnixStream,
+    spin: std::time::Duration,
+}
+
+impl<'a> Spinning<'a> {
+    pub fn new(stream: &'a std::os::unix::net::UnixStream, spin: std::time::Duration) -> Self {
+        Spinning { stream, spin }
+    }
+}
+
+impl Read for Spinning<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use rustix::net::{RecvFlags, recv};
+        let start = std::time::Instant::now();
+        loop {
+            match recv(self.stream, &mut *buf, RecvFlags::DONTWAIT) {
+                Ok((n, _)) => return Ok(n),
+                Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::AGAIN) if start.elapsed() < self.spin => {
+                    std::hint::spin_loop();
+                }
+                Err(rustix::io::Errno::AGAIN) => return (&*self.stream).read(buf),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+impl Write for Spinning<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        (&*self.stream).write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Fills `buf`: `Closed` if the stream ends before its first byte, `Truncated` if in the
 /// middle.
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> Result<(), FrameError> {

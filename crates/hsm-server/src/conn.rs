@@ -6,15 +6,18 @@
 
 use hsm_core::api::{CALLS, Reply, Request};
 use hsm_core::{Error as CoreError, Hsm, Local};
-use hsm_proto::{AppKey, FrameError, Hello, Welcome};
+use hsm_proto::{AppKey, FrameError, Hello, Spinning, Welcome};
 use serde::Serialize;
 use std::collections::HashMap;
+use std::io::{BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::UnixStream;
 
+/// How long a connection's thread polls for the client's next call before it sleeps (a
+/// client that calls again at once is answered without a wake-up).
+const SPIN: Duration = Duration::from_micros(50);
 /// How long a new connection may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -25,6 +28,9 @@ pub struct Shared {
     pub max_frame: u64,
     apps: Mutex<HashMap<u64, (AppKey, Weak<Local>)>>,
     clients: AtomicUsize,
+    /// Every open connection, so that stopping the server can end them all.
+    open: Mutex<HashMap<u64, UnixStream>>,
+    next_conn: std::sync::atomic::AtomicU64,
     /// When the last client left (for the idle exit).
     idle_since: Mutex<Option<Instant>>,
 }
@@ -37,7 +43,17 @@ impl Shared {
             max_frame,
             apps: Mutex::new(HashMap::new()),
             clients: AtomicUsize::new(0),
+            open: Mutex::new(HashMap::new()),
+            next_conn: std::sync::atomic::AtomicU64::new(0),
             idle_since: Mutex::new(Some(Instant::now())),
+        }
+    }
+
+    /// Ends every connection (the server is stopping): their threads see the end of
+    /// their stream, and their applications end.
+    pub fn close_all(&self) {
+        for s in lock(&self.open).values() {
+            let _ = s.shutdown(std::net::Shutdown::Both);
         }
     }
 
@@ -79,32 +95,53 @@ impl Shared {
     }
 }
 
-/// Serves one connection to its end. Never panics the server: errors end the connection.
-pub async fn handle(mut stream: UnixStream, shared: Arc<Shared>) {
+/// Serves one connection to its end, on a thread of its own: a call is a blocking read,
+/// the core's work and a blocking write, with no hand-off between threads on the way
+/// (an idle client costs a parked thread). Errors end the connection, never the server.
+pub async fn handle(stream: tokio::net::UnixStream, shared: Arc<Shared>) {
     let peer = stream.peer_cred().ok();
     let who = peer.map_or_else(
         || "peer ?".to_string(),
         |c| format!("pid {:?} uid {}", c.pid(), c.uid()),
     );
-    let _guard = Present::new(&shared);
-    let (local, client) = match tokio::time::timeout(
-        HELLO_TIMEOUT,
-        handshake(&mut stream, &shared, peer.map(|c| c.uid())),
-    )
-    .await
+    let std_stream = match stream
+        .into_std()
+        .and_then(|s| s.set_nonblocking(false).map(|()| s))
     {
-        Ok(Ok(accepted)) => accepted,
-        Ok(Err(e)) => {
-            tracing::warn!(peer = %who, "handshake failed: {e}");
-            return;
-        }
-        Err(_) => {
-            tracing::warn!(peer = %who, "no hello within {HELLO_TIMEOUT:?}; closed");
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(peer = %who, "cannot take the connection: {e}");
             return;
         }
     };
+    let uid = peer.map(|c| c.uid());
+    let _ = tokio::task::spawn_blocking(move || serve(std_stream, &shared, uid, &who)).await;
+}
+
+fn serve(stream: UnixStream, shared: &Shared, uid: Option<u32>, who: &str) {
+    let _guard = Present::new(shared);
+    let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+    if let Ok(c) = stream.try_clone() {
+        lock(&shared.open).insert(id, c);
+    }
+    serve_registered(&stream, shared, uid, who);
+    lock(&shared.open).remove(&id);
+}
+
+fn serve_registered(stream: &UnixStream, shared: &Shared, uid: Option<u32>, who: &str) {
+    let mut reader = BufReader::with_capacity(64 << 10, Spinning::new(stream, SPIN));
+    let mut writer = stream;
+    let _ = stream.set_read_timeout(Some(HELLO_TIMEOUT));
+    let (local, client) = match handshake(&mut reader, &mut writer, shared, uid) {
+        Ok(accepted) => accepted,
+        Err(e) => {
+            tracing::warn!(peer = %who, "handshake failed: {e}");
+            return;
+        }
+    };
+    let _ = stream.set_read_timeout(None);
     tracing::info!(peer = %who, %client, app = local.app(), "client connected");
-    match calls(&mut stream, &shared, &local).await {
+    match calls(&mut reader, &mut writer, shared, &local) {
         Ok(()) => tracing::info!(peer = %who, app = local.app(), "client left"),
         Err(e) => tracing::warn!(peer = %who, app = local.app(), "connection closed: {e}"),
     }
@@ -114,62 +151,35 @@ pub async fn handle(mut stream: UnixStream, shared: Arc<Shared>) {
 ///
 /// The peer's uid is checked after its hello is read (a refusal sent to a peer whose
 /// bytes are still unread could be lost to a connection reset).
-async fn handshake(
-    stream: &mut UnixStream,
+fn handshake(
+    r: &mut impl Read,
+    w: &mut impl Write,
     shared: &Shared,
     uid: Option<u32>,
 ) -> Result<(Arc<Local>, String), FrameError> {
-    let mut magic = [0u8; 8];
-    stream.read_exact(&mut magic).await?;
-    if magic != hsm_proto::MAGIC {
-        let _ = refuse(stream, "not a FerroHSM client (wrong magic)".into()).await;
-        return Err(FrameError::NotFerroHsm("client"));
+    if let Err(e) = hsm_proto::read_magic(r, "client") {
+        if matches!(e, FrameError::NotFerroHsm(_)) {
+            let _ = refuse(w, "not a FerroHSM client (wrong magic)".into());
+        }
+        return Err(e);
     }
-    let payload = read_frame(stream, hsm_proto::HELLO_MAX).await?;
+    let payload = hsm_proto::read_frame(r, hsm_proto::HELLO_MAX)?;
     let hello: Hello = match hsm_proto::decode(&payload) {
         Ok(h) => h,
         Err(e) => {
-            let _ = refuse(stream, format!("unreadable hello: {e}")).await;
+            let _ = refuse(w, format!("unreadable hello: {e}"));
             return Err(e);
         }
     };
-    if !uid.is_some_and(|u| shared.allow_uids.contains(&u)) {
-        let reason = format!(
-            "uid {} may not use this token ([server] allow_uids = {:?})",
-            uid.map_or_else(|| "?".into(), |u| u.to_string()),
-            shared.allow_uids
-        );
-        refuse(stream, reason.clone()).await?;
+    if let Err(reason) = admissible(&hello, shared, uid) {
+        refuse(w, reason.clone())?;
         return Err(FrameError::Decode(reason));
     }
-    let Some(version) = hsm_proto::common_version(hello.versions, &hsm_proto::VERSIONS) else {
-        let reason = format!(
-            "protocol versions {}..={} offered (module {}); this server ({}) speaks {}..={}: \
-             install a module and server of the same release",
-            hello.versions.0,
-            hello.versions.1,
-            hello.software,
-            env!("CARGO_PKG_VERSION"),
-            hsm_proto::VERSIONS.start(),
-            hsm_proto::VERSIONS.end()
-        );
-        refuse(stream, reason.clone()).await?;
-        return Err(FrameError::Decode(reason));
-    };
-    if hello.calls != CALLS {
-        let reason = format!(
-            "the module ({}) and this server ({}) were built from different call lists: \
-             install a module and server of the same build",
-            hello.software,
-            env!("CARGO_PKG_VERSION")
-        );
-        refuse(stream, reason.clone()).await?;
-        return Err(FrameError::Decode(reason));
-    }
+    let version = hsm_proto::common_version(hello.versions, &hsm_proto::VERSIONS).unwrap_or(1);
     let (local, app) = match shared.application(hello.join.as_ref()) {
         Ok(a) => a,
         Err(reason) => {
-            refuse(stream, reason.clone()).await?;
+            refuse(w, reason.clone())?;
             return Err(FrameError::Decode(reason));
         }
     };
@@ -179,33 +189,69 @@ async fn handshake(
         server: format!("ferrohsm-server {}", env!("CARGO_PKG_VERSION")),
         pid: std::process::id(),
     };
-    send_welcome(stream, &welcome).await?;
+    send_welcome(w, &welcome)?;
     Ok((local, hello.client))
 }
 
+/// Why a hello cannot be served, in words for the client: its uid, its protocol
+/// versions, its call list.
+fn admissible(hello: &Hello, shared: &Shared, uid: Option<u32>) -> Result<(), String> {
+    if !uid.is_some_and(|u| shared.allow_uids.contains(&u)) {
+        return Err(format!(
+            "uid {} may not use this token ([server] allow_uids = {:?})",
+            uid.map_or_else(|| "?".into(), |u| u.to_string()),
+            shared.allow_uids
+        ));
+    }
+    if hsm_proto::common_version(hello.versions, &hsm_proto::VERSIONS).is_none() {
+        return Err(format!(
+            "protocol versions {}..={} offered (module {}); this server ({}) speaks {}..={}: \
+             install a module and server of the same release",
+            hello.versions.0,
+            hello.versions.1,
+            hello.software,
+            env!("CARGO_PKG_VERSION"),
+            hsm_proto::VERSIONS.start(),
+            hsm_proto::VERSIONS.end()
+        ));
+    }
+    if hello.calls != CALLS {
+        return Err(format!(
+            "the module ({}) and this server ({}) were built from different call lists: \
+             install a module and server of the same build",
+            hello.software,
+            env!("CARGO_PKG_VERSION")
+        ));
+    }
+    Ok(())
+}
+
 /// The calls of an accepted connection, one answer per request, until the client closes.
-async fn calls(stream: &mut UnixStream, shared: &Shared, local: &Local) -> Result<(), FrameError> {
+fn calls(
+    r: &mut impl Read,
+    w: &mut impl Write,
+    shared: &Shared,
+    local: &Local,
+) -> Result<(), FrameError> {
     loop {
-        let payload = match read_frame(stream, shared.max_frame).await {
+        let payload = match hsm_proto::read_frame(r, shared.max_frame) {
             Ok(p) => p,
             Err(FrameError::Closed) => return Ok(()),
             Err(e) => {
-                let _ = answer_error(stream, format!("bad frame: {e}")).await;
+                let _ = answer_error(w, format!("bad frame: {e}"));
                 return Err(e);
             }
         };
         let request: Request = match hsm_proto::decode(&payload) {
             Ok(r) => r,
             Err(e) => {
-                let _ = answer_error(stream, format!("undecodable call: {e}")).await;
+                let _ = answer_error(w, format!("undecodable call: {e}"));
                 return Err(e);
             }
         };
         drop(payload);
-        // The core blocks (RocksDB, the PIN KDF): run it on this worker and let tokio
-        // move the other connections' tasks elsewhere meanwhile.
-        let frame = tokio::task::block_in_place(|| request.serve(local, Encoder));
-        stream.write_all(&frame).await?;
+        let frame = request.serve(local, Encoder);
+        w.write_all(&frame)?;
     }
 }
 
@@ -225,45 +271,22 @@ impl Reply for Encoder {
 }
 
 /// Tells a client that breaks the protocol why it is being disconnected.
-async fn answer_error(stream: &mut UnixStream, why: String) -> Result<(), FrameError> {
+fn answer_error(w: &mut impl Write, why: String) -> Result<(), FrameError> {
     let err: hsm_core::Result<()> = Err(CoreError::DeviceError(format!("protocol: {why}")));
-    send(stream, &err).await
+    w.write_all(&hsm_proto::encode(&err)?)?;
+    Ok(())
 }
 
-async fn refuse(stream: &mut UnixStream, reason: String) -> Result<(), FrameError> {
-    send_welcome(stream, &Welcome::Refused { reason }).await
+fn refuse(w: &mut impl Write, reason: String) -> Result<(), FrameError> {
+    send_welcome(w, &Welcome::Refused { reason })
 }
 
 /// The server's side of the handshake: its magic, then the welcome or refusal.
-async fn send_welcome(stream: &mut UnixStream, w: &Welcome) -> Result<(), FrameError> {
+fn send_welcome(w: &mut impl Write, welcome: &Welcome) -> Result<(), FrameError> {
     let mut out = hsm_proto::MAGIC.to_vec();
-    out.extend_from_slice(&hsm_proto::encode(w)?);
-    stream.write_all(&out).await?;
+    out.extend_from_slice(&hsm_proto::encode(welcome)?);
+    w.write_all(&out)?;
     Ok(())
-}
-
-async fn send<T: Serialize>(stream: &mut UnixStream, value: &T) -> Result<(), FrameError> {
-    stream.write_all(&hsm_proto::encode(value)?).await?;
-    Ok(())
-}
-
-/// Reads one frame, refusing a claimed length over `cap` before allocating anything.
-async fn read_frame(stream: &mut UnixStream, cap: u64) -> Result<hsm_proto::Frame, FrameError> {
-    let mut header = [0u8; hsm_proto::HEADER_LEN];
-    match stream.read_exact(&mut header).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(FrameError::Closed),
-        Err(e) => return Err(e.into()),
-    }
-    let len = hsm_proto::frame_len(header, cap)?;
-    let mut payload = zeroize::Zeroizing::new(vec![0u8; len]);
-    match stream.read_exact(&mut payload).await {
-        Ok(_) => Ok(payload),
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            Err(FrameError::Truncated { got: 0, want: len })
-        }
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// Counts a connection while it lasts; the last one to go starts the idle clock.

@@ -69,6 +69,8 @@ pub fn run(config: Config, idle_exit: u64, log_file: Option<PathBuf>) -> ExitCod
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("ferrohsm-server")
+        // One thread per connected client (see conn.rs), parked while it is idle.
+        .max_blocking_threads(4096)
         .build()
     {
         Ok(r) => r,
@@ -84,10 +86,12 @@ pub fn run(config: Config, idle_exit: u64, log_file: Option<PathBuf>) -> ExitCod
     );
     let shared = Arc::new(Shared::new(hsm, allow_uids, hsm_proto::MAX_FRAME));
     let idle = (idle_exit > 0).then(|| Duration::from_secs(idle_exit));
-    let outcome = runtime.block_on(accept(&bound, shared, idle));
+    let outcome = runtime.block_on(accept(&bound, shared.clone(), idle));
     // The socket goes first, so no client connects to a server on its way out; then the
     // connections (their applications end) and, with the last reference, the store.
     drop(bound);
+    shared.close_all();
+    drop(shared);
     runtime.shutdown_timeout(Duration::from_secs(5));
     match outcome {
         Ok(why) => {

@@ -63,10 +63,10 @@ struct RunArgs {
     /// FerroHSM's module (default: libferrohsm_pkcs11.so next to this binary).
     #[arg(long)]
     ferrohsm: Option<PathBuf>,
-    /// How FerroHSM's module reaches its store: "embedded" (in-process, the default
-    /// here) or "auto" (through the ferrohsm-server beside the module).
-    #[arg(long, default_value = "embedded", value_parser = ["embedded", "auto"])]
-    ferrohsm_mode: String,
+    /// Also measure FerroHSM through the ferrohsm-server beside the module (mode "auto"),
+    /// in a column beside the embedded one.
+    #[arg(long)]
+    with_server: bool,
     /// SoftHSM2's module.
     #[arg(long, default_value = "/usr/lib/softhsm/libsofthsm2.so")]
     softhsm: PathBuf,
@@ -287,31 +287,43 @@ fn run(a: RunArgs) -> Res<()> {
     };
     let machine = report::Machine::read(work.path());
 
-    // FerroHSM: a fresh store, the default Argon2 cost (no [kdf] section).
-    let fdir = work.path().join("ferrohsm");
-    std::fs::create_dir_all(&fdir)?;
-    let fconf = fdir.join("ferrohsm.toml");
-    std::fs::write(
-        &fconf,
-        format!(
-            "mode = {:?}\nstore = {:?}\nlog_level = \"warn\"\n[server]\nidle_exit_secs = 5\n",
-            a.ferrohsm_mode,
-            fdir.join("store").display().to_string()
-        ),
-    )?;
-    let ferro_name = if a.ferrohsm_mode == "embedded" {
-        "FerroHSM"
-    } else {
-        "FerroHSM (server)"
+    // FerroHSM: a fresh store, the default Argon2 cost (no [kdf] section); in-process,
+    // and with --with-server through ferrohsm-server.
+    let ferro_store = |mode: &str| -> Res<PathBuf> {
+        let fdir = work.path().join(format!("ferrohsm-{mode}"));
+        std::fs::create_dir_all(&fdir)?;
+        let fconf = fdir.join("ferrohsm.toml");
+        std::fs::write(
+            &fconf,
+            format!(
+                "mode = {mode:?}\nstore = {:?}\nlog_level = \"warn\"\n[server]\nidle_exit_secs = 2\n",
+                fdir.join("store").display().to_string()
+            ),
+        )?;
+        Ok(fconf)
     };
+    let fconf = ferro_store("embedded")?;
     let ferro = measure_child(
-        ferro_name,
+        "FerroHSM",
         &ferro_module,
         ("FERROHSM_CONF", &fconf),
         &s,
         &s.ferro_sizes,
         None,
     )?;
+    let served = if a.with_server {
+        let vconf = ferro_store("auto")?;
+        Some(measure_child(
+            "FerroHSM via server",
+            &ferro_module,
+            ("FERROHSM_CONF", &vconf),
+            &s,
+            &s.ferro_sizes,
+            None,
+        )?)
+    } else {
+        None
+    };
 
     // SoftHSM2: its own token directory, file backend.
     let sdir = work.path().join("softhsm2");
@@ -364,6 +376,7 @@ fn run(a: RunArgs) -> Res<()> {
         soft_module: &a.softhsm,
         ferro: &ferro,
         soft: &soft,
+        served: served.as_ref(),
         raw: &raw,
     };
     let rows = rep.rows();

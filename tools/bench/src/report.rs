@@ -109,6 +109,8 @@ pub struct Row {
     pub kind: Kind,
     pub ferro: Val,
     pub soft: Val,
+    /// FerroHSM through `ferrohsm-server` (mode "auto"), when the run measured it.
+    pub served: Val,
     pub raw: Option<f64>,
 }
 
@@ -128,6 +130,18 @@ impl Row {
     pub fn vs_raw(&self) -> Option<f64> {
         Some(self.ferro.num()? / self.raw?)
     }
+
+    /// Through the server against embedded: > 1 means the server is better.
+    pub fn served_vs_embedded(&self) -> Option<f64> {
+        let (v, e) = (self.served.num()?, self.ferro.num()?);
+        if v <= 0.0 || e <= 0.0 {
+            return None;
+        }
+        Some(match self.kind {
+            Kind::Rate => v / e,
+            Kind::Ms | Kind::Mib => e / v,
+        })
+    }
 }
 
 pub struct Report<'a> {
@@ -138,6 +152,7 @@ pub struct Report<'a> {
     pub soft_module: &'a Path,
     pub ferro: &'a ModuleResult,
     pub soft: &'a ModuleResult,
+    pub served: Option<&'a ModuleResult>,
     pub raw: &'a RawResult,
 }
 
@@ -202,13 +217,25 @@ impl Report<'_> {
     }
 
     pub fn rows(&self) -> Vec<Row> {
-        let (f, s) = (self.ferro, self.soft);
+        let mut rows = self.rows_of(self.ferro);
+        if let Some(served) = self.served {
+            for (r, v) in rows.iter_mut().zip(self.rows_of(served)) {
+                r.served = v.ferro;
+            }
+        }
+        rows
+    }
+
+    /// The rows with `f` in FerroHSM's place.
+    fn rows_of(&self, f: &ModuleResult) -> Vec<Row> {
+        let s = self.soft;
         let mut rows = vec![Row {
             name: "durable token-object create (C_CreateObject, private AES key), objects/s".into(),
             short: "durable create".into(),
             kind: Kind::Rate,
             ferro: Val::Num(f.create_rate),
             soft: Val::Num(s.create_rate),
+            served: Val::NotRun,
             raw: None,
         }];
         let mut sizes: Vec<u64> = f.sizes.iter().chain(&s.sizes).map(|x| x.objects).collect();
@@ -261,6 +288,7 @@ impl Report<'_> {
                     kind,
                     ferro: Self::size_val(f, n, get),
                     soft: Self::size_val(s, n, get),
+                    served: Val::NotRun,
                     raw: None,
                 });
             }
@@ -280,6 +308,7 @@ impl Report<'_> {
             kind: Kind::Ms,
             ferro: Val::Num(login(f)),
             soft: Val::Num(login(s)),
+            served: Val::NotRun,
             raw: None,
         });
         rows.push(Row {
@@ -288,6 +317,7 @@ impl Report<'_> {
             kind: Kind::Mib,
             ferro: Val::Num(f.peak_rss_kib as f64 / 1024.0),
             soft: Val::Num(s.peak_rss_kib as f64 / 1024.0),
+            served: Val::NotRun,
             raw: None,
         });
         for op in Op::ALL {
@@ -304,6 +334,7 @@ impl Report<'_> {
                     kind: Kind::Rate,
                     ferro: cell(&f.crypto, op, t).map_or(Val::NotRun, Val::Num),
                     soft: cell(&s.crypto, op, t).map_or(Val::NotRun, Val::Num),
+                    served: Val::NotRun,
                     raw: cell(&self.raw.crypto, op, t),
                 });
             }
@@ -367,15 +398,34 @@ impl Report<'_> {
             }
         }
         o.push('\n');
+        let served = self.served.is_some();
         let _ = writeln!(
             o,
-            "| row | FerroHSM | SoftHSM2 | FerroHSM / SoftHSM2 ¹ | aws-lc-rs | FerroHSM / aws-lc-rs |"
+            "| row | FerroHSM | SoftHSM2 | FerroHSM / SoftHSM2 ¹ | aws-lc-rs | FerroHSM / aws-lc-rs |{}",
+            if served {
+                " FerroHSM via server | server / embedded ¹ |"
+            } else {
+                ""
+            }
         );
-        let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|");
+        let _ = writeln!(
+            o,
+            "|---|---:|---:|---:|---:|---:|{}",
+            if served { "---:|---:|" } else { "" }
+        );
         for r in rows {
+            let extra = if served {
+                format!(
+                    " {} | {} |",
+                    fmt_val(r.served),
+                    fmt_ratio(r.served_vs_embedded())
+                )
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} |{extra}",
                 r.name,
                 fmt_val(r.ferro),
                 fmt_val(r.soft),

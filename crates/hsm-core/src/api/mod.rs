@@ -193,11 +193,14 @@ token_calls! {
     fn encrypt_init(session: u64, mechanism: Mechanism, key: u64) -> ();
     fn encrypt_len(session: u64, len: usize) -> usize;
     fn encrypt(session: u64, data: Bytes) -> Bytes;
+    /// `encrypt` when the output fits in `cap` bytes, else `BufferTooSmall(needed)`.
+    fn encrypt_within(session: u64, data: Bytes, cap: usize) -> Bytes;
     fn encrypt_update(session: u64, data: Bytes) -> Bytes;
     fn encrypt_final(session: u64) -> Bytes;
     fn decrypt_init(session: u64, mechanism: Mechanism, key: u64) -> ();
     fn decrypt_len(session: u64, len: usize) -> usize;
     fn decrypt(session: u64, data: Bytes) -> Bytes;
+    fn decrypt_within(session: u64, data: Bytes, cap: usize) -> Bytes;
     fn decrypt_update(session: u64, data: Bytes) -> Bytes;
     fn decrypt_final(session: u64) -> Bytes;
     fn update_len(session: u64, encrypt: bool, len: usize) -> usize;
@@ -210,6 +213,7 @@ token_calls! {
     fn digest_init(session: u64, mechanism: Mechanism) -> ();
     fn digest_len(session: u64) -> usize;
     fn digest(session: u64, data: Bytes) -> Bytes;
+    fn digest_within(session: u64, data: Bytes, cap: usize) -> Bytes;
     fn digest_update(session: u64, data: Bytes) -> ();
     fn digest_key(session: u64, key: u64) -> ();
     fn digest_final(session: u64) -> Bytes;
@@ -217,6 +221,7 @@ token_calls! {
     fn sign_init(session: u64, mechanism: Mechanism, key: u64) -> ();
     fn sign_len(session: u64) -> usize;
     fn sign(session: u64, data: Bytes) -> Bytes;
+    fn sign_within(session: u64, data: Bytes, cap: usize) -> Bytes;
     fn sign_update(session: u64, data: Bytes) -> ();
     fn sign_final(session: u64) -> Bytes;
     fn verify_init(session: u64, mechanism: Mechanism, key: u64) -> ();

@@ -9,6 +9,7 @@ mod digest;
 mod keygen;
 mod message;
 mod sign;
+mod within;
 mod wrap;
 
 pub use message::GcmMessage;

@@ -2,7 +2,7 @@
 //! [`ending`]: a length query or a short buffer leaves the operation active, any other
 //! failure ends it.
 
-use super::{ending, two_call};
+use super::{ending, two_call, two_call_within};
 use crate::guard::data;
 use crate::mechanism::mechanism;
 use cryptoki_sys::*;
@@ -34,10 +34,10 @@ entry_points! {
             let s = session as u64;
             // SAFETY: forwarded contract.
             let input = unsafe { data(d, dl, "pEncryptedData") }?;
-            let needed = h.decrypt_len(s, input.len())?;
-            let produce = || Ok(h.decrypt(s, input)?);
+            let query = || Ok(h.decrypt_len(s, input.len())?);
+            let within = |cap| Ok(h.decrypt_within(s, input, cap)?);
             // SAFETY: forwarded contract.
-            unsafe { two_call(out, ol, "pulDataLen is NULL", needed, produce) }
+            unsafe { two_call_within(out, ol, "pulDataLen is NULL", query, within) }
         })
     }
 

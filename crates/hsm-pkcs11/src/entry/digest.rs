@@ -2,7 +2,7 @@
 //! inside [`ending`]: a length query or a short buffer leaves the operation active, any
 //! other failure ends it.
 
-use super::{ending, two_call};
+use super::{ending, two_call, two_call_within};
 use crate::guard::data;
 use crate::mechanism::mechanism;
 use cryptoki_sys::*;
@@ -31,12 +31,12 @@ entry_points! {
     ) -> CK_RV = |h| {
         ending(h, session, OpKind::Digest, || {
             let s = session as u64;
-            let needed = h.digest_len(s)?;
             // SAFETY: forwarded contract.
             let input = unsafe { data(d, dl, "pData") }?;
-            let produce = || Ok(h.digest(s, input)?);
+            let query = || Ok(h.digest_len(s)?);
+            let within = |cap| Ok(h.digest_within(s, input, cap)?);
             // SAFETY: forwarded contract.
-            unsafe { two_call(out, ol, "pulDigestLen is NULL", needed, produce) }
+            unsafe { two_call_within(out, ol, "pulDigestLen is NULL", query, within) }
         })
     }
 

@@ -138,29 +138,65 @@ fn initialize(args: Option<&CK_C_INITIALIZE_ARGS>) -> Result<(), Error> {
     };
     init_logging(&config.log_level);
     let store = config.store.clone();
-    let mode = config.mode;
+    let mut mode = config.mode;
     if mode == Mode::Embedded && no_threads {
-        // RocksDB runs worker threads; a client of the server starts none.
-        return Err(Error::NeedToCreateThreads);
+        // RocksDB runs worker threads, which this caller forbids; a client of the server
+        // starts none. GnuTLS and p11-kit callers pass the flag routinely.
+        tracing::info!(
+            "the caller forbids threads (CKF_LIBRARY_CANT_CREATE_OS_THREADS) and the store \
+             runs worker threads: it opens in ferrohsm-server instead (mode \"auto\")"
+        );
+        mode = Mode::Auto;
     }
+    let mut config = config;
+    config.mode = mode;
     state::initialize(|| match mode {
-        Mode::Embedded => {
-            let hsm = Arc::new(hsm_core::Hsm::open(config)?);
-            Ok(state::Opened {
-                token: Arc::new(hsm_core::Local::new(hsm.clone())),
-                hsm: Some(hsm),
-            })
-        }
-        Mode::Auto | Mode::Client => {
-            let client = crate::client::Client::connect(&config, &path)?;
-            Ok(state::Opened {
-                token: Arc::new(hsm_core::api::Remote(client)),
-                hsm: None,
-            })
-        }
+        Mode::Embedded => embedded(config, &path),
+        Mode::Auto | Mode::Client => client(&config, &path),
     })?;
     tracing::info!(config = %path.display(), store = %store.display(), ?mode, "FerroHSM module initialised");
     Ok(())
+}
+
+/// The store in this process; or, when a `ferrohsm-server` holds it (one that a caller
+/// without threads, or a process in mode "auto", started), that server's client. A second
+/// process is refused only when the holder is not a server.
+fn embedded(config: Config, path: &std::path::Path) -> Result<state::Opened, Error> {
+    use hsm_core::store::{Store, StoreError};
+    let store = match Store::open_dir(&config.store) {
+        Ok(s) => s,
+        Err(e @ StoreError::Locked { .. }) => {
+            let mut served = config.clone();
+            served.mode = Mode::Client;
+            if let Ok(opened) = client(&served, path) {
+                tracing::info!("{e}: a ferrohsm-server; using it as its client");
+                return Ok(opened);
+            }
+            tracing::error!(store = %config.store.display(), "cannot open the store: {e}");
+            return Err(hsm_core::Error::from(e).into());
+        }
+        Err(e) => {
+            tracing::error!(store = %config.store.display(), "cannot open the store: {e}");
+            return Err(hsm_core::Error::from(e).into());
+        }
+    };
+    let hsm = Arc::new(hsm_core::Hsm::with_store(
+        config,
+        store,
+        Default::default(),
+    )?);
+    Ok(state::Opened {
+        token: Arc::new(hsm_core::Local::new(hsm.clone())),
+        hsm: Some(hsm),
+    })
+}
+
+fn client(config: &Config, path: &std::path::Path) -> Result<state::Opened, Error> {
+    let client = crate::client::Client::connect(config, path)?;
+    Ok(state::Opened {
+        token: Arc::new(hsm_core::api::Remote(client)),
+        hsm: None,
+    })
 }
 
 fn init_logging(level: &str) {

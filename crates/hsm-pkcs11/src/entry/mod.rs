@@ -249,6 +249,47 @@ fn ending<T>(
 /// # Safety
 /// A non-null, aligned `len` is a writable `CK_ULONG`; a non-null `out` is writable for
 /// `*len` items of `T`.
+/// [`two_call`] for a one-shot output the token checks against the caller's buffer
+/// itself (`within(capacity)`), so that a buffer costs one call to the token, not two:
+/// `out` NULL asks `query` for the length; otherwise `within` produces the output or
+/// answers `BufferTooSmall(needed)`, which is passed on with `*len = needed`.
+///
+/// # Safety
+/// As [`two_call`].
+unsafe fn two_call_within(
+    out: *mut u8,
+    len: *mut CK_ULONG,
+    len_name: &'static str,
+    query: impl FnOnce() -> Result<usize, Error>,
+    within: impl FnOnce(usize) -> Result<hsm_core::api::Bytes, Error>,
+) -> Result<(), Error> {
+    // SAFETY: forwarded contract; NULL and misaligned are refused.
+    let l = unsafe { guard::out_ref(len, len_name) }?;
+    if out.is_null() {
+        *l = query()? as CK_ULONG;
+        return Ok(());
+    }
+    guard::out_array(out, *l, "output buffer")?;
+    match within(*l as usize) {
+        Ok(items) => {
+            if items.len() > *l as usize {
+                *l = items.len() as CK_ULONG;
+                return Err(CoreError::BufferTooSmall(items.len()).into());
+            }
+            // SAFETY: out passed out_array and is writable for *l >= items.len() bytes;
+            // `items` is ours, so they do not overlap.
+            unsafe { guard::write_array(out, &items) };
+            *l = items.len() as CK_ULONG;
+            Ok(())
+        }
+        Err(Error::Core(CoreError::BufferTooSmall(n))) => {
+            *l = n as CK_ULONG;
+            Err(CoreError::BufferTooSmall(n).into())
+        }
+        Err(e) => Err(e),
+    }
+}
+
 unsafe fn two_call<T: Copy, V: AsRef<[T]>>(
     out: *mut T,
     len: *mut CK_ULONG,

@@ -2,7 +2,7 @@
 //! inside [`ending`]: a length query or a short buffer leaves the operation active, any
 //! other failure ends it. Signing with recovery is not built.
 
-use super::{ending, two_call};
+use super::{ending, two_call, two_call_within};
 use crate::guard::data;
 use crate::mechanism::mechanism;
 use cryptoki_sys::*;
@@ -32,12 +32,12 @@ entry_points! {
     ) -> CK_RV = |h| {
         ending(h, session, OpKind::Sign, || {
             let s = session as u64;
-            let needed = h.sign_len(s)?;
             // SAFETY: forwarded contract.
             let input = unsafe { data(d, dl, "pData") }?;
-            let produce = || Ok(h.sign(s, input)?);
+            let query = || Ok(h.sign_len(s)?);
+            let within = |cap| Ok(h.sign_within(s, input, cap)?);
             // SAFETY: forwarded contract.
-            unsafe { two_call(sig, sl, "pulSignatureLen is NULL", needed, produce) }
+            unsafe { two_call_within(sig, sl, "pulSignatureLen is NULL", query, within) }
         })
     }
 
