@@ -66,13 +66,7 @@ pub fn run(config: Config, idle_exit: u64, log_file: Option<PathBuf>) -> ExitCod
         Ok(b) => b,
         Err(e) => return fail(format!("cannot listen on {}: {e}", socket_path.display())),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("ferrohsm-server")
-        // One thread per connected client (see conn.rs), parked while it is idle.
-        .max_blocking_threads(4096)
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(r) => r,
         Err(e) => return fail(format!("cannot start the runtime: {e}")),
     };
@@ -100,6 +94,15 @@ pub fn run(config: Config, idle_exit: u64, log_file: Option<PathBuf>) -> ExitCod
         }
         Err(e) => fail(e),
     }
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("ferrohsm-server")
+        // One thread per connected client (see conn.rs), parked while it is idle.
+        .max_blocking_threads(4096)
+        .build()
 }
 
 /// Accepts clients until SIGTERM, SIGINT or `idle` without a client.
