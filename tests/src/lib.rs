@@ -2,6 +2,8 @@
 //! configuration pointing it at a temporary store.
 #![forbid(unsafe_code)]
 
+pub mod p11;
+
 use std::path::{Path, PathBuf};
 
 /// The shipped module: `FERROHSM_MODULE` if set, else `libferrohsm_pkcs11.so` in the

@@ -3,37 +3,15 @@
 //! persistence across processes — and the login and attribute semantics of
 //! ROBUSTNESS.md. Each scenario runs in its own process (PKCS#11 state is global).
 
-use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
-use cryptoki::error::{Error, RvError};
+use cryptoki::context::Pkcs11;
+use cryptoki::error::RvError;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::mechanism::aead::GcmParams;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
-use cryptoki::types::AuthPin;
-use ferrohsm_tests::{TestEnv, is_child, module_path, run_child};
-
-const SO_PIN: &str = "so-pin-0000";
-const USER_PIN: &str = "user-pin-1111";
-const P256: [u8; 10] = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
-
-fn pin(s: &str) -> AuthPin {
-    AuthPin::new(s.into())
-}
-
-fn init() -> Pkcs11 {
-    let p = Pkcs11::new(module_path()).expect("load the module");
-    p.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
-        .expect("C_Initialize");
-    p
-}
-
-fn rv<T: std::fmt::Debug>(r: cryptoki::error::Result<T>) -> RvError {
-    match r {
-        Err(Error::Pkcs11(rv, _)) => rv,
-        other => panic!("expected a PKCS#11 error, got {other:?}"),
-    }
-}
+use ferrohsm_tests::p11::{P256, SO_PIN, USER_PIN, ec_point, init, pin, rv};
+use ferrohsm_tests::{TestEnv, is_child, run_child};
 
 /// Initialises the first token with both PINs and returns its slot.
 fn fresh_token(p: &Pkcs11) -> Slot {
@@ -55,16 +33,6 @@ fn user_session(p: &Pkcs11, slot: Slot) -> Session {
     let s = p.open_rw_session(slot).unwrap();
     s.login(UserType::User, Some(&pin(USER_PIN))).unwrap();
     s
-}
-
-fn ec_point(s: &Session, key: ObjectHandle) -> Vec<u8> {
-    let attrs = s.get_attributes(key, &[AttributeType::EcPoint]).unwrap();
-    let Some(Attribute::EcPoint(der)) = attrs.into_iter().next() else {
-        panic!("no CKA_EC_POINT")
-    };
-    // DER OCTET STRING (04 len point) around the uncompressed point.
-    assert_eq!(der[0], 0x04);
-    der[2..].to_vec()
 }
 
 fn oracle_verify_p256(point: &[u8], msg: &[u8], sig: &[u8]) {

@@ -5,35 +5,13 @@
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error, RvError};
 use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
+use cryptoki::object::{Attribute, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, SessionState, UserType};
 use cryptoki::slot::Slot;
-use cryptoki::types::AuthPin;
+use ferrohsm_tests::p11::{P256, SO_PIN, USER_PIN, ec_point, init, pin, rv};
 use ferrohsm_tests::{TestEnv, is_child, module_path, run_child, spawn_child, wait_for_file};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-const SO_PIN: &str = "so-pin-0000";
-const USER_PIN: &str = "user-pin-1111";
-const P256: [u8; 10] = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
-
-fn pin(s: &str) -> AuthPin {
-    AuthPin::new(s.into())
-}
-
-fn init() -> Pkcs11 {
-    let p = Pkcs11::new(module_path()).expect("load the module");
-    p.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
-        .expect("C_Initialize");
-    p
-}
-
-fn rv<T: std::fmt::Debug>(r: cryptoki::error::Result<T>) -> RvError {
-    match r {
-        Err(Error::Pkcs11(rv, _)) => rv,
-        other => panic!("expected a PKCS#11 error, got {other:?}"),
-    }
-}
 
 /// The directory of the test's store, where the processes of a scenario leave signals.
 fn work() -> PathBuf {
@@ -84,14 +62,6 @@ fn find(s: &Session, class: ObjectClass, label: &str) -> Vec<ObjectHandle> {
         Attribute::Label(label.as_bytes().to_vec()),
     ])
     .unwrap()
-}
-
-fn ec_point(s: &Session, key: ObjectHandle) -> Vec<u8> {
-    let attrs = s.get_attributes(key, &[AttributeType::EcPoint]).unwrap();
-    let Some(Attribute::EcPoint(der)) = attrs.into_iter().next() else {
-        panic!("no CKA_EC_POINT")
-    };
-    der[2..].to_vec()
 }
 
 /// Checks a raw `CKM_ECDSA` signature over a 32-byte digest with RustCrypto.

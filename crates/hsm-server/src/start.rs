@@ -19,14 +19,19 @@ use std::time::{Duration, Instant};
 /// held: the holder may be a server still starting up.
 const HELD_GRACE: Duration = Duration::from_secs(3);
 
+/// The store's socket path, or the exit of a configuration that names none.
+fn socket(config: &Config) -> Result<std::path::PathBuf, ExitCode> {
+    config.socket_path().map_err(|e| {
+        eprintln!("ferrohsm-server: {e}");
+        ExitCode::FAILURE
+    })
+}
+
 /// Shakes hands with the server as a client would and prints who answered.
 pub fn status(config: &Config) -> ExitCode {
-    let socket = match config.socket_path() {
+    let socket = match socket(config) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("ferrohsm-server: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match ask(&socket) {
         Ok(hsm_proto::Welcome::Accepted { server, pid, .. }) => {
@@ -49,12 +54,9 @@ pub fn status(config: &Config) -> ExitCode {
 
 /// Asks the server to stop (SIGTERM) and waits until its socket is gone.
 pub fn stop(config: &Config) -> ExitCode {
-    let socket = match config.socket_path() {
+    let socket = match socket(config) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("ferrohsm-server: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let pid = match ask(&socket) {
         Ok(hsm_proto::Welcome::Accepted { pid, .. }) => pid,
