@@ -64,14 +64,6 @@ macro_rules! token_calls {
                 }
             }
 
-            /// The session the call runs in, if it has one.
-            #[allow(unused_variables)]
-            pub fn session(&self) -> Option<u64> {
-                match self {
-                    $( Request::$name { $($arg),* } => token_calls!(@session $($arg)*), )*
-                }
-            }
-
             /// The call's name, for logs and metrics.
             pub fn name(&self) -> &'static str {
                 match self {
@@ -98,10 +90,6 @@ macro_rules! token_calls {
             )*
         }
     };
-    (@session) => { None };
-    (@session $first:ident $($rest:ident)*) => { token_calls!(@session_is $first $first) };
-    (@session_is session $s:ident) => { Some(*$s) };
-    (@session_is $other:ident $s:ident) => { None };
     (@owned $s:ident) => {};
     (@owned $s:ident $first:ident $($rest:ident)*) => { token_calls!(@owned_is $s $first $first) };
     (@owned_is $s:ident session $x:ident) => { $s.owns($x)? };
@@ -130,10 +118,6 @@ impl Local {
     pub fn new(hsm: Arc<Hsm>) -> Local {
         let app = hsm.new_app();
         Local { hsm, app }
-    }
-
-    pub fn hsm(&self) -> &Arc<Hsm> {
-        &self.hsm
     }
 
     /// The application id.
