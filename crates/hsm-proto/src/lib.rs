@@ -225,6 +225,11 @@ pub fn read_frame(r: &mut impl Read, cap: u64) -> Result<Frame, FrameError> {
 /// loaded machine each costs tens of microseconds, more than most calls take to serve.
 /// So a reader first polls without blocking (`MSG_DONTWAIT`), for up to `spin`, and only
 /// then blocks. Writes are the stream's own.
+///
+/// Spinning pays only while a core is free to spin on: two client threads spinning on a
+/// two-core machine take the cores the server needs to answer them. So at most half the
+/// cores' worth of readers in one process spin at a time ([`spin_budget`]); the others
+/// sleep at once, as a plain read would.
 pub struct Spinning<'a> {
     stream: &'a std::os::unix::net::UnixStream,
     spin: std::time::Duration,
@@ -236,18 +241,57 @@ impl<'a> Spinning<'a> {
     }
 }
 
+/// Readers of this process spinning right now.
+static SPINNING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// How many readers of one process may spin at once: half the cores, at least one.
+pub fn spin_budget() -> usize {
+    static BUDGET: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *BUDGET.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)))
+}
+
+/// A place among the spinning readers, given back when dropped.
+struct SpinSlot;
+
+impl SpinSlot {
+    fn take() -> Option<SpinSlot> {
+        use std::sync::atomic::Ordering;
+        let budget = spin_budget();
+        SPINNING
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < budget).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| SpinSlot)
+    }
+}
+
+impl Drop for SpinSlot {
+    fn drop(&mut self) {
+        SPINNING.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 impl Read for Spinning<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         use rustix::net::{RecvFlags, recv};
-        let start = std::time::Instant::now();
+        let mut slot = None;
+        let mut start = None;
         loop {
             match recv(self.stream, &mut *buf, RecvFlags::DONTWAIT) {
                 Ok((n, _)) => return Ok(n),
                 Err(rustix::io::Errno::INTR) => {}
-                Err(rustix::io::Errno::AGAIN) if start.elapsed() < self.spin => {
+                Err(rustix::io::Errno::AGAIN) => {
+                    let since = *start.get_or_insert_with(std::time::Instant::now);
+                    if slot.is_none() {
+                        slot = SpinSlot::take();
+                    }
+                    if slot.is_none() || since.elapsed() >= self.spin {
+                        drop(slot);
+                        return (&*self.stream).read(buf);
+                    }
                     std::hint::spin_loop();
                 }
-                Err(rustix::io::Errno::AGAIN) => return (&*self.stream).read(buf),
                 Err(e) => return Err(e.into()),
             }
         }

@@ -47,6 +47,19 @@ macro_rules! token_calls {
                 $(#[$doc])*
                 fn $name(&self, $($arg: <$ty as Param>::Arg<'_>),*) -> Result<$ret>;
             )*
+
+            /// Single-part encryption straight into the caller's buffer: the length
+            /// written, or `BufferTooSmall(needed)` with the operation still active. In
+            /// process, AES-GCM seals in that buffer ([`Hsm::encrypt_into`]); across a
+            /// socket the answer of [`Token::encrypt_within`] is copied in.
+            fn encrypt_into(&self, session: u64, data: &[u8], out: &mut [u8]) -> Result<usize> {
+                copy_out(self.encrypt_within(session, data, out.len())?, out)
+            }
+
+            /// Single-part decryption into the caller's buffer, as [`Token::encrypt_into`].
+            fn decrypt_into(&self, session: u64, data: &[u8], out: &mut [u8]) -> Result<usize> {
+                copy_out(self.decrypt_within(session, data, out.len())?, out)
+            }
         }
 
         /// One [`Token`] call as data: what a client sends the server.
@@ -80,6 +93,16 @@ macro_rules! token_calls {
                         .map(Into::into)
                 }
             )*
+
+            fn encrypt_into(&self, session: u64, data: &[u8], out: &mut [u8]) -> Result<usize> {
+                self.owns(session)?;
+                self.hsm.encrypt_into(session, data, out)
+            }
+
+            fn decrypt_into(&self, session: u64, data: &[u8], out: &mut [u8]) -> Result<usize> {
+                self.owns(session)?;
+                self.hsm.decrypt_into(session, data, out)
+            }
         }
 
         impl<X: Transport> Token for Remote<X> {
@@ -144,6 +167,15 @@ impl Drop for Local {
 
 /// A token reached through a [`Transport`].
 pub struct Remote<X>(pub X);
+
+/// An answer copied into the caller's buffer (the `*_into` calls' general path).
+fn copy_out(answer: Bytes, out: &mut [u8]) -> Result<usize> {
+    let n = answer.len();
+    out.get_mut(..n)
+        .ok_or(Error::BufferTooSmall(n))?
+        .copy_from_slice(&answer);
+    Ok(n)
+}
 
 token_calls! {
     fn slot_list(present: bool) -> Vec<u64>;

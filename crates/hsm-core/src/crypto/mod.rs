@@ -60,8 +60,8 @@ pub use pkcs8::{PrivateKey, private_key_from_pkcs8, private_key_to_pkcs8};
 pub use rsa_key::{RsaPrivateParts, bit_len as rsa_modulus_bits, generate_rsa};
 pub use sign::{SignMechanism, SigningKey, VerifyingKey, pairwise_check};
 pub use symmetric::{
-    GCM_IV_LEN, GCM_TAG_BITS, MAX_SECRET_LEN, aes_gcm_decrypt, aes_gcm_encrypt, check_gcm_params,
-    generate_secret, random_bytes,
+    GCM_IV_LEN, GCM_TAG_BITS, GcmKey, MAX_SECRET_LEN, aes_gcm_decrypt, aes_gcm_encrypt,
+    check_gcm_params, generate_secret, random_bytes,
 };
 pub use x963::{sp800_56c_kdf, x963_kdf};
 

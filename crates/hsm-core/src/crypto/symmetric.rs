@@ -89,19 +89,101 @@ pub fn aes_gcm_encrypt(
     tag_bits: u32,
     plaintext: &[u8],
 ) -> CryptoResult<Vec<u8>> {
-    let alg = gcm_alg(key, iv, tag_bits)?;
+    gcm_alg(key, iv, tag_bits)?;
+    let tag_len = tag_bits as usize / 8;
     if iv.len() != GCM_IV_LEN {
-        return super::gcm::seal(key, iv, aad, tag_bits as usize / 8, plaintext);
+        return super::gcm::seal(key, iv, aad, tag_len, plaintext);
     }
-    let (key, nonce) = gcm_key(alg, key, iv)?;
-    let mut out = Vec::with_capacity(plaintext.len() + GCM_TAG_LEN);
-    out.extend_from_slice(plaintext);
-    // Only fails for input beyond GCM's 2^36-byte limit.
-    key.seal_in_place_append_tag(nonce, Aad::from(aad), &mut out)
-        .map_err(|_| CryptoError::DataLenRange)?;
-    // A t-bit GCM tag is the leading t bits of the full tag (SP 800-38D §7.1).
-    out.truncate(plaintext.len() + tag_bits as usize / 8);
+    let mut out = vec![0u8; plaintext.len() + tag_len];
+    GcmKey::new(key)?.seal_into(iv, aad, tag_len, plaintext, &mut out)?;
     Ok(out)
+}
+
+/// An AES-GCM key made ready once (aws-lc-rs's key schedule and GHASH table), for the
+/// 12-byte IVs almost every caller uses; kept with a prepared key so each `C_Encrypt`
+/// does not set it up again. Other IV lengths and short tags on decryption go through
+/// the byte-key functions.
+pub struct GcmKey(LessSafeKey);
+
+impl GcmKey {
+    pub fn new(key: &[u8]) -> CryptoResult<GcmKey> {
+        let alg = match key.len() {
+            16 => &aead::AES_128_GCM,
+            24 => &aead::AES_192_GCM,
+            32 => &aead::AES_256_GCM,
+            _ => return Err(CryptoError::KeySizeRange),
+        };
+        let key = UnboundKey::new(alg, key)
+            .map_err(|_| CryptoError::General("AES-GCM key rejected".into()))?;
+        Ok(GcmKey(LessSafeKey::new(key)))
+    }
+
+    fn nonce(iv: &[u8]) -> CryptoResult<Nonce> {
+        Nonce::try_assume_unique_for_key(iv).map_err(|_| {
+            CryptoError::MechanismParamInvalid(format!(
+                "a {} byte IV where a {GCM_IV_LEN} byte one is handled here",
+                iv.len()
+            ))
+        })
+    }
+
+    /// Seals `plain` straight into `out` (the caller's buffer): the ciphertext, then the
+    /// leading `tag_len` bytes of the tag (a t-bit GCM tag is the leading t bits of the
+    /// full one, SP 800-38D §7.1). Returns the length written. Nothing secret is copied
+    /// anywhere else: the plaintext is encrypted where it lands.
+    pub fn seal_into(
+        &self,
+        iv: &[u8],
+        aad: &[u8],
+        tag_len: usize,
+        plain: &[u8],
+        out: &mut [u8],
+    ) -> CryptoResult<usize> {
+        let n = plain.len();
+        if plain.len() > GCM_MAX_INPUT {
+            return Err(CryptoError::DataLenRange);
+        }
+        if tag_len > GCM_TAG_LEN || out.len() < n + tag_len {
+            return Err(CryptoError::General("GCM output buffer too short".into()));
+        }
+        let (body, rest) = out.split_at_mut(n);
+        body.copy_from_slice(plain);
+        let tag = self
+            .0
+            .seal_in_place_separate_tag(Self::nonce(iv)?, Aad::from(aad), body)
+            .map_err(|_| CryptoError::DataLenRange)?;
+        rest[..tag_len].copy_from_slice(&tag.as_ref()[..tag_len]);
+        Ok(n + tag_len)
+    }
+
+    /// Opens `input` (ciphertext ‖ 16-byte tag) straight into `out`. On a bad tag `out`
+    /// may have held unauthenticated plaintext for a moment: it is zeroed before the
+    /// error returns, so the caller's buffer never shows it.
+    pub fn open_into(
+        &self,
+        iv: &[u8],
+        aad: &[u8],
+        input: &[u8],
+        out: &mut [u8],
+    ) -> CryptoResult<usize> {
+        let Some(n) = input.len().checked_sub(GCM_TAG_LEN) else {
+            return Err(CryptoError::EncryptedDataLenRange);
+        };
+        if out.len() < n {
+            return Err(CryptoError::General("GCM output buffer too short".into()));
+        }
+        let (ct, tag) = input.split_at(n);
+        let out = &mut out[..n];
+        if self
+            .0
+            .open_separate_gather(Self::nonce(iv)?, Aad::from(aad), ct, tag, out)
+            .is_err()
+        {
+            zeroize::Zeroize::zeroize(out);
+            return Err(CryptoError::EncryptedDataInvalid);
+        }
+        Ok(n)
+    }
 }
 
 pub fn aes_gcm_decrypt(
@@ -119,18 +201,12 @@ pub fn aes_gcm_decrypt(
     if iv.len() != GCM_IV_LEN {
         return super::gcm::open(raw_key, iv, aad, tag_len, ciphertext_and_tag);
     }
-    let (key, nonce) = gcm_key(alg, raw_key, iv)?;
     if tag_len < GCM_TAG_LEN {
-        return gcm_open_truncated(raw_key, (key, nonce), iv, aad, tag_len, ciphertext_and_tag);
+        let sealer = gcm_key(alg, raw_key, iv)?;
+        return gcm_open_truncated(raw_key, sealer, iv, aad, tag_len, ciphertext_and_tag);
     }
-    // On a bad tag the buffer may hold unauthenticated plaintext: it is wiped on drop.
-    let mut buf = Zeroizing::new(ciphertext_and_tag.to_vec());
-    let len = key
-        .open_in_place(nonce, Aad::from(aad), &mut buf)
-        .map_err(|_| CryptoError::EncryptedDataInvalid)?
-        .len();
-    let mut plain = std::mem::take(&mut *buf);
-    plain.truncate(len);
+    let mut plain = vec![0u8; ciphertext_and_tag.len() - GCM_TAG_LEN];
+    GcmKey::new(raw_key)?.open_into(iv, aad, ciphertext_and_tag, &mut plain)?;
     Ok(plain)
 }
 

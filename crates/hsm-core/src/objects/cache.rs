@@ -1,20 +1,23 @@
-//! The prepared-key cache: token keys parsed once (an RSA key's CRT form, an EC scalar)
-//! and kept per slot while a user is logged in.
+//! The prepared-key cache: keys parsed once (an RSA key's CRT form, an EC scalar, an AES
+//! key's GCM schedule). Token keys are kept per slot while a user is logged in; a session
+//! key keeps its prepared form beside it, and both go when the key changes or goes.
 
 use super::usage::key_handle;
-use crate::crypto::{SigningKey, VerifyingKey};
+use crate::crypto::{GcmKey, SigningKey, VerifyingKey};
 use crate::error::{Error, Result};
 use crate::provider::CryptoProvider;
-use crate::runtime::{AppSlot, Hsm, Location, handles::decode_handle, lock};
-use hsm_types::{AttributeSet, ObjectClass, ObjectId, TokenId};
+use crate::runtime::{AppSlot, Hsm, Location, handles::decode_handle, lock, read};
+use hsm_types::{AttributeSet, AttributeType as A, ObjectClass, ObjectId, TokenId};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// A key ready for use: its attributes and, for asymmetric keys, the parsed key.
 pub(crate) struct CachedKey {
     pub attrs: AttributeSet,
     pub signer: Option<SigningKey>,
     pub verifier: Option<VerifyingKey>,
+    /// An AES key's GCM form, made at its first GCM use.
+    gcm: OnceLock<GcmKey>,
 }
 
 impl CachedKey {
@@ -29,7 +32,18 @@ impl CachedKey {
             attrs,
             signer,
             verifier,
+            gcm: OnceLock::new(),
         })
+    }
+
+    /// The AES key ready for GCM (its value needs the user's login).
+    pub fn gcm(&self) -> Result<&GcmKey> {
+        if let Some(k) = self.gcm.get() {
+            return Ok(k);
+        }
+        let value = self.attrs.bytes(A::VALUE).ok_or(Error::UserNotLoggedIn)?;
+        let k = GcmKey::new(value)?;
+        Ok(self.gcm.get_or_init(|| k))
     }
 
     pub fn signer(&self) -> Result<&SigningKey> {
@@ -81,6 +95,7 @@ impl Hsm {
             Some(Location::Token { slot: s, id }) if s == slot.id && slot.user_logged_in() => {
                 Some(id)
             }
+            Some(Location::Session(n)) => return self.prepared_session_key(slot, n),
             _ => None,
         };
         let Some(id) = cacheable else {
@@ -101,5 +116,21 @@ impl Hsm {
             cache.keys.insert(id, k.clone());
         }
         Ok(k)
+    }
+
+    /// A session key, prepared at its first use and kept with it: the same speed as a
+    /// cached token key. A change of its attributes gives the object a new, empty cell
+    /// (a preparation racing with the change lands in the old one, which nobody reads).
+    fn prepared_session_key(&self, slot: &AppSlot, n: u64) -> Result<Arc<CachedKey>> {
+        let (cell, attrs) = {
+            let objs = read(&self.session_objects);
+            let o = super::visible_session_object(&objs, slot, n).map_err(key_handle)?;
+            if let Some(k) = o.prepared.get() {
+                return Ok(k.clone());
+            }
+            (o.prepared.clone(), o.attrs.clone())
+        };
+        let k = Arc::new(CachedKey::prepare(self.provider(), attrs)?);
+        Ok(cell.get_or_init(|| k).clone())
     }
 }

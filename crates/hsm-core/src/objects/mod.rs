@@ -16,7 +16,9 @@ use crate::runtime::handles::{SESSION_OBJECT_BIT, decode_handle, token_handle};
 use crate::runtime::{AppSlot, Call, Hsm, Location, read, write};
 use attrs::{Actor, Origin};
 use hsm_types::{AttrValue, AttributeSet, AttributeType as A, KeyType, ObjectClass, TokenId};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 
 /// A session object: it lives in memory until its session closes.
 pub(crate) struct SessionObject {
@@ -25,6 +27,25 @@ pub(crate) struct SessionObject {
     pub app: u64,
     pub slot: u64,
     pub attrs: AttributeSet,
+    /// The key prepared for use, once something used it; a new cell when `attrs` change.
+    pub prepared: Arc<OnceLock<Arc<CachedKey>>>,
+}
+
+/// A session object this application may see in this slot, as a handle; private ones
+/// need the user logged in.
+pub(crate) fn visible_session_object<'a>(
+    objs: &'a HashMap<u64, SessionObject>,
+    slot: &AppSlot,
+    n: u64,
+) -> Result<&'a SessionObject> {
+    let o = objs
+        .get(&n)
+        .filter(|o| o.slot == slot.id && o.app == slot.app)
+        .ok_or(Error::ObjectHandleInvalid)?;
+    if o.attrs.is_private() && !slot.user_logged_in() {
+        return Err(Error::UserNotLoggedIn);
+    }
+    Ok(o)
 }
 
 /// One loaded object with where it lives.
@@ -40,13 +61,7 @@ impl Hsm {
         match decode_handle(h).ok_or(Error::ObjectHandleInvalid)? {
             Location::Session(n) => {
                 let objs = read(&self.session_objects);
-                let o = objs
-                    .get(&n)
-                    .filter(|o| o.slot == slot.id && o.app == slot.app)
-                    .ok_or(Error::ObjectHandleInvalid)?;
-                if o.attrs.is_private() && !user {
-                    return Err(Error::UserNotLoggedIn);
-                }
+                let o = visible_session_object(&objs, slot, n)?;
                 Ok(Loaded {
                     attrs: o.attrs.clone(),
                     location: Location::Session(n),
@@ -101,6 +116,7 @@ impl Hsm {
                 app: c.slot.app,
                 slot: c.slot.id,
                 attrs: a,
+                prepared: Arc::default(),
             };
             write(&self.session_objects).insert(n, obj);
             out[i] = n;
@@ -195,6 +211,7 @@ impl Hsm {
                 Location::Session(n) => {
                     if let Some(so) = write(&self.session_objects).get_mut(&n) {
                         so.attrs = new;
+                        so.prepared = Arc::default();
                     }
                 }
                 Location::Token { id, .. } => {

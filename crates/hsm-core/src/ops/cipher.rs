@@ -19,7 +19,9 @@ const MAX_AEAD_INPUT: usize = 64 * 1024 * 1024;
 /// An encrypt or decrypt operation. GCM and RSA buffer their input and answer at the end
 /// (GCM must see the tag first); ECB and CBC answer whole blocks as they come.
 pub(crate) struct CipherOp {
-    key: Zeroizing<Vec<u8>>,
+    /// The key as prepared for use (its value, its GCM schedule, its RSA form), shared
+    /// with the cache: nothing of it is copied per operation.
+    key: Arc<CachedKey>,
     /// The IV; for CBC streamed part by part, the last ciphertext block so far.
     iv: Vec<u8>,
     cipher: CipherKind,
@@ -40,11 +42,9 @@ enum CipherKind {
         hash: HashAlg,
         mgf: HashAlg,
         label: Vec<u8>,
-        key: Arc<CachedKey>,
         modulus_len: usize,
     },
     RsaPkcs1 {
-        key: Arc<CachedKey>,
         modulus_len: usize,
     },
 }
@@ -119,53 +119,98 @@ impl CipherOp {
         }
     }
 
+    /// GCM with a 12-byte IV between two buffers, with the key's prepared schedule
+    /// (decryption only with a full tag); `None` for the cases the general path takes.
+    fn gcm_into(&self, d: Dir, data: &[u8], out: &mut [u8]) -> Option<Result<usize>> {
+        let CipherKind::Gcm { aad, tag_bits } = &self.cipher else {
+            return None;
+        };
+        let tag_len = *tag_bits as usize / 8;
+        if self.iv.len() != crypto::GCM_IV_LEN
+            || (d == Dir::Decrypt && tag_len * 8 != crypto::GCM_TAG_BITS as usize)
+        {
+            return None;
+        }
+        let k = match self.key.gcm() {
+            Ok(k) => k,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(
+            match d {
+                Dir::Encrypt => k.seal_into(&self.iv, aad, tag_len, data, out),
+                Dir::Decrypt => k.open_into(&self.iv, aad, data, out),
+            }
+            .map_err(Into::into),
+        )
+    }
+
+    /// Single-part: `data` (with nothing buffered, the usual case) goes straight into the
+    /// caller's `out` where it can — GCM is sealed or opened in place there, so the
+    /// plaintext is never copied into the module's memory and nothing the size of the
+    /// data is allocated or wiped. Otherwise through [`CipherOp::finish`], whose output
+    /// (plaintext when decrypting) is wiped once copied out.
+    fn finish_into(&mut self, d: Dir, data: &[u8], out: &mut [u8]) -> Result<usize> {
+        if self.buffer.is_empty()
+            && let Some(r) = self.gcm_into(d, data, out)
+        {
+            return r;
+        }
+        self.buffer.extend_from_slice(data);
+        let v = Zeroizing::new(self.finish(d)?);
+        out.get_mut(..v.len())
+            .ok_or(Error::BufferTooSmall(v.len()))?
+            .copy_from_slice(&v);
+        Ok(v.len())
+    }
+
     /// The whole input at once (single-part, or the final part).
     fn finish(&self, d: Dir) -> Result<Vec<u8>> {
         let data = &self.buffer;
+        if matches!(self.cipher, CipherKind::Gcm { .. }) {
+            let mut out = vec![0u8; self.output_len(d, 0)];
+            if let Some(r) = self.gcm_into(d, data, &mut out) {
+                out.truncate(r?);
+                return Ok(out);
+            }
+        }
+        let key = &self.key.attrs;
+        let aes = || aes_value(&self.key);
         Ok(match (&self.cipher, d) {
             (CipherKind::Gcm { aad, tag_bits }, Dir::Encrypt) => {
-                crypto::aes_gcm_encrypt(&self.key, &self.iv, aad, *tag_bits, data)?
+                crypto::aes_gcm_encrypt(aes()?, &self.iv, aad, *tag_bits, data)?
             }
             (CipherKind::Gcm { aad, tag_bits }, Dir::Decrypt) => {
-                crypto::aes_gcm_decrypt(&self.key, &self.iv, aad, *tag_bits, data)?
+                crypto::aes_gcm_decrypt(aes()?, &self.iv, aad, *tag_bits, data)?
             }
             (CipherKind::Block(mode), Dir::Encrypt) => {
-                crypto::aes_encrypt(*mode, &self.key, &self.iv, data)?
+                crypto::aes_encrypt(*mode, aes()?, &self.iv, data)?
             }
             (CipherKind::Block(mode), Dir::Decrypt) => {
-                crypto::aes_decrypt(*mode, &self.key, &self.iv, data)?
+                crypto::aes_decrypt(*mode, aes()?, &self.iv, data)?
             }
             (
                 CipherKind::Oaep {
-                    hash,
-                    mgf,
-                    label,
-                    key,
-                    ..
+                    hash, mgf, label, ..
                 },
                 Dir::Encrypt,
             ) => {
-                let n = key.attrs.bytes(A::MODULUS).unwrap_or_default();
-                let e = key.attrs.bytes(A::PUBLIC_EXPONENT).unwrap_or_default();
+                let n = key.bytes(A::MODULUS).unwrap_or_default();
+                let e = key.bytes(A::PUBLIC_EXPONENT).unwrap_or_default();
                 crypto::rsa_oaep_encrypt(n, e, *hash, *mgf, label, data)?
             }
             (
                 CipherKind::Oaep {
-                    hash,
-                    mgf,
-                    label,
-                    key,
-                    ..
+                    hash, mgf, label, ..
                 },
                 Dir::Decrypt,
-            ) => crypto::rsa_oaep_decrypt(&rsa_parts(&key.attrs)?, *hash, *mgf, label, data)?,
-            (CipherKind::RsaPkcs1 { key, .. }, Dir::Encrypt) => {
-                let n = key.attrs.bytes(A::MODULUS).unwrap_or_default();
-                let e = key.attrs.bytes(A::PUBLIC_EXPONENT).unwrap_or_default();
+            ) => crypto::rsa_oaep_decrypt(&rsa_parts(key)?, *hash, *mgf, label, data)?,
+            (CipherKind::RsaPkcs1 { .. }, Dir::Encrypt) => {
+                let n = key.bytes(A::MODULUS).unwrap_or_default();
+                let e = key.bytes(A::PUBLIC_EXPONENT).unwrap_or_default();
                 crypto::rsa_pkcs1_encrypt(n, e, data)?
             }
-            (CipherKind::RsaPkcs1 { key, .. }, Dir::Decrypt) => {
-                crypto::rsa_pkcs1_decrypt(&rsa_parts(&key.attrs)?, data)?
+            (CipherKind::RsaPkcs1 { .. }, Dir::Decrypt) => {
+                crypto::rsa_pkcs1_decrypt(&rsa_parts(key)?, data)?
             }
         })
     }
@@ -186,9 +231,10 @@ impl CipherOp {
         } else {
             mode
         };
+        let key = aes_value(&self.key)?;
         let out = match d {
-            Dir::Encrypt => crypto::aes_encrypt(inner, &self.key, &self.iv, &chunk)?,
-            Dir::Decrypt => crypto::aes_decrypt(inner, &self.key, &self.iv, &chunk)?,
+            Dir::Encrypt => crypto::aes_encrypt(inner, key, &self.iv, &chunk)?,
+            Dir::Decrypt => crypto::aes_decrypt(inner, key, &self.iv, &chunk)?,
         };
         if inner == crypto::BlockMode::Cbc {
             let last = match d {
@@ -218,8 +264,9 @@ impl Hsm {
             let (op, attrs) = match self.cipher_setup(mech, d)? {
                 Setup::Aes { iv, cipher } => {
                     let k = self.aes_key(c, key, d == Dir::Encrypt, mech.kind())?;
+                    aes_value(&k)?;
                     let op = CipherOp {
-                        key: Zeroizing::new(aes_value(&k)?),
+                        key: k.clone(),
                         iv,
                         cipher,
                         buffer: Zeroizing::new(Vec::new()),
@@ -323,21 +370,19 @@ impl Hsm {
         self.check_use(c, &k.attrs, u)?;
         let m = k.attrs.bytes(A::MODULUS).unwrap_or_default();
         let modulus_len = m.len() - m.iter().take_while(|b| **b == 0).count();
-        let key = k.clone();
         let cipher = match oaep {
             Some((hash, mgf, label)) => CipherKind::Oaep {
                 hash,
                 mgf,
                 label,
-                key,
                 modulus_len,
             },
-            None => CipherKind::RsaPkcs1 { key, modulus_len },
+            None => CipherKind::RsaPkcs1 { modulus_len },
         };
         let op = CipherOp {
             needs_context_login: d == Dir::Decrypt
                 && k.attrs.bool(A::ALWAYS_AUTHENTICATE) == Some(true),
-            key: Zeroizing::new(Vec::new()),
+            key: k.clone(),
             iv: Vec::new(),
             cipher,
             buffer: Zeroizing::new(Vec::new()),
@@ -360,6 +405,34 @@ impl Hsm {
             Ok(lock(&c.session.ops)
                 .get::<CipherOp>(d.kind())?
                 .output_len(d, len))
+        })
+    }
+
+    /// Single-part encrypt into the caller's buffer: the length written, or
+    /// `BufferTooSmall(needed)` with the operation still active (PKCS#11's convention).
+    pub fn encrypt_into(&self, h: u64, data: &[u8], out: &mut [u8]) -> Result<usize> {
+        self.cipher_into(h, Dir::Encrypt, data, out)
+    }
+
+    /// Single-part decrypt into the caller's buffer, as [`Hsm::encrypt_into`].
+    pub fn decrypt_into(&self, h: u64, data: &[u8], out: &mut [u8]) -> Result<usize> {
+        self.cipher_into(h, Dir::Decrypt, data, out)
+    }
+
+    fn cipher_into(&self, h: u64, d: Dir, data: &[u8], out: &mut [u8]) -> Result<usize> {
+        self.run(h, Action::Continue(d.kind()), |c| {
+            let mut op = {
+                let mut ops = lock(&c.session.ops);
+                let needed = ops.get::<CipherOp>(d.kind())?.output_len(d, data.len());
+                if out.len() < needed {
+                    return Err(Error::BufferTooSmall(needed));
+                }
+                ops.take::<CipherOp>(d.kind())?
+            };
+            if op.needs_context_login {
+                return Err(Error::UserNotLoggedIn);
+            }
+            op.finish_into(d, data, out)
         })
     }
 
@@ -437,11 +510,8 @@ impl Hsm {
 }
 
 /// An AES key's value (absent without the user's login).
-pub(crate) fn aes_value(k: &CachedKey) -> Result<Vec<u8>> {
-    Ok(k.attrs
-        .bytes(A::VALUE)
-        .ok_or(Error::UserNotLoggedIn)?
-        .to_vec())
+pub(crate) fn aes_value(k: &CachedKey) -> Result<&[u8]> {
+    k.attrs.bytes(A::VALUE).ok_or(Error::UserNotLoggedIn)
 }
 
 /// The OAEP hash and MGF1 hash of `CK_RSA_PKCS_OAEP_PARAMS`.

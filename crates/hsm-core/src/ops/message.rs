@@ -49,7 +49,7 @@ impl Hsm {
                 return Err(Error::MechanismInvalid);
             }
             let k = self.aes_key(c, key, encrypt, mech)?;
-            let key = Zeroizing::new(super::cipher::aes_value(&k)?);
+            let key = Zeroizing::new(super::cipher::aes_value(&k)?.to_vec());
             let mut ops = lock(&c.session.ops);
             c.slot.still_logged_in_for(&k.attrs)?;
             ops.put(kind, MessageOp { key });

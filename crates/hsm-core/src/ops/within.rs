@@ -7,6 +7,7 @@
 
 use crate::error::{Error, Result};
 use crate::runtime::Hsm;
+use zeroize::Zeroizing;
 
 fn fits(cap: usize, needed: usize) -> Result<()> {
     if cap < needed {
@@ -21,14 +22,26 @@ impl Hsm {
         self.sign(h, data)
     }
 
+    /// Through [`Hsm::encrypt_into`] with a buffer of the needed size: the prepared key,
+    /// and no copy of the input into the operation.
     pub fn encrypt_within(&self, h: u64, data: &[u8], cap: usize) -> Result<Vec<u8>> {
-        fits(cap, self.encrypt_len(h, data.len())?)?;
-        self.encrypt(h, data)
+        let needed = self.encrypt_len(h, data.len())?;
+        fits(cap, needed)?;
+        let mut out = vec![0u8; needed];
+        let n = self.encrypt_into(h, data, &mut out)?;
+        out.truncate(n);
+        Ok(out)
     }
 
+    /// As [`Hsm::encrypt_within`]; on any failure the buffer is wiped before it is freed
+    /// (a bad tag leaves it zeroed already).
     pub fn decrypt_within(&self, h: u64, data: &[u8], cap: usize) -> Result<Vec<u8>> {
-        fits(cap, self.decrypt_len(h, data.len())?)?;
-        self.decrypt(h, data)
+        let needed = self.decrypt_len(h, data.len())?;
+        fits(cap, needed)?;
+        let mut out = Zeroizing::new(vec![0u8; needed]);
+        let n = self.decrypt_into(h, data, &mut out)?;
+        out.truncate(n);
+        Ok(std::mem::take(&mut *out))
     }
 
     pub fn digest_within(&self, h: u64, data: &[u8], cap: usize) -> Result<Vec<u8>> {

@@ -2,7 +2,7 @@
 //! [`ending`]: a length query or a short buffer leaves the operation active, any other
 //! failure ends it.
 
-use super::{ending, two_call, two_call_within};
+use super::{ending, two_call, two_call_into};
 use crate::guard::data;
 use crate::mechanism::mechanism;
 use cryptoki_sys::*;
@@ -35,9 +35,10 @@ entry_points! {
             // SAFETY: forwarded contract.
             let input = unsafe { data(d, dl, "pEncryptedData") }?;
             let query = || Ok(h.decrypt_len(s, input.len())?);
+            let into = |buf: &mut [u8]| Ok(h.decrypt_into(s, input, buf)?);
             let within = |cap| Ok(h.decrypt_within(s, input, cap)?);
             // SAFETY: forwarded contract.
-            unsafe { two_call_within(out, ol, "pulDataLen is NULL", query, within) }
+            unsafe { two_call_into(input, out, ol, "pulDataLen is NULL", query, into, within) }
         })
     }
 

@@ -229,26 +229,6 @@ fn ending<T>(
     r
 }
 
-/// The two-call output convention of PKCS#11 (§5.2), the one place it is written: for
-/// signatures, ciphertexts, digests, wrapped keys, message outputs and the slot,
-/// mechanism and interface lists.
-///
-/// `len` is the caller's `CK_ULONG` (NULL or misaligned: `CKR_ARGUMENTS_BAD`), `needed`
-/// the length the output will have at most:
-/// - `out` NULL: `*len = needed`, `CKR_OK`, and nothing is produced (an operation stays
-///   active);
-/// - `*len < needed`: `*len = needed`, `CKR_BUFFER_TOO_SMALL`, nothing produced (an
-///   operation stays active, see [`ending`]);
-/// - otherwise `produce` runs (an operation's last call ends it) and its items are
-///   copied to `out`, `*len` set to their count. Should they be more than `*len` after
-///   all, the answer is `CKR_BUFFER_TOO_SMALL` with their count.
-///
-/// A non-null `out` misaligned for `T` is `CKR_ARGUMENTS_BAD` before anything is
-/// produced (byte buffers cannot be).
-///
-/// # Safety
-/// A non-null, aligned `len` is a writable `CK_ULONG`; a non-null `out` is writable for
-/// `*len` items of `T`.
 /// [`two_call`] for a one-shot output the token checks against the caller's buffer
 /// itself (`within(capacity)`), so that a buffer costs one call to the token, not two:
 /// `out` NULL asks `query` for the length; otherwise `within` produces the output or
@@ -290,6 +270,80 @@ unsafe fn two_call_within(
     }
 }
 
+/// [`two_call_within`] for `C_Encrypt` and `C_Decrypt`, whose output the token writes
+/// straight into the caller's buffer (`into(buffer)`: AES-GCM seals and opens there, with
+/// no copy of the data in between). A buffer overlapping the input — in-place
+/// encryption, which some callers do — goes through `within` and a copy instead: Rust
+/// must never see the same bytes as both the input and the output.
+///
+/// # Safety
+/// As [`two_call`]; `input` is the caller's input, borrowed from its memory.
+unsafe fn two_call_into(
+    input: &[u8],
+    out: *mut u8,
+    len: *mut CK_ULONG,
+    len_name: &'static str,
+    query: impl FnOnce() -> Result<usize, Error>,
+    into: impl FnOnce(&mut [u8]) -> Result<usize, Error>,
+    within: impl FnOnce(usize) -> Result<hsm_core::api::Bytes, Error>,
+) -> Result<(), Error> {
+    let cap = {
+        // SAFETY: forwarded contract; NULL and misaligned are refused.
+        let l = unsafe { guard::out_ref(len, len_name) }?;
+        if out.is_null() {
+            *l = query()? as CK_ULONG;
+            return Ok(());
+        }
+        guard::out_array(out, *l, "output buffer")?;
+        usize::try_from(*l)
+            .unwrap_or(usize::MAX)
+            .min(isize::MAX as usize)
+    };
+    let (o, i) = (out as usize, input.as_ptr() as usize);
+    if cap > 0 && !input.is_empty() && o < i + input.len() && i < o + cap {
+        // SAFETY: forwarded contract.
+        return unsafe { two_call_within(out, len, len_name, query, within) };
+    }
+    // SAFETY: `out` is non-null (checked above) and the caller's contract makes it
+    // writable for `cap` bytes; it does not overlap `input` (checked above). The token
+    // writes the bytes before anything reads them.
+    let buf = unsafe { std::slice::from_raw_parts_mut(out, cap) };
+    let r = into(buf);
+    // SAFETY: forwarded contract, as above; `buf` is no longer used.
+    let l = unsafe { guard::out_ref(len, len_name) }?;
+    match r {
+        Ok(n) => {
+            *l = n as CK_ULONG;
+            Ok(())
+        }
+        Err(Error::Core(CoreError::BufferTooSmall(n))) => {
+            *l = n as CK_ULONG;
+            Err(CoreError::BufferTooSmall(n).into())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The two-call output convention of PKCS#11 (§5.2), the one place it is written: for
+/// signatures, ciphertexts, digests, wrapped keys, message outputs and the slot,
+/// mechanism and interface lists.
+///
+/// `len` is the caller's `CK_ULONG` (NULL or misaligned: `CKR_ARGUMENTS_BAD`), `needed`
+/// the length the output will have at most:
+/// - `out` NULL: `*len = needed`, `CKR_OK`, and nothing is produced (an operation stays
+///   active);
+/// - `*len < needed`: `*len = needed`, `CKR_BUFFER_TOO_SMALL`, nothing produced (an
+///   operation stays active, see [`ending`]);
+/// - otherwise `produce` runs (an operation's last call ends it) and its items are
+///   copied to `out`, `*len` set to their count. Should they be more than `*len` after
+///   all, the answer is `CKR_BUFFER_TOO_SMALL` with their count.
+///
+/// A non-null `out` misaligned for `T` is `CKR_ARGUMENTS_BAD` before anything is
+/// produced (byte buffers cannot be).
+///
+/// # Safety
+/// A non-null, aligned `len` is a writable `CK_ULONG`; a non-null `out` is writable for
+/// `*len` items of `T`.
 unsafe fn two_call<T: Copy, V: AsRef<[T]>>(
     out: *mut T,
     len: *mut CK_ULONG,
