@@ -6,7 +6,7 @@ use super::usage::key_handle;
 use crate::crypto::{GcmKey, SigningKey, VerifyingKey};
 use crate::error::{Error, Result};
 use crate::provider::CryptoProvider;
-use crate::runtime::{AppSlot, Hsm, Location, handles::decode_handle, lock, read};
+use crate::runtime::{AppSlot, Hsm, Location, handles::decode_handle, read, write};
 use hsm_types::{AttributeSet, AttributeType as A, ObjectClass, ObjectId, TokenId};
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -103,7 +103,7 @@ impl Hsm {
             return Ok(Arc::new(CachedKey::prepare(self.provider(), o.attrs)?));
         };
         let epoch = {
-            let cache = lock(&slot.shared.key_cache);
+            let cache = read(&slot.shared.key_cache);
             if let Some(k) = cache.keys.get(&id) {
                 return Ok(k.clone());
             }
@@ -111,7 +111,7 @@ impl Hsm {
         };
         let o = self.load(slot, token, h).map_err(key_handle)?;
         let k = Arc::new(CachedKey::prepare(self.provider(), o.attrs)?);
-        let mut cache = lock(&slot.shared.key_cache);
+        let mut cache = write(&slot.shared.key_cache);
         if cache.epoch == epoch {
             cache.keys.insert(id, k.clone());
         }

@@ -81,7 +81,8 @@ pub(crate) struct Slot {
     /// in here; dropped (and zeroized) when the last of them logs out. Only this process
     /// writes the store, so entries stay current as long as every change of an object
     /// goes through [`Slot::forget_cached`].
-    pub key_cache: Mutex<KeyCache>,
+    /// A lock readers share: two threads signing with cached keys never wait on each other.
+    pub key_cache: RwLock<KeyCache>,
     /// How many applications have the user logged in on this slot.
     user_logins: Mutex<usize>,
 }
@@ -92,7 +93,7 @@ impl Slot {
             id,
             token: RwLock::new(None),
             public: RwLock::new(None),
-            key_cache: Mutex::new(KeyCache::default()),
+            key_cache: RwLock::new(KeyCache::default()),
             user_logins: Mutex::new(0),
         }
     }
@@ -102,11 +103,11 @@ impl Slot {
     }
 
     pub fn forget_all_cached(&self) {
-        lock(&self.key_cache).clear();
+        write(&self.key_cache).clear();
     }
 
     pub fn forget_cached(&self, id: ObjectId) {
-        lock(&self.key_cache).forget(id);
+        write(&self.key_cache).forget(id);
     }
 
     /// Counts an application's user login in or out; the last one out drops the cache.
@@ -235,7 +236,7 @@ impl Hsm {
 
     /// How many prepared keys the slot holds in memory (none while nobody is logged in).
     pub fn cached_keys(&self, slot: u64) -> Result<usize> {
-        Ok(lock(&self.slot(slot)?.key_cache).len())
+        Ok(read(&self.slot(slot)?.key_cache).len())
     }
 
     pub fn slot_info(&self, id: u64) -> Result<SlotInfo> {
