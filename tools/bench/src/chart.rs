@@ -1,6 +1,7 @@
-//! The PNG: one horizontal bar per row, FerroHSM's advantage over SoftHSM2 on a log scale
-//! (right of 1× FerroHSM is better). Text needs a TrueType font; without one the bars are
-//! drawn alone.
+//! The PNG: per row, FerroHSM's advantage over SoftHSM2 and (when it ran) over Kryoptic,
+//! two horizontal bars on a log scale (right of 1× FerroHSM is better). Crypto rows appear
+//! once, at 1 thread (the 2-thread ratios are in the table). Text needs a TrueType font;
+//! without one the bars are drawn alone.
 
 use crate::model::Res;
 use crate::report::Row;
@@ -9,8 +10,8 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::path::Path;
 
 const W: u32 = 1100;
-const ROW_H: u32 = 22;
-const TOP: u32 = 60;
+const ROW_H: u32 = 26;
+const TOP: u32 = 70;
 const BOTTOM: u32 = 40;
 const LEFT: i32 = 330;
 const RIGHT: i32 = 80;
@@ -28,10 +29,18 @@ fn font(path: &Path) -> bool {
     plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok()
 }
 
+const SOFT: RGBColor = RGBColor(60, 120, 190);
+const KRYO: RGBColor = RGBColor(230, 140, 30);
+
+/// One chart row: its label and the two ratios.
+type Bar<'a> = (&'a str, Option<f64>, Option<f64>);
+
 pub fn render(rows: &[Row], font_path: &Path) -> Res<Vec<u8>> {
-    let bars: Vec<(&str, f64)> = rows
+    let bars: Vec<Bar<'_>> = rows
         .iter()
-        .filter_map(|r| r.advantage().map(|a| (r.short.as_str(), a)))
+        .filter(|r| r.crypto.is_none_or(|c| c.2 == 1))
+        .map(|r| (r.short.as_str(), r.advantage(), r.advantage_kryo()))
+        .filter(|b| b.1.is_some() || b.2.is_some())
         .collect();
     let h = TOP + BOTTOM + ROW_H * bars.len().max(1) as u32;
     let text = font(font_path);
@@ -55,19 +64,18 @@ pub fn render(rows: &[Row], font_path: &Path) -> Res<Vec<u8>> {
 
 fn draw<DB: DrawingBackend>(
     root: &DrawingArea<DB, plotters::coord::Shift>,
-    bars: &[(&str, f64)],
+    bars: &[Bar<'_>],
     h: u32,
     text: bool,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
-    let lo_exp = bars
-        .iter()
-        .map(|b| b.1.log10().floor() as i32)
+    let values = || bars.iter().flat_map(|b| [b.1, b.2]).flatten();
+    let lo_exp = values()
+        .map(|v| v.log10().floor() as i32)
         .min()
         .unwrap_or(-1)
         .min(-1);
-    let hi_exp = bars
-        .iter()
-        .map(|b| b.1.log10().ceil() as i32)
+    let hi_exp = values()
+        .map(|v| v.log10().ceil() as i32)
         .max()
         .unwrap_or(1)
         .max(1);
@@ -106,51 +114,68 @@ fn draw<DB: DrawingBackend>(
     }
     if text {
         root.draw(&Text::new(
-            "FerroHSM / SoftHSM2 (log scale; right of 1× FerroHSM is better; ms and MiB rows inverted)",
-            (W as i32 / 2, 18),
+            "FerroHSM's advantage (log scale; right of 1× FerroHSM is better; ms and MiB rows inverted)",
+            (W as i32 / 2, 16),
             ("sans-serif", 18)
                 .into_font()
                 .color(&BLACK)
                 .pos(Pos::new(HPos::Center, VPos::Center)),
         ))?;
+        // Legend.
+        let mut x = W as i32 / 2 - 200;
+        for (color, name) in [(SOFT, "FerroHSM / SoftHSM2"), (KRYO, "FerroHSM / Kryoptic")] {
+            root.draw(&Rectangle::new([(x, 34), (x + 16, 46)], color.filled()))?;
+            root.draw(&Text::new(
+                name,
+                (x + 22, 40),
+                ("sans-serif", 14)
+                    .into_font()
+                    .color(&BLACK)
+                    .pos(Pos::new(HPos::Left, VPos::Center)),
+            ))?;
+            x += 220;
+        }
     }
     let one = x_of(1.0);
-    for (i, (name, v)) in bars.iter().enumerate() {
+    let half = (ROW_H as i32 - 4) / 2;
+    for (i, (name, soft, kryo)) in bars.iter().enumerate() {
         let y = y_top + (i as u32 * ROW_H) as i32;
-        let xv = x_of(*v);
-        let color = if *v >= 1.0 {
-            RGBColor(46, 139, 87)
-        } else {
-            RGBColor(200, 60, 50)
-        };
-        let (a, b) = if xv >= one { (one, xv) } else { (xv, one) };
-        root.draw(&Rectangle::new(
-            [(a, y + 3), (b.max(a + 1), y + ROW_H as i32 - 3)],
-            color.filled(),
-        ))?;
         if text {
-            let style = ("sans-serif", 14).into_font().color(&BLACK);
             root.draw(&Text::new(
                 name.to_string(),
                 (x0 - 8, y + ROW_H as i32 / 2),
-                style.pos(Pos::new(HPos::Right, VPos::Center)),
+                ("sans-serif", 14)
+                    .into_font()
+                    .color(&BLACK)
+                    .pos(Pos::new(HPos::Right, VPos::Center)),
             ))?;
-            let label = if *v >= 10.0 {
-                format!("{v:.0}×")
-            } else {
-                format!("{v:.2}×")
-            };
-            // Right of the bar's end; for bars left of 1×, right of the 1× line.
-            let (lx, hp) = if *v >= 1.0 {
-                (xv + 4, HPos::Left)
-            } else {
-                (one + 4, HPos::Left)
-            };
-            root.draw(&Text::new(
-                label,
-                (lx, y + ROW_H as i32 / 2),
-                style.pos(Pos::new(hp, VPos::Center)),
+        }
+        for (k, (v, color)) in [(soft, SOFT), (kryo, KRYO)].into_iter().enumerate() {
+            let Some(v) = *v else { continue };
+            let top = y + 2 + k as i32 * half;
+            let xv = x_of(v);
+            let (a, b) = if xv >= one { (one, xv) } else { (xv, one) };
+            root.draw(&Rectangle::new(
+                [(a, top), (b.max(a + 1), top + half - 1)],
+                color.filled(),
             ))?;
+            if text {
+                let label = if v >= 10.0 {
+                    format!("{v:.0}×")
+                } else {
+                    format!("{v:.2}×")
+                };
+                // Right of the bar's end; for bars left of 1×, right of the 1× line.
+                let lx = if v >= 1.0 { xv + 4 } else { one + 4 };
+                root.draw(&Text::new(
+                    label,
+                    (lx, top + half / 2),
+                    ("sans-serif", 11)
+                        .into_font()
+                        .color(&BLACK)
+                        .pos(Pos::new(HPos::Left, VPos::Center)),
+                ))?;
+            }
         }
     }
     Ok(())

@@ -1,12 +1,14 @@
-//! FerroHSM vs SoftHSM2 through one PKCS#11 client (the `cryptoki` crate). Not a test:
-//! it measures, in one run, durable object creation, C_FindObjects by label and by
-//! CKA_ID at growing object counts, cold C_Initialize + C_OpenSession and C_Login, the
-//! crypto rows with 1 and 2 threads, and peak RSS; and the same crypto called directly
-//! through aws-lc-rs, so the PKCS#11 overhead shows.
+//! FerroHSM vs SoftHSM2 and Kryoptic through one PKCS#11 client (the `cryptoki` crate).
+//! Not a test: it measures, in one run, durable object creation, C_FindObjects by label
+//! and by CKA_ID at growing object counts, cold C_Initialize + C_OpenSession, C_Login and
+//! first find, the crypto rows with token keys and session keys and 1 and 2 threads, and
+//! RSS; FerroHSM also through its server, in 1 and N processes; and the same crypto called
+//! directly through aws-lc-rs, so the PKCS#11 overhead shows.
 //!
 //! Each module runs in its own child process (this binary re-executed with the hidden
 //! `measure` subcommand), so PKCS#11 global state is clean and each peak RSS is its own;
-//! cold starts are further children (`cold`), and aws-lc-rs runs in a child (`raw`).
+//! cold starts are further children (`cold`), the N processes are `proc-worker` children,
+//! and aws-lc-rs runs in a child (`raw`).
 //!
 //! `tools/bench/run` regenerates the "FerroHSM vs SoftHSM2" section of docs/benchmarks.md.
 #![forbid(unsafe_code)]
@@ -14,8 +16,10 @@
 mod chart;
 mod model;
 mod p11;
+mod procs;
 mod raw;
 mod report;
+mod targets;
 
 use clap::{Args, Parser, Subcommand};
 use model::{ModuleResult, RawResult, Res};
@@ -25,7 +29,7 @@ use std::process::{Command, Stdio};
 #[derive(Parser)]
 #[command(
     name = "ferrohsm-bench",
-    about = "FerroHSM vs SoftHSM2 through one PKCS#11 client",
+    about = "FerroHSM vs SoftHSM2 and Kryoptic through one PKCS#11 client",
     args_conflicts_with_subcommands = true
 )]
 struct Cli {
@@ -67,9 +71,22 @@ struct RunArgs {
     /// in a column beside the embedded one.
     #[arg(long)]
     with_server: bool,
+    /// Processes in the "through the server, N processes" rows (with --with-server).
+    #[arg(long, default_value_t = 4)]
+    procs: usize,
     /// SoftHSM2's module.
     #[arg(long, default_value = "/usr/lib/softhsm/libsofthsm2.so")]
     softhsm: PathBuf,
+    /// Kryoptic's module (tools/bench/kryoptic builds it); without it the Kryoptic column
+    /// says "not run".
+    #[arg(long)]
+    kryoptic: Option<PathBuf>,
+    /// How Kryoptic was built (version, features), for the report.
+    #[arg(long)]
+    kryoptic_build: Option<String>,
+    /// Why there is no Kryoptic module (shown in its column instead of figures).
+    #[arg(long, conflicts_with = "kryoptic")]
+    kryoptic_unavailable: Option<String>,
     /// Write the Markdown section here too (stdout always gets it).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -128,6 +145,19 @@ enum Cmd {
         ops: Vec<model::Op>,
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+        /// Also 1 process against this many (through the server).
+        #[arg(long, default_value_t = 0)]
+        procs: usize,
+    },
+    /// One of the N processes (a child of `measure`; driven through stdin).
+    #[command(hide = true)]
+    ProcWorker {
+        #[arg(long)]
+        module: PathBuf,
+        #[arg(long)]
+        objects: u64,
+        #[arg(long)]
+        index: u64,
     },
     /// One cold start (a child process; JSON on stdout).
     #[command(hide = true)]
@@ -166,6 +196,7 @@ fn main() {
             threads,
             ops,
             rounds,
+            procs,
         }) => {
             let plan = p11::Plan {
                 seconds,
@@ -175,9 +206,15 @@ fn main() {
                 threads,
                 ops,
                 rounds,
+                procs,
             };
             p11::measure(&name, &module, &plan).and_then(|r| print_json(&r))
         }
+        Some(Cmd::ProcWorker {
+            module,
+            objects,
+            index,
+        }) => procs::worker(&module, objects, index),
         Some(Cmd::Cold { module, objects }) => {
             p11::cold(&module, objects).and_then(|r| print_json(&r))
         }
@@ -211,6 +248,8 @@ pub struct Setup {
     pub smoke: bool,
     pub ops: String,
     pub rounds: usize,
+    /// Processes of the "through the server" rows (0: not measured).
+    pub procs: usize,
 }
 
 /// The crypto rows to run, as the children's `--ops` argument.
@@ -238,6 +277,7 @@ fn setup(a: &RunArgs) -> Setup {
             smoke: true,
             ops: ops_arg(a),
             rounds: 1,
+            procs: if a.with_server { a.procs } else { 0 },
         };
     }
     let mut sizes = a.sizes.clone().unwrap_or(vec![1000, 10000]);
@@ -257,6 +297,22 @@ fn setup(a: &RunArgs) -> Setup {
         smoke: false,
         ops: ops_arg(a),
         rounds: a.rounds,
+        procs: if a.with_server { a.procs } else { 0 },
+    }
+}
+
+/// A module that was measured, or why it was not.
+pub enum Outcome {
+    Measured(ModuleResult),
+    NotRun(String),
+}
+
+impl Outcome {
+    pub fn measured(&self) -> Option<&ModuleResult> {
+        match self {
+            Outcome::Measured(m) => Some(m),
+            Outcome::NotRun(_) => None,
+        }
     }
 }
 
@@ -310,6 +366,7 @@ fn run(a: RunArgs) -> Res<()> {
         &s,
         &s.ferro_sizes,
         None,
+        0,
     )?;
     let served = if a.with_server {
         let vconf = ferro_store("auto")?;
@@ -320,6 +377,7 @@ fn run(a: RunArgs) -> Res<()> {
             &s,
             &s.ferro_sizes,
             None,
+            s.procs,
         )?)
     } else {
         None
@@ -343,7 +401,43 @@ fn run(a: RunArgs) -> Res<()> {
         &s,
         &s.soft_sizes,
         Some(s.budget),
+        0,
     )?;
+
+    // Kryoptic: its own SQLite token in the run's directory (KRYOPTIC_CONF names the
+    // configuration). A failure here leaves its column "not run" with the reason.
+    let kryo = match (&a.kryoptic, &a.kryoptic_unavailable) {
+        (Some(k), _) if !k.exists() => Outcome::NotRun(format!("{} is missing", k.display())),
+        (Some(k), _) => {
+            let kdir = work.path().join("kryoptic");
+            std::fs::create_dir_all(&kdir)?;
+            let kconf = kdir.join("kryoptic.toml");
+            std::fs::write(
+                &kconf,
+                format!(
+                    "[[slots]]\nslot = 1\ndescription = \"ferrohsm-bench\"\ndbtype = \"sqlite\"\ndbargs = {:?}\n",
+                    kdir.join("token.sql").display().to_string()
+                ),
+            )?;
+            match measure_child(
+                "Kryoptic",
+                k,
+                ("KRYOPTIC_CONF", &kconf),
+                &s,
+                &s.soft_sizes,
+                Some(s.budget),
+                0,
+            ) {
+                Ok(m) => Outcome::Measured(m),
+                Err(e) => {
+                    eprintln!("Kryoptic not measured: {e}");
+                    Outcome::NotRun(e.to_string())
+                }
+            }
+        }
+        (None, Some(why)) => Outcome::NotRun(why.clone()),
+        (None, None) => Outcome::NotRun("no --kryoptic module given".into()),
+    };
 
     let raw: RawResult = child_json(
         Command::new(std::env::current_exe()?)
@@ -374,8 +468,11 @@ fn run(a: RunArgs) -> Res<()> {
         command,
         ferro_module: &ferro_module,
         soft_module: &a.softhsm,
+        kryo_module: a.kryoptic.as_deref(),
+        kryo_build: a.kryoptic_build.as_deref(),
         ferro: &ferro,
         soft: &soft,
+        kryo: &kryo,
         served: served.as_ref(),
         raw: &raw,
     };
@@ -410,6 +507,7 @@ fn measure_child(
     s: &Setup,
     sizes: &[u64],
     budget: Option<f64>,
+    procs: usize,
 ) -> Res<ModuleResult> {
     eprintln!("== {name}: {}", module.display());
     let mut c = Command::new(std::env::current_exe()?);
@@ -430,6 +528,8 @@ fn measure_child(
         .arg(&s.ops)
         .arg("--rounds")
         .arg(s.rounds.to_string())
+        .arg("--procs")
+        .arg(procs.to_string())
         .env(env.0, env.1);
     if let Some(b) = budget {
         c.arg("--budget").arg(b.to_string());

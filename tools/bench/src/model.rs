@@ -18,14 +18,16 @@ pub enum Op {
     RsaPkcs1Sign,
     RsaPssSign,
     RsaKeygen,
+    AesGcm64,
     AesGcm4k,
     AesGcm1m,
     Sha256_4k,
     Random32,
+    Random1,
 }
 
 impl Op {
-    pub const ALL: [Op; 11] = [
+    pub const ALL: [Op; 13] = [
         Op::EcP256Sign,
         Op::EcP256Verify,
         Op::EcP384Sign,
@@ -33,10 +35,12 @@ impl Op {
         Op::RsaPkcs1Sign,
         Op::RsaPssSign,
         Op::RsaKeygen,
+        Op::AesGcm64,
         Op::AesGcm4k,
         Op::AesGcm1m,
         Op::Sha256_4k,
         Op::Random32,
+        Op::Random1,
     ];
 
     pub fn label(self) -> &'static str {
@@ -48,10 +52,12 @@ impl Op {
             Op::RsaPkcs1Sign => "RSA-2048 PKCS#1 v1.5 sign (CKM_SHA256_RSA_PKCS)",
             Op::RsaPssSign => "RSA-2048 PSS sign (CKM_SHA256_RSA_PKCS_PSS)",
             Op::RsaKeygen => "RSA-2048 key generation",
+            Op::AesGcm64 => "AES-256-GCM encrypt 64 B",
             Op::AesGcm4k => "AES-256-GCM encrypt 4 KiB",
             Op::AesGcm1m => "AES-256-GCM encrypt 1 MiB",
             Op::Sha256_4k => "SHA-256 digest 4 KiB",
             Op::Random32 => "C_GenerateRandom 32 bytes",
+            Op::Random1 => "C_GenerateRandom 1 byte (the call overhead)",
         }
     }
 
@@ -65,10 +71,12 @@ impl Op {
             Op::RsaPkcs1Sign => "RSA-2048 PKCS#1 sign",
             Op::RsaPssSign => "RSA-2048 PSS sign",
             Op::RsaKeygen => "RSA-2048 keygen",
+            Op::AesGcm64 => "AES-GCM 64 B",
             Op::AesGcm4k => "AES-GCM 4 KiB",
             Op::AesGcm1m => "AES-GCM 1 MiB",
             Op::Sha256_4k => "SHA-256 4 KiB",
             Op::Random32 => "random 32 B",
+            Op::Random1 => "random 1 B",
         }
     }
 
@@ -78,12 +86,49 @@ impl Op {
             Op::EcP256Sign | Op::EcP384Sign | Op::RsaPkcs1Sign | Op::RsaPssSign
         )
     }
+
+    /// The row uses a key, so it runs once with a token key and once with a session key.
+    pub fn uses_key(self) -> bool {
+        !matches!(
+            self,
+            Op::RsaKeygen | Op::Sha256_4k | Op::Random32 | Op::Random1
+        )
+    }
+
+    /// The key scopes this row runs with (`None`: the row uses no key).
+    pub fn scopes(self) -> &'static [Option<Scope>] {
+        if self.uses_key() {
+            &[Some(Scope::Token), Some(Scope::Session)]
+        } else {
+            &[None]
+        }
+    }
+}
+
+/// Where a crypto row's key lives.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Scope {
+    /// CKA_TOKEN true: stored on the token.
+    Token,
+    /// CKA_TOKEN false: made in the measuring process's long-lived main session.
+    Session,
+}
+
+impl Scope {
+    pub fn label(self) -> &'static str {
+        match self {
+            Scope::Token => "token key",
+            Scope::Session => "session key",
+        }
+    }
 }
 
 /// A crypto cell: `ops` operations by `threads` threads in parallel.
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct Cell {
     pub op: Op,
+    /// The key's scope (None for rows without a key, and for aws-lc-rs).
+    pub scope: Option<Scope>,
     pub threads: usize,
     pub ops: u64,
     /// The best round's ops/s, summed over threads (RSA key generation: the mean).
@@ -101,8 +146,14 @@ pub struct Cold {
     pub login_ms: f64,
     /// The first C_FindObjects by label after login.
     pub first_find_ms: f64,
-    /// VmHWM before C_Login and at the end.
+    /// VmHWM (peak) before C_Login.
     pub rss_before_login_kib: u64,
+    /// VmRSS (current) right after C_Login returned: the KDF's memory is gone if it was
+    /// released.
+    pub rss_after_login_kib: u64,
+    /// VmRSS after the first find (before C_Finalize).
+    pub rss_end_kib: u64,
+    /// VmHWM (peak) at the end.
     pub rss_kib: u64,
 }
 
@@ -140,6 +191,46 @@ pub struct ModuleResult {
     pub sizes: Vec<SizeResult>,
     pub crypto: Vec<Cell>,
     pub peak_rss_kib: u64,
+    /// Through the server only: 1 process against N processes on the same token.
+    pub procs: Vec<ProcCell>,
+    /// The objects on the token while the processes ran.
+    pub procs_objects: u64,
+}
+
+/// A row measured in N processes at once (each one thread, started together).
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+pub enum ProcOp {
+    EcP256Sign,
+    AesGcm4k,
+    FindLabel,
+    Create,
+}
+
+impl ProcOp {
+    pub const ALL: [ProcOp; 4] = [
+        ProcOp::EcP256Sign,
+        ProcOp::AesGcm4k,
+        ProcOp::FindLabel,
+        ProcOp::Create,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ProcOp::EcP256Sign => "ECDSA P-256 sign (token key), ops/s",
+            ProcOp::AesGcm4k => "AES-256-GCM encrypt 4 KiB (token key), ops/s",
+            ProcOp::FindLabel => "C_FindObjects by unique CKA_LABEL, finds/s",
+            ProcOp::Create => "durable token-object create (C_CreateObject), objects/s",
+        }
+    }
+}
+
+/// One multi-process cell: the best round's rate summed over `procs` processes.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct ProcCell {
+    pub op: ProcOp,
+    pub procs: usize,
+    pub rate: f64,
+    pub round_rates: Vec<f64>,
 }
 
 /// aws-lc-rs called directly.
@@ -154,7 +245,14 @@ pub struct RawResult {
 /// by the prime search) reports the mean over all rounds instead. `make` runs inside each
 /// thread (so it may open a session there) and returns the operation; it is called once
 /// untimed as a warm-up before the threads start together.
-pub fn run_cell<F>(op: Op, threads: usize, secs: f64, rounds: usize, make: F) -> Res<Cell>
+pub fn run_cell<F>(
+    op: Op,
+    scope: Option<Scope>,
+    threads: usize,
+    secs: f64,
+    rounds: usize,
+    make: F,
+) -> Res<Cell>
 where
     F: Fn() -> Res<Box<dyn FnMut() -> Res<()>>> + Sync,
 {
@@ -199,7 +297,10 @@ where
     let mut ops = 0;
     let mut round_rates = vec![0.0; rounds];
     for r in results {
-        let per_round = r.map_err(|e| format!("{}, {threads} thread(s): {e}", op.label()))?;
+        let per_round = r.map_err(|e| {
+            let scope = scope.map_or(String::new(), |s| format!(", {}", s.label()));
+            format!("{}{scope}, {threads} thread(s): {e}", op.label())
+        })?;
         for (i, (n, t)) in per_round.into_iter().enumerate() {
             ops += n;
             round_rates[i] += n as f64 / t;
@@ -212,6 +313,7 @@ where
     };
     Ok(Cell {
         op,
+        scope,
         threads,
         ops,
         rate,
@@ -219,17 +321,27 @@ where
     })
 }
 
-/// This process's peak resident set size (VmHWM), KiB.
-pub fn peak_rss_kib() -> u64 {
+/// A KiB field of /proc/self/status (0 when unreadable).
+fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.strip_prefix(field).is_some_and(|r| r.starts_with(':')))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// This process's peak resident set size (VmHWM), KiB.
+pub fn peak_rss_kib() -> u64 {
+    status_kib("VmHWM")
+}
+
+/// This process's current resident set size (VmRSS), KiB.
+pub fn rss_kib() -> u64 {
+    status_kib("VmRSS")
 }
 
 pub fn median(v: &mut [f64]) -> f64 {

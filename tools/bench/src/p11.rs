@@ -2,8 +2,8 @@
 //! C_InitPIN, the crypto cells, object creation and search, and the cold-start child.
 
 use crate::model::{
-    Cell, Cold, Measured, ModuleResult, Op, Res, SizeResult, XorShift, median, peak_rss_kib,
-    run_cell,
+    Cell, Cold, Measured, ModuleResult, Op, Res, Scope, SizeResult, XorShift, median, peak_rss_kib,
+    rss_kib, run_cell,
 };
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::mechanism::aead::GcmParams;
@@ -27,6 +27,10 @@ fn pin(s: &str) -> AuthPin {
     AuthPin::new(s.into())
 }
 
+pub(crate) fn pin_of(s: &str) -> AuthPin {
+    pin(s)
+}
+
 pub fn load(module: &Path) -> Res<Pkcs11> {
     let p = Pkcs11::new(module).map_err(|e| format!("load {}: {e}", module.display()))?;
     p.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))?;
@@ -34,7 +38,7 @@ pub fn load(module: &Path) -> Res<Pkcs11> {
 }
 
 /// The slot of the (one) initialised token.
-fn token_slot(p: &Pkcs11) -> Res<Slot> {
+pub(crate) fn token_slot(p: &Pkcs11) -> Res<Slot> {
     p.get_slots_with_initialized_token()?
         .into_iter()
         .next()
@@ -45,13 +49,18 @@ pub fn label_of(n: u64) -> Vec<u8> {
     format!("bench-obj-{n:08}").into_bytes()
 }
 
-fn id_of(n: u64) -> Vec<u8> {
+pub(crate) fn id_of(n: u64) -> Vec<u8> {
     n.to_be_bytes().to_vec()
 }
 
 /// The objects the create and find rows use: private, sensitive AES-256 token keys, each
 /// with a unique label and CKA_ID.
-fn object_template(n: u64) -> Vec<Attribute> {
+pub(crate) fn object_template(n: u64) -> Vec<Attribute> {
+    object_template_with(label_of(n), id_of(n), n)
+}
+
+/// The create and find rows' object with a given label and CKA_ID (`n` sets the value).
+pub(crate) fn object_template_with(label: Vec<u8>, id: Vec<u8>, n: u64) -> Vec<Attribute> {
     vec![
         Attribute::Class(ObjectClass::SECRET_KEY),
         Attribute::KeyType(KeyType::AES),
@@ -60,33 +69,60 @@ fn object_template(n: u64) -> Vec<Attribute> {
         Attribute::Sensitive(true),
         Attribute::Encrypt(true),
         Attribute::Decrypt(true),
-        Attribute::Label(label_of(n)),
-        Attribute::Id(id_of(n)),
+        Attribute::Label(label),
+        Attribute::Id(id),
         Attribute::Value(vec![(n % 251) as u8; 32]),
     ]
 }
 
-struct Keys {
-    /// The module lacks CKM_ECDSA_SHA256/384 (SoftHSM 2.6): the client hashes and signs
-    /// the digest with CKM_ECDSA.
-    ecdsa_prehash: bool,
+/// One set of the crypto rows' keys, all token objects or all session objects.
+struct KeySet {
     ec256: (ObjectHandle, ObjectHandle),
     ec384: (ObjectHandle, ObjectHandle),
     rsa: (ObjectHandle, ObjectHandle),
     aes: ObjectHandle,
 }
 
-fn ec_pair(s: &Session, params: &[u8], label: &str) -> Res<(ObjectHandle, ObjectHandle)> {
+struct Keys {
+    /// The module lacks CKM_ECDSA_SHA256/384 (SoftHSM 2.6): the client hashes and signs
+    /// the digest with CKM_ECDSA.
+    ecdsa_prehash: bool,
+    token: KeySet,
+    /// Session objects (CKA_TOKEN false) of the measuring process's main session, which
+    /// lives through the crypto rows; every session of the process sees them.
+    session: KeySet,
+}
+
+impl Keys {
+    fn of(&self, scope: Option<Scope>) -> &KeySet {
+        match scope {
+            Some(Scope::Session) => &self.session,
+            _ => &self.token,
+        }
+    }
+}
+
+/// The token keys' labels (the process workers find them by label); session keys add
+/// "-session".
+pub(crate) const P256_LABEL: &str = "bench-p256";
+pub(crate) const AES_LABEL: &str = "bench-aes";
+
+fn ec_pair(
+    s: &Session,
+    token: bool,
+    params: &[u8],
+    label: &str,
+) -> Res<(ObjectHandle, ObjectHandle)> {
     Ok(s.generate_key_pair(
         &Mechanism::EccKeyPairGen,
         &[
-            Attribute::Token(true),
+            Attribute::Token(token),
             Attribute::EcParams(params.to_vec()),
             Attribute::Label(label.into()),
             Attribute::Verify(true),
         ],
         &[
-            Attribute::Token(true),
+            Attribute::Token(token),
             Attribute::Private(true),
             Attribute::Sensitive(true),
             Attribute::Label(label.into()),
@@ -114,26 +150,63 @@ fn rsa_template(token: bool, label: &str) -> (Vec<Attribute>, Vec<Attribute>) {
     )
 }
 
-fn make_keys(s: &Session, ecdsa_prehash: bool) -> Res<Keys> {
-    let (rpub, rpriv) = rsa_template(true, "bench-rsa");
-    Ok(Keys {
-        ecdsa_prehash,
-        ec256: ec_pair(s, &P256, "bench-p256")?,
-        ec384: ec_pair(s, &P384, "bench-p384")?,
+fn make_key_set(s: &Session, token: bool) -> Res<KeySet> {
+    let suffix = if token { "" } else { "-session" };
+    let l = |base: &str| format!("{base}{suffix}");
+    let (rpub, rpriv) = rsa_template(token, &l("bench-rsa"));
+    Ok(KeySet {
+        ec256: ec_pair(s, token, &P256, &l(P256_LABEL))?,
+        ec384: ec_pair(s, token, &P384, &l("bench-p384"))?,
         rsa: s.generate_key_pair(&Mechanism::RsaPkcsKeyPairGen, &rpub, &rpriv)?,
         aes: s.generate_key(
             &Mechanism::AesKeyGen,
             &[
-                Attribute::Token(true),
+                Attribute::Token(token),
                 Attribute::Private(true),
                 Attribute::Sensitive(true),
                 Attribute::ValueLen(32.into()),
-                Attribute::Label(b"bench-aes".to_vec()),
+                Attribute::Label(l(AES_LABEL).into_bytes()),
                 Attribute::Encrypt(true),
                 Attribute::Decrypt(true),
             ],
         )?,
     })
+}
+
+fn make_keys(s: &Session, ecdsa_prehash: bool) -> Res<Keys> {
+    Ok(Keys {
+        ecdsa_prehash,
+        token: make_key_set(s, true).map_err(|e| format!("token keys: {e}"))?,
+        session: make_key_set(s, false).map_err(|e| format!("session keys: {e}"))?,
+    })
+}
+
+/// The plaintext length of an AES-GCM row.
+pub fn gcm_len(op: Op) -> usize {
+    match op {
+        Op::AesGcm64 => 64,
+        Op::AesGcm4k => 4096,
+        _ => 1 << 20,
+    }
+}
+
+/// The mechanisms a row needs beyond key generation (none: it always runs).
+fn needs(op: Op, ecdsa_prehash: bool) -> &'static [MechanismType] {
+    match op {
+        Op::EcP256Sign | Op::EcP256Verify | Op::EcP384Sign | Op::EcP384Verify => {
+            if ecdsa_prehash {
+                &[MechanismType::ECDSA]
+            } else {
+                &[]
+            }
+        }
+        Op::RsaPkcs1Sign => &[MechanismType::SHA256_RSA_PKCS],
+        Op::RsaPssSign => &[MechanismType::SHA256_RSA_PKCS_PSS],
+        Op::RsaKeygen => &[MechanismType::RSA_PKCS_KEY_PAIR_GEN],
+        Op::AesGcm64 | Op::AesGcm4k | Op::AesGcm1m => &[MechanismType::AES_GCM],
+        Op::Sha256_4k => &[MechanismType::SHA256],
+        Op::Random32 | Op::Random1 => &[],
+    }
 }
 
 fn pss() -> Mechanism<'static> {
@@ -146,7 +219,7 @@ fn pss() -> Mechanism<'static> {
 
 /// ECDSA input: the message with CKM_ECDSA_SHA256/384, or its hash (computed here, per
 /// call) with CKM_ECDSA.
-fn ecdsa_input(prehash: bool, p384: bool) -> (Mechanism<'static>, Vec<u8>) {
+pub(crate) fn ecdsa_input(prehash: bool, p384: bool) -> (Mechanism<'static>, Vec<u8>) {
     use aws_lc_rs::digest::{SHA256, SHA384, digest};
     match (prehash, p384) {
         (false, false) => (Mechanism::EcdsaSha256, MSG.to_vec()),
@@ -156,13 +229,21 @@ fn ecdsa_input(prehash: bool, p384: bool) -> (Mechanism<'static>, Vec<u8>) {
     }
 }
 
-/// One operation on its own session (opened in the calling thread).
-fn worker(p: &Pkcs11, slot: Slot, keys: &Keys, op: Op) -> Res<Box<dyn FnMut() -> Res<()>>> {
+/// One operation on its own session (opened in the calling thread), with the key of
+/// `scope`.
+fn worker(
+    p: &Pkcs11,
+    slot: Slot,
+    keys: &Keys,
+    op: Op,
+    scope: Option<Scope>,
+) -> Res<Box<dyn FnMut() -> Res<()>>> {
     let s = p.open_rw_session(slot)?;
+    let set = keys.of(scope);
     let f: Box<dyn FnMut() -> Res<()>> = match op {
         Op::EcP256Sign | Op::EcP384Sign => {
             let p384 = op == Op::EcP384Sign;
-            let key = if p384 { keys.ec384.1 } else { keys.ec256.1 };
+            let key = if p384 { set.ec384.1 } else { set.ec256.1 };
             let prehash = keys.ecdsa_prehash;
             Box::new(move || {
                 let (m, data) = ecdsa_input(prehash, p384);
@@ -171,7 +252,7 @@ fn worker(p: &Pkcs11, slot: Slot, keys: &Keys, op: Op) -> Res<Box<dyn FnMut() ->
             })
         }
         Op::RsaPkcs1Sign | Op::RsaPssSign => {
-            let key = keys.rsa.1;
+            let key = set.rsa.1;
             Box::new(move || {
                 let m = if op == Op::RsaPkcs1Sign {
                     Mechanism::Sha256RsaPkcs
@@ -184,7 +265,7 @@ fn worker(p: &Pkcs11, slot: Slot, keys: &Keys, op: Op) -> Res<Box<dyn FnMut() ->
         }
         Op::EcP256Verify | Op::EcP384Verify => {
             let p384 = op == Op::EcP384Verify;
-            let (pubk, privk) = if p384 { keys.ec384 } else { keys.ec256 };
+            let (pubk, privk) = if p384 { set.ec384 } else { set.ec256 };
             let prehash = keys.ecdsa_prehash;
             let (m, data) = ecdsa_input(prehash, p384);
             let sig = s.sign(&m, privk, &data)?;
@@ -204,9 +285,9 @@ fn worker(p: &Pkcs11, slot: Slot, keys: &Keys, op: Op) -> Res<Box<dyn FnMut() ->
                 Ok(())
             })
         }
-        Op::AesGcm4k | Op::AesGcm1m => {
-            let data = vec![0x5a; if op == Op::AesGcm4k { 4096 } else { 1 << 20 }];
-            let key = keys.aes;
+        Op::AesGcm64 | Op::AesGcm4k | Op::AesGcm1m => {
+            let data = vec![0x5a; gcm_len(op)];
+            let key = set.aes;
             let mut counter = 0u64;
             Box::new(move || {
                 counter += 1;
@@ -229,6 +310,11 @@ fn worker(p: &Pkcs11, slot: Slot, keys: &Keys, op: Op) -> Res<Box<dyn FnMut() ->
             s.generate_random_slice(&mut buf)?;
             Ok(())
         }),
+        Op::Random1 => Box::new(move || {
+            let mut buf = [0u8; 1];
+            s.generate_random_slice(&mut buf)?;
+            Ok(())
+        }),
     };
     Ok(f)
 }
@@ -244,6 +330,9 @@ pub struct Plan {
     pub ops: Vec<Op>,
     /// Rounds per crypto cell (the best is reported).
     pub rounds: usize,
+    /// Through the server: also 1 process against this many (0: not measured), at the
+    /// first object count.
+    pub procs: usize,
 }
 
 fn progress(name: &str, what: &str) {
@@ -282,7 +371,8 @@ pub fn measure(name: &str, module: &Path, plan: &Plan) -> Res<ModuleResult> {
     let login_ms = t.elapsed().as_secs_f64() * 1e3;
     progress(name, &format!("C_Login {login_ms:.1} ms"));
 
-    // Crypto rows on token keys, 1 and 2 threads, each thread with its own session.
+    // Crypto rows on token keys and on session keys, 1 and 2 threads, each thread with its
+    // own session.
     let mechs = p.get_mechanism_list(slot)?;
     let ecdsa_prehash = !(mechs.contains(&MechanismType::ECDSA_SHA256)
         && mechs.contains(&MechanismType::ECDSA_SHA384));
@@ -297,16 +387,32 @@ pub fn measure(name: &str, module: &Path, plan: &Plan) -> Res<ModuleResult> {
     let keys = make_keys(&s, ecdsa_prehash)?;
     let mut crypto: Vec<Cell> = Vec::new();
     for &op in &plan.ops {
-        for &threads in &plan.threads {
-            let (p2, keys2) = (&p, &keys);
-            let cell = run_cell(op, threads, plan.seconds, plan.rounds, || {
-                worker(p2, slot, keys2, op)
-            })?;
-            progress(
-                name,
-                &format!("{} x{threads}: {:.1} ops/s", op.label(), cell.rate),
-            );
-            crypto.push(cell);
+        let lacking: Vec<String> = needs(op, ecdsa_prehash)
+            .iter()
+            .filter(|m| !mechs.contains(m))
+            .map(|m| m.to_string())
+            .collect();
+        if !lacking.is_empty() {
+            notes.push(format!(
+                "offers no {}: its row \"{}\" is not run",
+                lacking.join(", "),
+                op.label()
+            ));
+            continue;
+        }
+        for &scope in op.scopes() {
+            for &threads in &plan.threads {
+                let (p2, keys2) = (&p, &keys);
+                let cell = run_cell(op, scope, threads, plan.seconds, plan.rounds, || {
+                    worker(p2, slot, keys2, op, scope)
+                })?;
+                let sc = scope.map_or(String::new(), |s| format!(", {}", s.label()));
+                progress(
+                    name,
+                    &format!("{}{sc} x{threads}: {:.1} ops/s", op.label(), cell.rate),
+                );
+                crypto.push(cell);
+            }
         }
     }
 
@@ -336,6 +442,7 @@ pub fn measure(name: &str, module: &Path, plan: &Plan) -> Res<ModuleResult> {
     let mut sizes = Vec::new();
     let mut out_of_budget = false;
     let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    let mut last_measured = None;
     for &size in &plan.sizes {
         if out_of_budget {
             sizes.push(SizeResult {
@@ -431,6 +538,7 @@ pub fn measure(name: &str, module: &Path, plan: &Plan) -> Res<ModuleResult> {
                 cold.rss_kib / 1024
             ),
         );
+        last_measured = Some(size);
         sizes.push(SizeResult {
             objects: size,
             measured: Some(Measured {
@@ -441,6 +549,26 @@ pub fn measure(name: &str, module: &Path, plan: &Plan) -> Res<ModuleResult> {
                 cold,
             }),
         });
+    }
+    // Through the server: 1 process against N on the same token, last, at the largest
+    // count (this process stays connected, idle). Their creates stay on the token:
+    // destroying thousands of objects would cost more than the whole run.
+    let mut procs = Vec::new();
+    let mut procs_objects = 0;
+    if let (true, Some(objects)) = (plan.procs > 1, last_measured) {
+        procs = crate::procs::run(module, objects, plan)?;
+        procs_objects = objects;
+        for c in &procs {
+            progress(
+                name,
+                &format!(
+                    "{} with {} process(es): {:.1}",
+                    c.op.label(),
+                    c.procs,
+                    c.rate
+                ),
+            );
+        }
     }
     drop(s);
     p.finalize()?;
@@ -453,6 +581,8 @@ pub fn measure(name: &str, module: &Path, plan: &Plan) -> Res<ModuleResult> {
         sizes,
         crypto,
         peak_rss_kib: peak_rss_kib(),
+        procs,
+        procs_objects,
     })
 }
 
@@ -481,6 +611,8 @@ fn cold_runs(module: &Path, objects: u64, runs: usize) -> Res<Cold> {
         login_ms: med(|c| c.login_ms),
         first_find_ms: med(|c| c.first_find_ms),
         rss_before_login_kib: med(|c| c.rss_before_login_kib as f64) as u64,
+        rss_after_login_kib: med(|c| c.rss_after_login_kib as f64) as u64,
+        rss_end_kib: med(|c| c.rss_end_kib as f64) as u64,
         rss_kib: med(|c| c.rss_kib as f64) as u64,
     })
 }
@@ -497,6 +629,7 @@ pub fn cold(module: &Path, objects: u64) -> Res<Cold> {
     let t = Instant::now();
     s.login(UserType::User, Some(&pin(USER_PIN)))?;
     let login_ms = t.elapsed().as_secs_f64() * 1e3;
+    let rss_after_login_kib = rss_kib();
     let t = Instant::now();
     let want = objects / 2;
     let found = s.find_objects(&[Attribute::Label(label_of(want))])?;
@@ -504,6 +637,7 @@ pub fn cold(module: &Path, objects: u64) -> Res<Cold> {
     if found.len() != 1 {
         return Err(format!("cold find of object {want}: {} found", found.len()).into());
     }
+    let rss_end_kib = rss_kib();
     drop(s);
     p.finalize()?;
     Ok(Cold {
@@ -511,6 +645,8 @@ pub fn cold(module: &Path, objects: u64) -> Res<Cold> {
         login_ms,
         first_find_ms,
         rss_before_login_kib,
+        rss_after_login_kib,
+        rss_end_kib,
         rss_kib: peak_rss_kib(),
     })
 }

@@ -70,8 +70,8 @@ fn worker(op: Op) -> Res<Box<dyn FnMut() -> Res<()>>> {
             RsaKeyPair::generate(KeySize::Rsa2048).map_err(|_| err("RSA keygen"))?;
             Ok(())
         }),
-        Op::AesGcm4k | Op::AesGcm1m => {
-            let data = vec![0x5a; if op == Op::AesGcm4k { 4096 } else { 1 << 20 }];
+        Op::AesGcm64 | Op::AesGcm4k | Op::AesGcm1m => {
+            let data = vec![0x5a; crate::p11::gcm_len(op)];
             let key = LessSafeKey::new(
                 UnboundKey::new(&AES_256_GCM, &[7u8; 32]).map_err(|_| err("AES key"))?,
             );
@@ -104,6 +104,11 @@ fn worker(op: Op) -> Res<Box<dyn FnMut() -> Res<()>>> {
             aws_lc_rs::rand::fill(&mut buf).map_err(|_| err("random"))?;
             Ok(())
         }),
+        Op::Random1 => Box::new(|| {
+            let mut buf = [0u8; 1];
+            aws_lc_rs::rand::fill(&mut buf).map_err(|_| err("random"))?;
+            Ok(())
+        }),
     };
     Ok(f)
 }
@@ -112,7 +117,7 @@ pub fn measure(seconds: f64, rounds: usize, threads: &[usize], ops: &[Op]) -> Re
     let mut cells = Vec::new();
     for &op in ops {
         for &t in threads {
-            let cell = run_cell(op, t, seconds, rounds, || worker(op))?;
+            let cell = run_cell(op, None, t, seconds, rounds, || worker(op))?;
             eprintln!("[aws-lc-rs] {} x{t}: {:.1} ops/s", op.label(), cell.rate);
             cells.push(cell);
         }

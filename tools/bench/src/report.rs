@@ -1,10 +1,11 @@
-//! The Markdown section: machine, command, the table of both modules with ratios and the
-//! aws-lc-rs limit, and the issue's targets with met / missed.
+//! The Markdown section: machine, profile, artefact sizes, the table of every module with
+//! ratios and the aws-lc-rs limit, the through-the-server processes table, and (in
+//! targets.rs) the issues' targets with met / missed.
 
-use crate::Setup;
-use crate::model::{Cell, ModuleResult, Op, RawResult};
+use crate::model::{Cell, ModuleResult, Op, ProcOp, RawResult, Scope};
+use crate::{Outcome, Setup};
 use std::fmt::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub struct Machine {
     pub cpu: String,
@@ -94,12 +95,24 @@ pub enum Val {
 }
 
 impl Val {
-    fn num(self) -> Option<f64> {
+    pub fn num(self) -> Option<f64> {
         match self {
             Val::Num(v) => Some(v),
             _ => None,
         }
     }
+}
+
+/// `a` against `b`: > 1 means `a` is better (rates: a ÷ b; ms and MiB: b ÷ a).
+pub fn better(kind: Kind, a: Val, b: Val) -> Option<f64> {
+    let (a, b) = (a.num()?, b.num()?);
+    if a <= 0.0 || b <= 0.0 {
+        return None;
+    }
+    Some(match kind {
+        Kind::Rate => a / b,
+        Kind::Ms | Kind::Mib => b / a,
+    })
 }
 
 pub struct Row {
@@ -109,22 +122,37 @@ pub struct Row {
     pub kind: Kind,
     pub ferro: Val,
     pub soft: Val,
+    pub kryo: Val,
     /// FerroHSM through `ferrohsm-server` (mode "auto"), when the run measured it.
     pub served: Val,
     pub raw: Option<f64>,
+    /// A crypto row: (operation, key scope, threads).
+    pub crypto: Option<(Op, Option<Scope>, usize)>,
 }
 
 impl Row {
-    /// FerroHSM's advantage: > 1 means FerroHSM is better.
-    pub fn advantage(&self) -> Option<f64> {
-        let (f, s) = (self.ferro.num()?, self.soft.num()?);
-        if f <= 0.0 || s <= 0.0 {
-            return None;
+    fn new(name: String, short: String, kind: Kind) -> Row {
+        Row {
+            name,
+            short,
+            kind,
+            ferro: Val::NotRun,
+            soft: Val::NotRun,
+            kryo: Val::NotRun,
+            served: Val::NotRun,
+            raw: None,
+            crypto: None,
         }
-        Some(match self.kind {
-            Kind::Rate => f / s,
-            Kind::Ms | Kind::Mib => s / f,
-        })
+    }
+
+    /// FerroHSM's advantage over SoftHSM2: > 1 means FerroHSM is better.
+    pub fn advantage(&self) -> Option<f64> {
+        better(self.kind, self.ferro, self.soft)
+    }
+
+    /// FerroHSM's advantage over Kryoptic.
+    pub fn advantage_kryo(&self) -> Option<f64> {
+        better(self.kind, self.ferro, self.kryo)
     }
 
     pub fn vs_raw(&self) -> Option<f64> {
@@ -133,14 +161,7 @@ impl Row {
 
     /// Through the server against embedded: > 1 means the server is better.
     pub fn served_vs_embedded(&self) -> Option<f64> {
-        let (v, e) = (self.served.num()?, self.ferro.num()?);
-        if v <= 0.0 || e <= 0.0 {
-            return None;
-        }
-        Some(match self.kind {
-            Kind::Rate => v / e,
-            Kind::Ms | Kind::Mib => e / v,
-        })
+        better(self.kind, self.served, self.ferro)
     }
 }
 
@@ -150,20 +171,24 @@ pub struct Report<'a> {
     pub command: String,
     pub ferro_module: &'a Path,
     pub soft_module: &'a Path,
+    pub kryo_module: Option<&'a Path>,
+    /// Kryoptic's version and feature set, as tools/bench/kryoptic built it.
+    pub kryo_build: Option<&'a str>,
     pub ferro: &'a ModuleResult,
     pub soft: &'a ModuleResult,
+    pub kryo: &'a Outcome,
     pub served: Option<&'a ModuleResult>,
     pub raw: &'a RawResult,
 }
 
-fn cell(cells: &[Cell], op: Op, threads: usize) -> Option<f64> {
+pub fn cell(cells: &[Cell], op: Op, scope: Option<Scope>, threads: usize) -> Option<f64> {
     cells
         .iter()
-        .find(|c| c.op == op && c.threads == threads)
+        .find(|c| c.op == op && c.threads == threads && (c.scope == scope || c.scope.is_none()))
         .map(|c| c.rate)
 }
 
-fn fmt_num(v: f64) -> String {
+pub fn fmt_num(v: f64) -> String {
     if v >= 100.0 {
         format!("{v:.0}")
     } else if v >= 10.0 {
@@ -183,7 +208,7 @@ fn fmt_val(v: Val) -> String {
     }
 }
 
-fn fmt_ratio(r: Option<f64>) -> String {
+pub fn fmt_ratio(r: Option<f64>) -> String {
     match r {
         Some(r) if r >= 100.0 => format!("{r:.0}×"),
         Some(r) if r >= 10.0 => format!("{r:.1}×"),
@@ -192,7 +217,7 @@ fn fmt_ratio(r: Option<f64>) -> String {
     }
 }
 
-fn count(n: u64) -> String {
+pub fn count(n: u64) -> String {
     match n {
         n if n >= 1_000_000 && n % 1_000_000 == 0 => format!("{}M", n / 1_000_000),
         n if n >= 1000 && n % 1000 == 0 => format!("{}k", n / 1000),
@@ -200,12 +225,80 @@ fn count(n: u64) -> String {
     }
 }
 
-/// Adds one line to the targets table: target, measured, met, reason.
-type LineFn<'a> = dyn FnMut(&str, String, Option<bool>, String) + 'a;
+pub fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
 
-/// µs per operation of a rate.
-fn us(rate: f64) -> f64 {
-    1e6 / rate
+/// Size of a shipped file, and whether it carries DWARF debug information.
+pub struct Artefact {
+    pub path: PathBuf,
+    pub bytes: u64,
+    /// Bytes of `.debug_*` sections; None when the ELF headers could not be read.
+    pub debug_bytes: Option<u64>,
+}
+
+/// libferrohsm_pkcs11.so and the ferrohsm-server and ferrohsm binaries beside it.
+pub fn artefacts(module: &Path) -> Vec<Artefact> {
+    let dir = module.parent().unwrap_or(Path::new("."));
+    [
+        module.to_path_buf(),
+        dir.join("ferrohsm-server"),
+        dir.join("ferrohsm"),
+    ]
+    .into_iter()
+    .filter_map(|path| {
+        let bytes = std::fs::metadata(&path).ok()?.len();
+        let debug_bytes = elf_debug_bytes(&path);
+        Some(Artefact {
+            path,
+            bytes,
+            debug_bytes,
+        })
+    })
+    .collect()
+}
+
+/// The summed size of an ELF64 (little-endian) file's `.debug_*` sections.
+fn elf_debug_bytes(path: &Path) -> Option<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut eh = [0u8; 64];
+    f.read_exact(&mut eh).ok()?;
+    if &eh[..4] != b"\x7fELF" || eh[4] != 2 || eh[5] != 1 {
+        return None;
+    }
+    let u16_at = |b: &[u8], o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as u64;
+    let u32_at = |b: &[u8], o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap_or([0; 4]));
+    let u64_at = |b: &[u8], o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap_or([0; 8]));
+    let (shoff, shentsize, shnum, shstrndx) = (
+        u64_at(&eh, 0x28),
+        u16_at(&eh, 0x3a),
+        u16_at(&eh, 0x3c),
+        u16_at(&eh, 0x3e),
+    );
+    if shentsize < 64 || shnum == 0 || shstrndx >= shnum {
+        return None;
+    }
+    let mut sh = vec![0u8; (shentsize * shnum) as usize];
+    f.seek(SeekFrom::Start(shoff)).ok()?;
+    f.read_exact(&mut sh).ok()?;
+    let entry = |i: u64| &sh[(i * shentsize) as usize..((i + 1) * shentsize) as usize];
+    let strtab = entry(shstrndx);
+    let (str_off, str_size) = (u64_at(strtab, 0x18), u64_at(strtab, 0x20));
+    let mut names = vec![0u8; usize::try_from(str_size).ok()?.min(1 << 20)];
+    f.seek(SeekFrom::Start(str_off)).ok()?;
+    f.read_exact(&mut names).ok()?;
+    let mut total = 0;
+    for i in 0..shnum {
+        let e = entry(i);
+        let name_off = u32_at(e, 0) as usize;
+        let name = names.get(name_off..).unwrap_or_default();
+        let end = name.iter().position(|&c| c == 0).unwrap_or(name.len());
+        if name[..end].starts_with(b".debug_") {
+            total += u64_at(e, 0x20);
+        }
+    }
+    Some(total)
 }
 
 impl Report<'_> {
@@ -216,8 +309,20 @@ impl Report<'_> {
         }
     }
 
+    pub fn kryo(&self) -> Option<&ModuleResult> {
+        self.kryo.measured()
+    }
+
     pub fn rows(&self) -> Vec<Row> {
         let mut rows = self.rows_of(self.ferro);
+        for (r, v) in rows.iter_mut().zip(self.rows_of(self.soft)) {
+            r.soft = v.ferro;
+        }
+        if let Some(k) = self.kryo() {
+            for (r, v) in rows.iter_mut().zip(self.rows_of(k)) {
+                r.kryo = v.ferro;
+            }
+        }
         if let Some(served) = self.served {
             for (r, v) in rows.iter_mut().zip(self.rows_of(served)) {
                 r.served = v.ferro;
@@ -226,23 +331,30 @@ impl Report<'_> {
         rows
     }
 
-    /// The rows with `f` in FerroHSM's place.
-    fn rows_of(&self, f: &ModuleResult) -> Vec<Row> {
-        let s = self.soft;
-        let mut rows = vec![Row {
-            name: "durable token-object create (C_CreateObject, private AES key), objects/s".into(),
-            short: "durable create".into(),
-            kind: Kind::Rate,
-            ferro: Val::Num(f.create_rate),
-            soft: Val::Num(s.create_rate),
-            served: Val::NotRun,
-            raw: None,
-        }];
-        let mut sizes: Vec<u64> = f.sizes.iter().chain(&s.sizes).map(|x| x.objects).collect();
+    /// The object counts any module measured.
+    fn all_sizes(&self) -> Vec<u64> {
+        let mut sizes: Vec<u64> = [Some(self.ferro), Some(self.soft), self.kryo()]
+            .into_iter()
+            .flatten()
+            .flat_map(|m| m.sizes.iter().map(|x| x.objects))
+            .collect();
         sizes.sort_unstable();
         sizes.dedup();
+        sizes
+    }
+
+    /// The rows with `f`'s figures in FerroHSM's place (the others are filled by `rows`).
+    fn rows_of(&self, f: &ModuleResult) -> Vec<Row> {
+        let mut rows = vec![Row {
+            ferro: Val::Num(f.create_rate),
+            ..Row::new(
+                "durable token-object create (C_CreateObject, private AES key), objects/s".into(),
+                "durable create".into(),
+                Kind::Rate,
+            )
+        }];
         type Getter = fn(&crate::model::Measured) -> f64;
-        let per_size: [(&str, &str, Kind, Getter); 6] = [
+        let per_size: [(&str, &str, Kind, Getter); 9] = [
             (
                 "C_CreateObject, every create up to {n} objects, objects/s",
                 "create, all up to {n}",
@@ -262,100 +374,112 @@ impl Report<'_> {
                 |m| m.find_id_rate,
             ),
             (
-                "cold C_Initialize + C_OpenSession, {n} objects, ms",
-                "cold init+open, {n}",
+                "cold start, open: C_Initialize + C_OpenSession, {n} objects, ms",
+                "cold open, {n}",
                 Kind::Ms,
                 |m| m.cold.init_open_ms,
             ),
             (
-                "first C_FindObjects after a cold start and C_Login, {n} objects, ms",
-                "first find (cold), {n}",
+                "cold start, login: C_Login (the PIN KDF), {n} objects, ms",
+                "cold C_Login, {n}",
+                Kind::Ms,
+                |m| m.cold.login_ms,
+            ),
+            (
+                "cold start, first find: C_FindObjects after C_Login, {n} objects, ms",
+                "cold first find, {n}",
                 Kind::Ms,
                 |m| m.cold.first_find_ms,
             ),
             (
-                "peak RSS of a cold process (init, open, login, one find), {n} objects, MiB",
-                "cold process RSS, {n}",
+                "cold process, peak RSS (VmHWM) before C_Login, {n} objects, MiB",
+                "cold RSS before login, {n}",
                 Kind::Mib,
-                |m| m.cold.rss_kib as f64 / 1024.0,
+                |m| mib(m.cold.rss_before_login_kib),
+            ),
+            (
+                "cold process, RSS (VmRSS) right after C_Login, {n} objects, MiB",
+                "cold RSS after login, {n}",
+                Kind::Mib,
+                |m| mib(m.cold.rss_after_login_kib),
+            ),
+            (
+                "cold process, peak RSS (VmHWM) at the end (open, login, one find), {n} objects, MiB",
+                "cold peak RSS, {n}",
+                Kind::Mib,
+                |m| mib(m.cold.rss_kib),
             ),
         ];
-        for &n in &sizes {
+        for n in self.all_sizes() {
             for (name, short, kind, get) in per_size {
                 rows.push(Row {
-                    name: name.replace("{n}", &count(n)),
-                    short: short.replace("{n}", &count(n)),
-                    kind,
                     ferro: Self::size_val(f, n, get),
-                    soft: Self::size_val(s, n, get),
-                    served: Val::NotRun,
-                    raw: None,
+                    ..Row::new(
+                        name.replace("{n}", &count(n)),
+                        short.replace("{n}", &count(n)),
+                        kind,
+                    )
                 });
             }
         }
-        let login = |m: &ModuleResult| {
-            let mut v: Vec<f64> = m
-                .sizes
-                .iter()
-                .filter_map(|s| s.measured.as_ref().map(|x| x.cold.login_ms))
-                .chain([m.login_ms])
-                .collect();
-            crate::model::median(&mut v)
-        };
         rows.push(Row {
-            name: "C_Login (PIN KDF), median over the cold starts, ms".into(),
-            short: "C_Login".into(),
-            kind: Kind::Ms,
-            ferro: Val::Num(login(f)),
-            soft: Val::Num(login(s)),
-            served: Val::NotRun,
-            raw: None,
-        });
-        rows.push(Row {
-            name: "peak RSS of the whole measuring process, MiB".into(),
-            short: "benchmark process RSS".into(),
-            kind: Kind::Mib,
-            ferro: Val::Num(f.peak_rss_kib as f64 / 1024.0),
-            soft: Val::Num(s.peak_rss_kib as f64 / 1024.0),
-            served: Val::NotRun,
-            raw: None,
+            ferro: Val::Num(mib(f.peak_rss_kib)),
+            ..Row::new(
+                "peak RSS of the whole measuring process, MiB".into(),
+                "benchmark process RSS".into(),
+                Kind::Mib,
+            )
         });
         for op in Op::ALL {
-            for t in crate::THREADS {
-                let unit = if op == Op::RsaKeygen {
-                    "keys/s"
-                } else {
-                    "ops/s"
-                };
-                let th = if t == 1 { "1 thread" } else { "2 threads" };
-                rows.push(Row {
-                    name: format!("{}, {th}, {unit}", op.label()),
-                    short: format!("{}, {th}", op.short()),
-                    kind: Kind::Rate,
-                    ferro: cell(&f.crypto, op, t).map_or(Val::NotRun, Val::Num),
-                    soft: cell(&s.crypto, op, t).map_or(Val::NotRun, Val::Num),
-                    served: Val::NotRun,
-                    raw: cell(&self.raw.crypto, op, t),
-                });
+            for &scope in op.scopes() {
+                for t in crate::THREADS {
+                    let unit = if op == Op::RsaKeygen {
+                        "keys/s"
+                    } else {
+                        "ops/s"
+                    };
+                    let th = if t == 1 { "1 thread" } else { "2 threads" };
+                    let sc = scope.map_or(String::new(), |s| format!(", {}", s.label()));
+                    rows.push(Row {
+                        ferro: cell(&f.crypto, op, scope, t).map_or(Val::NotRun, Val::Num),
+                        raw: cell(&self.raw.crypto, op, None, t),
+                        crypto: Some((op, scope, t)),
+                        ..Row::new(
+                            format!("{}{sc}, {th}, {unit}", op.label()),
+                            format!("{}{sc}, {th}", op.short()),
+                            Kind::Rate,
+                        )
+                    });
+                }
             }
         }
         rows
+    }
+
+    fn profile(&self) -> &'static str {
+        if cfg!(debug_assertions) {
+            "**dev profile** (dependencies at -O2, our crates at -O1; not what users run)"
+        } else {
+            "**release profile**"
+        }
     }
 
     pub fn markdown(&self, rows: &[Row], png: Option<&str>) -> String {
         let mut o = String::new();
         let m = &self.machine;
         let st = self.setup;
-        let _ = writeln!(o, "## FerroHSM vs SoftHSM2\n");
+        let _ = writeln!(o, "## FerroHSM vs SoftHSM2 and Kryoptic\n");
         let _ = writeln!(
             o,
             "One command regenerates this section and its chart (`--large` adds 100k objects, \
-             `--huge` also FerroHSM alone at 1M):\n\n```sh\ntools/bench/run\n```\n"
+             `--huge` also FerroHSM alone at 1M; `--no-kryoptic` leaves Kryoptic out):\n\n\
+             ```sh\ntools/bench/run\n```\n"
         );
         let _ = writeln!(
             o,
-            "Run of {} (`{}`; {} s per cell{}). Dev profile: dependencies at -O2, our crates at \
-             -O1 — the shared machine builds no release profile.\n",
+            "Run of {} (`{}`; {} s per cell{}). Measured: the {} — the profile this benchmark \
+             binary was built with; `tools/bench/run` builds the module, the server and the \
+             benchmark together with `cargo build --release`.\n",
             m.date,
             self.command,
             st.seconds,
@@ -363,7 +487,8 @@ impl Report<'_> {
                 ", **smoke run: tiny sizes, figures meaningless**"
             } else {
                 ""
-            }
+            },
+            self.profile()
         );
         let _ = writeln!(
             o,
@@ -372,36 +497,129 @@ impl Report<'_> {
              2-3×; the ratios within one run are what this is for).\n",
             m.cpu, m.nproc, m.kernel, m.fs, m.loadavg
         );
+        self.artefacts(&mut o);
+        self.modules(&mut o);
+        o.push('\n');
+        self.table(&mut o, rows);
+        if let Some(png) = png {
+            let _ = writeln!(
+                o,
+                "![FerroHSM / SoftHSM2 and FerroHSM / Kryoptic per row, log scale; right of 1× \
+                 FerroHSM is better]({png})\n"
+            );
+        }
+        self.procs_table(&mut o);
+        o.push_str(&crate::targets::targets(self, rows));
+        o
+    }
+
+    fn artefacts(&self, o: &mut String) {
+        let arts = artefacts(self.ferro_module);
+        if arts.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            o,
+            "Shipped artefacts this run used ({} directory `{}`):\n\n| file | MiB | debug information |\n|---|---:|---|",
+            if cfg!(debug_assertions) {
+                "dev"
+            } else {
+                "release"
+            },
+            self.ferro_module
+                .parent()
+                .unwrap_or(Path::new("."))
+                .display()
+        );
+        for a in arts {
+            let name = a.path.file_name().unwrap_or_default().to_string_lossy();
+            let debug = match a.debug_bytes {
+                Some(0) => "none".to_string(),
+                Some(b) => format!("{:.1} MiB of `.debug_*` sections", b as f64 / 1048576.0),
+                None => "unknown (not a readable ELF64 file)".to_string(),
+            };
+            let _ = writeln!(
+                o,
+                "| `{name}` | {:.1} | {debug} |",
+                a.bytes as f64 / 1048576.0
+            );
+        }
+        o.push('\n');
+    }
+
+    fn modules(&self, o: &mut String) {
+        let st = self.setup;
         let _ = writeln!(
             o,
             "- **FerroHSM**: `{}` ({}), a fresh store per run, default Argon2id PIN cost \
-             (64 MiB, t = 3).\n- **SoftHSM2**: `{}` ({}), a fresh token directory, \
-             `objectstore.backend = file`.\n- Both tokens are made through `C_InitToken`, SO \
-             `C_Login` and `C_InitPIN`, and driven by the same `cryptoki` code, each module in \
-             its own child process. Objects for the create and find rows are private, \
-             sensitive AES-256 token keys with a unique label and `CKA_ID`; the crypto rows \
-             use private token keys, one session per thread (fresh GCM IV per call); each \
-             crypto cell runs in {} rounds and reports the best (RSA key generation: the \
-             mean), since other load only slows a round down. Each cold start is a new process (median of {}). The aws-lc-rs column is the same \
-             operation called directly in a separate process: the limit, so the PKCS#11 \
-             overhead shows.",
+             (64 MiB, t = 3); embedded (mode \"embedded\"){}.",
             self.ferro_module.display(),
             self.ferro.library,
-            self.soft_module.display(),
-            self.soft.library,
-            st.rounds,
-            st.cold_runs
+            if self.served.is_some() {
+                ", and through `ferrohsm-server` (mode \"auto\", its own store; the server \
+                 starts on demand) in the \"via server\" column"
+            } else {
+                ""
+            }
         );
-        for (name, m) in [("FerroHSM", self.ferro), ("SoftHSM2", self.soft)] {
-            for n in &m.notes {
+        let _ = writeln!(
+            o,
+            "- **SoftHSM2**: `{}` ({}), a fresh token directory, `objectstore.backend = file`.",
+            self.soft_module.display(),
+            self.soft.library
+        );
+        match self.kryo {
+            Outcome::Measured(k) => {
+                let _ = writeln!(
+                    o,
+                    "- **Kryoptic**: `{}` ({}), built from crates.io by `tools/bench/kryoptic` \
+                     against the system OpenSSL ({}); a fresh SQLite token (`dbtype = \"sqlite\"`) \
+                     per run.",
+                    self.kryo_module
+                        .map(Path::display)
+                        .map_or(String::new(), |d| d.to_string()),
+                    k.library,
+                    self.kryo_build.unwrap_or("build not described")
+                );
+            }
+            Outcome::NotRun(why) => {
+                let _ = writeln!(o, "- **Kryoptic**: not run: {why}.");
+            }
+        }
+        let _ = writeln!(
+            o,
+            "- Every token is made through `C_InitToken`, SO `C_Login` and `C_InitPIN`, and \
+             driven by the same `cryptoki` code, each module in its own child process. Objects \
+             for the create and find rows are private, sensitive AES-256 token keys with a \
+             unique label and `CKA_ID`. Each crypto row that uses a key runs twice: with \
+             private token keys (`CKA_TOKEN` true) and with the same keys as session objects \
+             (`CKA_TOKEN` false, made in the measuring process's long-lived main session); one \
+             session per thread, a fresh GCM IV per call. Each crypto cell runs in {} rounds \
+             and reports the best (RSA key generation: the mean), since other load only slows \
+             a round down. Each cold start is a new process (median of {}). The aws-lc-rs \
+             column is the same operation called directly in a separate process (it has no \
+             key scope: the same figure stands beside both rows): the limit, so the PKCS#11 \
+             overhead shows.",
+            st.rounds, st.cold_runs
+        );
+        let named = [
+            ("FerroHSM", Some(self.ferro)),
+            ("SoftHSM2", Some(self.soft)),
+            ("Kryoptic", self.kryo()),
+        ];
+        for (name, m) in named {
+            for n in m.map(|m| m.notes.as_slice()).unwrap_or_default() {
                 let _ = writeln!(o, "- {name} {n}.");
             }
         }
-        o.push('\n');
+    }
+
+    fn table(&self, o: &mut String, rows: &[Row]) {
         let served = self.served.is_some();
+        let kryo_note = if self.kryo().is_none() { " ²" } else { "" };
         let _ = writeln!(
             o,
-            "| row | FerroHSM | SoftHSM2 | FerroHSM / SoftHSM2 ¹ | aws-lc-rs | FerroHSM / aws-lc-rs |{}",
+            "| row | FerroHSM | SoftHSM2 | FerroHSM / SoftHSM2 ¹ | Kryoptic{kryo_note} | FerroHSM / Kryoptic ¹ | aws-lc-rs | FerroHSM / aws-lc-rs |{}",
             if served {
                 " FerroHSM via server | server / embedded ¹ |"
             } else {
@@ -410,7 +628,7 @@ impl Report<'_> {
         );
         let _ = writeln!(
             o,
-            "|---|---:|---:|---:|---:|---:|{}",
+            "|---|---:|---:|---:|---:|---:|---:|---:|{}",
             if served { "---:|---:|" } else { "" }
         );
         for r in rows {
@@ -425,305 +643,87 @@ impl Report<'_> {
             };
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {} | {} | {} |{extra}",
+                "| {} | {} | {} | {} | {} | {} | {} | {} |{extra}",
                 r.name,
                 fmt_val(r.ferro),
                 fmt_val(r.soft),
                 fmt_ratio(r.advantage()),
+                fmt_val(r.kryo),
+                fmt_ratio(r.advantage_kryo()),
                 r.raw.map(fmt_num).unwrap_or_default(),
                 fmt_ratio(r.vs_raw()),
             );
         }
         let _ = writeln!(
             o,
-            "\n¹ Above 1 means FerroHSM is better: ops/s ÷ ops/s for rates, SoftHSM2 ÷ FerroHSM \
-             for ms and MiB rows. \"skipped (too slow)\": SoftHSM2's population had used its \
-             {:.0} s budget.\n",
-            st.budget
+            "\n¹ Above 1 means FerroHSM is better: ops/s ÷ ops/s for rates, the other ÷ FerroHSM \
+             for ms and MiB rows. \"skipped (too slow)\": SoftHSM2's or Kryoptic's population \
+             had used its {:.0} s budget.",
+            self.setup.budget
         );
-        if let Some(png) = png {
-            let _ = writeln!(
-                o,
-                "![FerroHSM / SoftHSM2 per row, log scale; right of 1× FerroHSM is better]({png})\n"
-            );
+        if let Outcome::NotRun(why) = self.kryo {
+            let _ = writeln!(o, "\n² Kryoptic not run: {why}.");
         }
-        o.push_str(&self.targets(rows));
-        o
+        o.push('\n');
     }
 
-    fn targets(&self, rows: &[Row]) -> String {
-        let (f, s) = (self.ferro, self.soft);
-        let raw = &self.raw.crypto;
-        let mut o = String::from(
-            "### Targets of issue 6\n\n| target | measured | met | what limits it (measured) |\n|---|---|---|---|\n",
-        );
-        let mut line = |t: &str, measured: String, met: Option<bool>, why: String| {
-            let met = match met {
-                Some(true) => "met",
-                Some(false) => "**missed**",
-                None => "not measured",
-            };
-            let why = if met == "met" { String::new() } else { why };
-            let _ = writeln!(o, "| {t} | {measured} | {met} | {why} |");
-        };
-        let first = f.sizes.first().map(|x| x.objects).unwrap_or(0);
-        let rate_at = |m: &ModuleResult, n: u64, label: bool| {
-            m.sizes
-                .iter()
-                .find(|x| x.objects == n)
-                .and_then(|x| x.measured.as_ref())
-                .map(|x| {
-                    if label {
-                        x.find_label_rate
-                    } else {
-                        x.find_id_rate
-                    }
-                })
-        };
+    /// The multi-process cell of `op` at `procs` processes, through the server.
+    pub fn procs_rate(&self, op: ProcOp, procs: usize) -> Option<f64> {
+        self.served?
+            .procs
+            .iter()
+            .find(|c| c.op == op && c.procs == procs)
+            .map(|c| c.rate)
+    }
 
-        // Find by label at the first size.
-        match (rate_at(f, first, true), rate_at(s, first, true)) {
-            (Some(a), Some(b)) => line(
-                &format!(
-                    "find by label ≥ 1000× at 1k objects (here {})",
-                    count(first)
-                ),
-                fmt_ratio(Some(a / b)),
-                Some(a / b >= 1000.0),
-                format!(
-                    "per find: FerroHSM {:.0} µs, SoftHSM2 {:.0} µs",
-                    us(a),
-                    us(b)
-                ),
-            ),
-            _ => line(
-                "find by label ≥ 1000× at 1k objects",
-                "—".into(),
-                None,
-                String::new(),
-            ),
-        }
-
-        // Find at 1M vs 1k (FerroHSM).
-        let largest = f
+    /// FerroHSM embedded, 1 thread, for the row a multi-process row repeats (find: at the
+    /// object count the processes ran at).
+    pub fn embedded_for(&self, op: ProcOp) -> Option<f64> {
+        let f = self.ferro;
+        let objects = self.served.map_or(0, |s| s.procs_objects);
+        let first = f
             .sizes
             .iter()
-            .filter(|x| x.measured.is_some())
-            .map(|x| x.objects)
-            .max()
-            .unwrap_or(first);
-        if largest >= 1_000_000 && first > 0 {
-            let l =
-                rate_at(f, largest, true).unwrap_or(0.0) / rate_at(f, first, true).unwrap_or(1.0);
-            let i =
-                rate_at(f, largest, false).unwrap_or(0.0) / rate_at(f, first, false).unwrap_or(1.0);
-            line(
-                &format!("FerroHSM find at 1M ≥ 0.5× its rate at {}", count(first)),
-                format!("label {l:.2}×, CKA_ID {i:.2}×"),
-                Some(l.min(i) >= 0.5),
-                format!(
-                    "per find at {}: label {:.0} µs, CKA_ID {:.0} µs",
-                    count(largest),
-                    us(rate_at(f, largest, true).unwrap_or(1.0)),
-                    us(rate_at(f, largest, false).unwrap_or(1.0))
-                ),
-            );
-        } else if largest > first {
-            let l =
-                rate_at(f, largest, true).unwrap_or(0.0) / rate_at(f, first, true).unwrap_or(1.0);
-            let i =
-                rate_at(f, largest, false).unwrap_or(0.0) / rate_at(f, first, false).unwrap_or(1.0);
-            line(
-                "FerroHSM find at 1M ≥ 0.5× its rate at 1k",
-                format!(
-                    "1M needs `--huge`; at {} vs {}: label {l:.2}×, CKA_ID {i:.2}×",
-                    count(largest),
-                    count(first)
-                ),
-                None,
-                String::new(),
-            );
+            .find(|s| s.objects == objects)
+            .and_then(|s| s.measured.as_ref());
+        match op {
+            ProcOp::EcP256Sign => cell(&f.crypto, Op::EcP256Sign, Some(Scope::Token), 1),
+            ProcOp::AesGcm4k => cell(&f.crypto, Op::AesGcm4k, Some(Scope::Token), 1),
+            ProcOp::FindLabel => first.map(|m| m.find_label_rate),
+            ProcOp::Create => Some(f.create_rate),
         }
+    }
 
-        // Durable create: every create up to the largest count both modules reached (more
-        // samples than the 1 s row, which is shown beside it).
-        let total = |m: &ModuleResult, n: u64| {
-            m.sizes
-                .iter()
-                .find(|x| x.objects == n)
-                .and_then(|x| x.measured.as_ref())
-                .map(|x| x.create_rate_total)
-        };
-        let both = s
-            .sizes
-            .iter()
-            .filter(|x| x.measured.is_some())
-            .map(|x| x.objects)
-            .filter(|&n| total(f, n).is_some())
-            .max();
-        let (cf, cs, over) = match both {
-            Some(n) => (
-                total(f, n).unwrap_or(f.create_rate),
-                total(s, n).unwrap_or(s.create_rate),
-                format!("all creates up to {} objects", count(n)),
-            ),
-            None => (f.create_rate, s.create_rate, "the timed create row".into()),
-        };
-        line(
-            "durable create ≥ 20× (FerroHSM syncs every create, SoftHSM2 does not)",
-            format!(
-                "{} over {over}; {} in the timed row",
-                fmt_ratio(Some(cf / cs)),
-                fmt_ratio(Some(f.create_rate / s.create_rate))
-            ),
-            Some(cf / cs >= 20.0),
-            format!(
-                "per create: FerroHSM {:.0} µs (one synced RocksDB batch), SoftHSM2 {:.0} µs",
-                us(cf),
-                us(cs)
-            ),
-        );
-
-        let vs_soft = |op: Op, target: f64, t: &str, line: &mut LineFn<'_>| {
-            let (Some(a), Some(b), Some(r)) = (
-                cell(&f.crypto, op, 1),
-                cell(&s.crypto, op, 1),
-                cell(raw, op, 1),
-            ) else {
-                return;
-            };
-            line(
-                t,
-                fmt_ratio(Some(a / b)),
-                Some(a / b >= target),
-                format!(
-                    "per op: FerroHSM {:.0} µs, SoftHSM2 {:.0} µs, aws-lc-rs alone {:.0} µs — aws-lc-rs itself is {} SoftHSM2",
-                    us(a),
-                    us(b),
-                    us(r),
-                    fmt_ratio(Some(r / b))
-                ),
-            );
-        };
-        vs_soft(
-            Op::EcP256Sign,
-            2.0,
-            "ECDSA P-256 sign ≥ 2× (1 thread)",
-            &mut line,
-        );
-        vs_soft(
-            Op::RsaPkcs1Sign,
-            1.8,
-            "RSA-2048 PKCS#1 v1.5 sign ≥ 1.8× (1 thread)",
-            &mut line,
-        );
-        vs_soft(
-            Op::RsaPssSign,
-            1.8,
-            "RSA-2048 PSS sign ≥ 1.8× (1 thread)",
-            &mut line,
-        );
-        vs_soft(
-            Op::AesGcm4k,
-            5.0,
-            "AES-256-GCM 4 KiB ≥ 5× (1 thread)",
-            &mut line,
-        );
-
-        // Scaling on sign rows.
-        let mut scal = Vec::new();
-        let mut worst = f64::INFINITY;
-        let mut why = Vec::new();
-        for op in Op::ALL.into_iter().filter(|o| o.is_sign()) {
-            if let (Some(a1), Some(a2)) = (cell(&f.crypto, op, 1), cell(&f.crypto, op, 2)) {
-                let r = a2 / a1;
-                worst = worst.min(r);
-                scal.push(format!("{} {r:.2}×", op.short()));
-                if let (Some(r1), Some(r2)) = (cell(raw, op, 1), cell(raw, op, 2)) {
-                    why.push(format!("{} {:.2}×", op.short(), r2 / r1));
-                }
-            }
+    fn procs_table(&self, o: &mut String) {
+        let n = self.setup.procs;
+        if self.served.is_none_or(|s| s.procs.is_empty()) {
+            return;
         }
-        if !scal.is_empty() {
-            line(
-                "FerroHSM 2 threads ≥ 1.8× one thread on sign",
-                scal.join(", "),
-                Some(worst >= 1.8),
-                format!(
-                    "aws-lc-rs alone scales {} on {} cores with load average {} at the start: \
-                     the other core was not free",
-                    why.join(", "),
-                    self.machine.nproc,
-                    self.machine.loadavg
-                ),
-            );
-        }
-
-        // Crypto rows against aws-lc-rs.
-        let crypto: Vec<&Row> = rows.iter().filter(|r| r.raw.is_some()).collect();
-        let missed: Vec<String> = crypto
-            .iter()
-            .filter(|r| r.vs_raw().is_some_and(|x| x < 0.8))
-            .map(|r| {
-                let fr = r.ferro.num().unwrap_or(1.0);
-                let sr = r.soft.num().unwrap_or(1.0);
-                let rr = r.raw.unwrap_or(1.0);
-                format!(
-                    "{} {} (+{:.1} µs per op over aws-lc-rs; SoftHSM2 +{:.1} µs)",
-                    r.short,
-                    fmt_ratio(r.vs_raw()),
-                    us(fr) - us(rr),
-                    us(sr) - us(rr)
-                )
-            })
-            .collect();
-        line(
-            "crypto rows ≥ 0.8× the raw aws-lc-rs limit",
-            format!(
-                "{} of {} rows at or above 0.8×",
-                crypto.len() - missed.len(),
-                crypto.len()
-            ),
-            Some(missed.is_empty()),
-            format!("below: {}", missed.join("; ")),
+        let objects = self.served.map_or(0, |s| s.procs_objects);
+        let _ = writeln!(
+            o,
+            "### Through the server: 1 process and {n} processes\n\nFerroHSM through one \
+             `ferrohsm-server` (mode \"auto\"), the token holding {} objects; each process \
+             loads the module, logs in and runs one thread; the {n} start together and their \
+             rates are summed (best of {} rounds). Embedded: the same row in the main table, \
+             one thread.\n\n| row | embedded, 1 thread | via server, 1 process | via server, \
+             {n} processes | {n} ÷ 1 |\n|---|---:|---:|---:|---:|",
+            count(objects),
+            self.setup.rounds
         );
-
-        // RSS at 1M.
-        let rss_at = |n: u64| {
-            f.sizes
-                .iter()
-                .find(|x| x.objects == n)
-                .and_then(|x| x.measured.as_ref())
-                .map(|x| x.cold.clone())
-        };
-        if let Some(c) = rss_at(1_000_000) {
-            let mib = c.rss_kib as f64 / 1024.0;
-            line(
-                "RSS with 1M objects ≤ 64 MiB",
-                format!(
-                    "cold process {mib:.0} MiB; whole benchmark process {:.0} MiB",
-                    f.peak_rss_kib as f64 / 1024.0
-                ),
-                Some(mib <= 64.0),
-                format!(
-                    "{:.0} MiB before C_Login; the Argon2id PIN KDF (64 MiB by default) adds the rest",
-                    c.rss_before_login_kib as f64 / 1024.0
-                ),
-            );
-        } else if let Some(c) = rss_at(largest) {
-            line(
-                "RSS with 1M objects ≤ 64 MiB",
-                format!(
-                    "1M needs `--huge`; cold process at {}: {:.0} MiB ({:.0} MiB before C_Login)",
-                    count(largest),
-                    c.rss_kib as f64 / 1024.0,
-                    c.rss_before_login_kib as f64 / 1024.0
-                ),
-                None,
-                String::new(),
+        for op in ProcOp::ALL {
+            let one = self.procs_rate(op, 1);
+            let many = self.procs_rate(op, n);
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} |",
+                op.label(),
+                self.embedded_for(op).map(fmt_num).unwrap_or_default(),
+                one.map(fmt_num).unwrap_or_default(),
+                many.map(fmt_num).unwrap_or_default(),
+                fmt_ratio(one.zip(many).map(|(a, b)| b / a)),
             );
         }
         o.push('\n');
-        o
     }
 }
