@@ -229,7 +229,10 @@ pub fn read_frame(r: &mut impl Read, cap: u64) -> Result<Frame, FrameError> {
 /// Spinning pays only while a core is free to spin on: two client threads spinning on a
 /// two-core machine take the cores the server needs to answer them. So at most half the
 /// cores' worth of readers in one process spin at a time ([`spin_budget`]); the others
-/// sleep at once, as a plain read would.
+/// sleep at once, as a plain read would. And spinning pays only when the answer comes
+/// within the spin: when a spin runs out (the machine is busier than its cores, several
+/// client processes are spinning, or the call is slow), the readers of this process
+/// sleep at once for the next [`SPIN_BACKOFF`] reads before they try again.
 pub struct Spinning<'a> {
     stream: &'a std::os::unix::net::UnixStream,
     spin: std::time::Duration,
@@ -243,6 +246,18 @@ impl<'a> Spinning<'a> {
 
 /// Readers of this process spinning right now.
 static SPINNING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// Reads left that sleep without spinning, after a spin ran out.
+static SKIP_SPIN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+/// Reads that sleep at once after a spin that ran out.
+pub const SPIN_BACKOFF: u32 = 64;
+
+/// Whether this read may spin: not while backing off.
+fn backing_off() -> bool {
+    use std::sync::atomic::Ordering;
+    SKIP_SPIN
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+        .is_ok()
+}
 
 /// How many readers of one process may spin at once: half the cores, at least one.
 pub fn spin_budget() -> usize {
@@ -282,11 +297,19 @@ impl Read for Spinning<'_> {
                 Ok((n, _)) => return Ok(n),
                 Err(rustix::io::Errno::INTR) => {}
                 Err(rustix::io::Errno::AGAIN) => {
-                    let since = *start.get_or_insert_with(std::time::Instant::now);
+                    let since = match start {
+                        Some(t) => t,
+                        None if backing_off() => return (&*self.stream).read(buf),
+                        None => *start.insert(std::time::Instant::now()),
+                    };
                     if slot.is_none() {
                         slot = SpinSlot::take();
                     }
-                    if slot.is_none() || since.elapsed() >= self.spin {
+                    let ran_out = since.elapsed() >= self.spin;
+                    if slot.is_none() || ran_out {
+                        if ran_out {
+                            SKIP_SPIN.store(SPIN_BACKOFF, std::sync::atomic::Ordering::Relaxed);
+                        }
                         drop(slot);
                         return (&*self.stream).read(buf);
                     }
