@@ -220,18 +220,21 @@ fn short_tags_are_the_full_tags_leading_bytes() {
     assert_eq!(&back[..n as usize], &pt[..]);
 }
 
+/// A private P-256 session key that may sign (its public half is not used).
+fn session_signer(h: CK_SESSION_HANDLE) -> CK_OBJECT_HANDLE {
+    let public = [(CKA_EC_PARAMS, Val::Bytes(P256.to_vec()))];
+    let private = [(CKA_SIGN, Val::Bool(true)), (CKA_PRIVATE, Val::Bool(true))];
+    generate_pair(h, CKM_EC_KEY_PAIR_GEN, &public, &private)
+        .expect("a session P-256 pair")
+        .1
+}
+
 #[test]
 fn prepared_session_keys_follow_changes_logout_and_destruction() {
     let _env = setup();
     let h = token_session();
     // Signing: used once (prepared), then its CKA_SIGN taken away.
-    let (_, private) = generate_pair(
-        h,
-        CKM_EC_KEY_PAIR_GEN,
-        &[(CKA_EC_PARAMS, Val::Bytes(P256.to_vec()))],
-        &[(CKA_SIGN, Val::Bool(true)), (CKA_PRIVATE, Val::Bool(true))],
-    )
-    .expect("session P-256 pair");
+    let private = session_signer(h);
     assert!(sign(h, CKM_ECDSA_SHA256, private, b"first").is_ok());
     assert!(sign(h, CKM_ECDSA_SHA256, private, b"cached").is_ok());
     assert_eq!(
@@ -256,13 +259,7 @@ fn prepared_session_keys_follow_changes_logout_and_destruction() {
     let rv = unsafe { C_EncryptInit(h, &mut m, k) };
     assert_eq!(rv, CKR_KEY_FUNCTION_NOT_PERMITTED);
     // A private session key is out of reach after C_Logout, cached or not.
-    let (_, other) = generate_pair(
-        h,
-        CKM_EC_KEY_PAIR_GEN,
-        &[(CKA_EC_PARAMS, Val::Bytes(P256.to_vec()))],
-        &[(CKA_SIGN, Val::Bool(true)), (CKA_PRIVATE, Val::Bool(true))],
-    )
-    .expect("second pair");
+    let other = session_signer(h);
     assert!(sign(h, CKM_ECDSA_SHA256, other, b"cache me").is_ok());
     assert_eq!(C_Logout(h), CKR_OK);
     assert_eq!(
