@@ -13,6 +13,12 @@ pub enum CliError {
     /// An integrity check ran and found problems (the report is already printed).
     #[error("{0}")]
     CheckFailed(String),
+    /// The key's state or policy does not allow the operation.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// Another failure reported by the core.
+    #[error("{0}")]
+    Core(String),
 }
 
 impl CliError {
@@ -21,6 +27,8 @@ impl CliError {
             CliError::Usage(_) => 2,
             CliError::Io(_) => 1,
             CliError::CheckFailed(_) => 5,
+            CliError::Refused(_) => 7,
+            CliError::Core(_) => 1,
             CliError::Store(e) => match e {
                 StoreError::Locked { .. } => 3,
                 StoreError::PinIncorrect { .. }

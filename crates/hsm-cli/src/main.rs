@@ -33,6 +33,9 @@ enum Command {
     /// Back up a live store, verify and restore backups.
     #[command(subcommand)]
     Backup(commands::backup::BackupCommand),
+    /// Key lifecycle: versions, rotation, disabling, scheduled destruction, policy.
+    #[command(subcommand)]
+    Key(commands::key::KeyCommand),
     /// See where a store's schema stands, and upgrade it.
     #[command(subcommand)]
     Migrate(commands::migrate::MigrateCommand),
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => commands::inspect::run(a, &out),
         Command::Backup(c) => commands::backup::run(c, &out),
         Command::Migrate(c) => commands::migrate::run(c, &out),
+        Command::Key(c) => commands::key::run(c, &out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -75,9 +75,10 @@ fn the_golden_store_is_upgraded_with_the_so_pin() {
     let store = golden_copy(d.path());
     let s = status_json(&store);
     assert_eq!(s["found"], 1);
-    assert_eq!(s["current"], 2);
+    assert_eq!(s["current"], 3);
     assert_eq!(s["state"], "migration pending");
     assert_eq!(s["pending"][0]["from"], 1);
+    assert_eq!(s["pending"][1]["from"], 2, "then the key-rings step");
     let o = ferrohsm(&["migrate", "status", "--store", store.to_str().unwrap()]);
     assert!(
         stdout(&o).contains("SO PIN"),
@@ -131,7 +132,7 @@ fn the_golden_store_is_upgraded_with_the_so_pin() {
     let s = status_json(&store);
     assert_eq!(
         (s["found"].clone(), s["state"].clone()),
-        (2.into(), "up to date".into())
+        (3.into(), "up to date".into())
     );
     let o = ferrohsm(&["migrate", "run", "--store", store.to_str().unwrap()]);
     assert!(stdout(&o).contains("nothing to do"), "{}", stdout(&o));
@@ -146,7 +147,7 @@ fn a_newer_store_is_refused_by_both_commands() {
         let o = ferrohsm(&["migrate", cmd, "--store", store.to_str().unwrap()]);
         assert_eq!(o.status.code(), Some(6), "{cmd}: {}", stderr(&o));
         assert!(
-            stderr(&o).contains("99") && stderr(&o).contains('2'),
+            stderr(&o).contains("99") && stderr(&o).contains("(3)"),
             "{cmd}: the message names both versions: {}",
             stderr(&o)
         );

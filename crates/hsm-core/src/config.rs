@@ -161,6 +161,41 @@ pub struct Config {
     /// `attrs::Separation`).
     #[serde(default)]
     pub key_separation: crate::objects::attrs::Separation,
+    #[serde(default)]
+    pub lifecycle: LifecycleConfig,
+}
+
+/// `[lifecycle]`: what keys get when they enter the lifecycle (`docs/lifecycle.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LifecycleConfig {
+    /// Seconds between scheduling a version's destruction and its erasure, for keys whose
+    /// policy was not set otherwise. Default: 30 days.
+    #[serde(default = "default_destroy_delay")]
+    pub destroy_delay_secs: u64,
+    /// Whether a key's `destroy_delay` may be 0 (versions destroyed at once, no restore
+    /// window). Off by default.
+    #[serde(default)]
+    pub allow_immediate_destroy: bool,
+    /// Seconds added to the system clock for lifecycle decisions (restore deadlines,
+    /// auto-rotation): for tests and drills that must see a deadline pass without waiting.
+    /// Whoever writes this file controls the store anyway. Default 0.
+    #[serde(default)]
+    pub clock_offset_secs: i64,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        LifecycleConfig {
+            destroy_delay_secs: default_destroy_delay(),
+            allow_immediate_destroy: false,
+            clock_offset_secs: 0,
+        }
+    }
+}
+
+fn default_destroy_delay() -> u64 {
+    hsm_types::lifecycle::DEFAULT_DESTROY_DELAY
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -279,6 +314,12 @@ impl Config {
                 "pin_policy: need 1 <= min_len <= max_len <= 255, got {}..{}",
                 p.min_len, p.max_len
             ));
+        }
+        let l = cfg.lifecycle;
+        if l.destroy_delay_secs == 0 && !l.allow_immediate_destroy {
+            return Err(
+                "lifecycle: destroy_delay_secs = 0 needs allow_immediate_destroy = true".into(),
+            );
         }
         if !matches!(
             cfg.log_level.as_str(),

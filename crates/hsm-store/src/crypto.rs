@@ -69,6 +69,10 @@ pub enum Purpose {
     WrapMasterKey = 7,
     /// The MAC binding an object header and its current record to the master key.
     HeaderBinding = 8,
+    /// A key ring record (schema 3).
+    Ring = 9,
+    /// The MAC binding a key ring record to the master key.
+    RingBinding = 10,
 }
 
 /// Associated data: format, purpose, then the record's place (store id, token, object,

@@ -3,6 +3,7 @@
 //! `schema/format.md` is the normative description of these layouts.
 
 use crate::cf::Cf;
+use hsm_types::lifecycle::KeyId;
 use hsm_types::{
     AttributeSet, KeyType, MechanismType, ObjectClass, ObjectId, TokenId, UserKind, VersionNo,
 };
@@ -20,6 +21,8 @@ pub mod meta {
     const TOKEN: u8 = 0x01;
     const PIN_FAILURES: u8 = 0x02;
     const NEXT_OBJECT: u8 = 0x03;
+    const RING: u8 = 0x04;
+    const RING_SEQ: u8 = 0x05;
 
     pub fn token(t: TokenId) -> Vec<u8> {
         tagged(TOKEN, t)
@@ -42,6 +45,34 @@ pub mod meta {
     }
     pub fn next_object(t: TokenId) -> Vec<u8> {
         tagged(NEXT_OBJECT, t)
+    }
+    /// A key's ring record (schema 3).
+    pub fn ring(t: TokenId, key: KeyId) -> Vec<u8> {
+        let mut k = tagged(RING, t);
+        k.extend_from_slice(&key.0.to_be_bytes());
+        k
+    }
+    pub fn ring_prefix(t: TokenId) -> Vec<u8> {
+        tagged(RING, t)
+    }
+    pub fn decode_ring(key: &[u8]) -> Option<KeyId> {
+        match key {
+            [RING, _, _, _, _, rest @ ..] if rest.len() == 8 => {
+                Some(KeyId(u64::from_be_bytes(rest.try_into().ok()?)))
+            }
+            _ => None,
+        }
+    }
+    /// The marker of a ring's transition `seq`: a ring record whose next marker exists
+    /// was put back from earlier.
+    pub fn ring_seq(t: TokenId, key: KeyId, seq: u64) -> Vec<u8> {
+        let mut k = tagged(RING_SEQ, t);
+        k.extend_from_slice(&key.0.to_be_bytes());
+        k.extend_from_slice(&seq.to_be_bytes());
+        k
+    }
+    pub fn ring_seq_prefix(t: TokenId) -> Vec<u8> {
+        tagged(RING_SEQ, t)
     }
     fn tagged(tag: u8, t: TokenId) -> Vec<u8> {
         let mut k = Vec::with_capacity(6);

@@ -29,5 +29,6 @@ pub use error::{Result, StoreError};
 pub use inspect::{CheckReport, Problem, TokenCounts};
 pub use records::{PinPolicy, VersionCause};
 pub use store::{
-    LoginStats, Query, Store, StoredObject, TokenInfo, TokenKeys, TokenSpec, VersionInfo,
+    LoginStats, Query, RingWrites, Store, StoredObject, TokenInfo, TokenKeys, TokenSpec,
+    VersionInfo,
 };

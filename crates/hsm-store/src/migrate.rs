@@ -14,7 +14,7 @@ use crate::error::{Result, StoreError};
 use crate::keys;
 
 /// The schema version this build writes.
-pub const CURRENT: u32 = 2;
+pub const CURRENT: u32 = 3;
 
 /// The step from this version needs each token's SO PIN (it binds headers to the master
 /// key), so it runs only through [`crate::Store::upgrade_with_so_pin`].
@@ -28,16 +28,32 @@ pub struct Step {
 }
 
 /// Steps in order; step `from: n` is described by `migrations/000{n+1}-….md`.
-pub const STEPS: &[Step] = &[Step {
-    from: 1,
-    title: "bind object headers to each token's master key (needs each token's SO PIN)",
-    apply: needs_the_so_pin,
-}];
+pub const STEPS: &[Step] = &[
+    Step {
+        from: 1,
+        title: "bind object headers to each token's master key (needs each token's SO PIN)",
+        apply: needs_the_so_pin,
+    },
+    Step {
+        from: 2,
+        title: "key rings: lifecycle records in `meta` (nothing to rewrite; older builds must \
+                refuse a store whose keys may have disabled or scheduled versions)",
+        apply: key_rings,
+    },
+];
 
 /// Schema 1 → 2 cannot run unattended: a binding is made with the master key, which only
 /// a PIN opens.
 fn needs_the_so_pin(_: &dyn KvBackend, _: &mut Batch) -> Result<()> {
     Err(StoreError::Invalid(SO_PIN_NEEDED.into()))
+}
+
+/// Schema 2 → 3 adds record kinds (`meta` ring records and transition markers) and
+/// attributes (`CKA_FERRO_KEY_ID`, `CKA_FERRO_KEY_VERSION`) without changing any existing
+/// record: the step is the version number itself, which stops a schema-2 build from
+/// opening a store where it would ignore a disabled or scheduled version.
+fn key_rings(_: &dyn KvBackend, _: &mut Batch) -> Result<()> {
+    Ok(())
 }
 
 /// What to do with a schema-1 store.

@@ -8,6 +8,7 @@
 mod attr;
 mod consts;
 mod ids;
+pub mod lifecycle;
 pub mod policy;
 mod secret;
 

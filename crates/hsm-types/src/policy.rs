@@ -153,6 +153,11 @@ table! {
     UNWRAP_TEMPLATE: Template;
     DERIVE_TEMPLATE: Template;
     ALLOWED_MECHANISMS: Mechanisms, IMMUTABLE;
+    FERRO_KEY_ID: Ulong, COMPUTED;
+    FERRO_KEY_VERSION: Ulong, COMPUTED;
+    FERRO_KEY_STATE: Ulong, COMPUTED;
+    FERRO_IS_PRIMARY: Bool, COMPUTED;
+    FERRO_DESTROY_DEADLINE: Ulong, COMPUTED;
 }
 
 /// The row for `attr`, if this build knows the attribute.

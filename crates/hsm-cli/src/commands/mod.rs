@@ -1,4 +1,5 @@
 pub mod backup;
 pub mod inspect;
+pub mod key;
 pub mod migrate;
 pub mod token;

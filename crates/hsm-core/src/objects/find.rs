@@ -42,7 +42,7 @@ impl Hsm {
             .types()
             .all(|t| matches!(t, A::CLASS | A::LABEL | A::ID | A::KEY_TYPE | A::TOKEN));
         let so = c.slot.actor() == attrs::Actor::So;
-        let rest = without(template, A::TOKEN);
+        let rest = crate::lifecycle::runtime::without_view(&without(template, A::TOKEN));
         let mut found = Vec::new();
         for id in ids {
             if indexed_only && !so {
@@ -62,7 +62,7 @@ impl Hsm {
                 Err(e) => tracing::warn!(object = %id, "skipped in search: {e}"),
             }
         }
-        Ok(found)
+        self.filter_versions(c, template, found)
     }
 
     fn find_session_objects(&self, c: &Call, template: &AttributeSet) -> Vec<u64> {

@@ -141,6 +141,13 @@ impl Hsm {
                     "the object has CKA_COPYABLE = FALSE".into(),
                 ));
             }
+            if src.attrs.ulong(A::FERRO_KEY_ID).is_some() {
+                // The copy would outlive the version's disabling or destruction.
+                return Err(Error::ActionProhibited(
+                    "a version of a key with a lifecycle is not copied (rotate the key instead)"
+                        .into(),
+                ));
+            }
             if attrs::is_trusted(&src.attrs) {
                 // A copy holds the same key: whatever roles it could be given later, the
                 // original's blobs would open under it. Trusted keys are not copied.
@@ -169,6 +176,9 @@ impl Hsm {
                     if !c.session.rw {
                         return Err(Error::SessionReadOnly);
                     }
+                    if self.destroy_version(c, id, &o.attrs)? {
+                        return Ok(());
+                    }
                     let keys = self.keys(&c.slot, c.token)?;
                     self.store.destroy_object(&keys, id)?;
                     c.slot.forget_cached(id);
@@ -190,6 +200,9 @@ impl Hsm {
     pub fn object_attributes(&self, h: u64, obj: u64) -> Result<AttributeSet> {
         self.run(h, Action::ReadObject, |c| {
             let mut o = self.load(&c.slot, c.token, obj)?;
+            if matches!(o.location, Location::Token { .. }) {
+                self.add_lifecycle_view(&c.slot, c.token, &mut o.attrs)?;
+            }
             let unique = match o.location {
                 Location::Token { id, .. } => {
                     format!("{}-{}-{}", self.store.store_id_hex(), c.token.0, id.0)

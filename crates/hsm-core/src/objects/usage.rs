@@ -75,6 +75,7 @@ impl Hsm {
         if !allowed.is_empty() && !allowed.contains(&u.mechanism.0) {
             return Err(Error::MechanismInvalid);
         }
+        self.check_lifecycle(call, key, u.usage)?;
         self.authorize(call, Some(key))
     }
 }

@@ -8,7 +8,7 @@ use crate::mechanism::Mechanism;
 use crate::objects::attrs::{self, Ctx, Origin};
 use crate::objects::find::without;
 use crate::objects::material::implied;
-use crate::provider::{GeneratedPair, PairSpec, curve25519_public};
+use crate::provider::{GeneratedPair, PairSpec};
 use crate::runtime::Hsm;
 use hsm_types::{
     AttrValue, AttributeSet, AttributeType as A, KeyType, MechanismType as M, ObjectClass,
@@ -225,20 +225,7 @@ impl Hsm {
     /// Pair-wise consistency before the pair is stored: it signs and verifies, or (an
     /// X25519 pair) the private half yields the public one.
     fn pairwise_check(&self, pair: &Pair) -> Result<()> {
-        let (pubk, privk) = (&pair.public, &pair.private);
-        if privk.key_type() == Some(KeyType::EC_MONTGOMERY) {
-            let derived = crypto::x25519_public(privk.bytes(A::VALUE).unwrap_or_default())?;
-            if derived != curve25519_public(pubk.bytes(A::EC_POINT).unwrap_or_default())? {
-                return Err(Error::General(
-                    "pair-wise consistency check failed: X25519 public value".into(),
-                ));
-            }
-            return Ok(());
-        }
-        let sk = self.provider().signer(privk)?;
-        let vk = self.provider().verifier(pubk)?;
-        crypto::pairwise_check(&sk, &vk)
-            .map_err(|e| Error::General(format!("pair-wise consistency check failed: {e}")))
+        crate::lifecycle::material::pairwise(self.provider(), &pair.private, &pair.public)
     }
 }
 

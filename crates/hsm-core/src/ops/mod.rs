@@ -76,6 +76,8 @@ pub enum Action {
     Continue(OpKind),
     Random,
     SeedRandom,
+    /// A key-lifecycle transition or listing ([`crate::Hsm::lifecycle`]).
+    Lifecycle,
 }
 
 impl Action {

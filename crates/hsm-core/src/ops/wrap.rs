@@ -128,6 +128,7 @@ impl Hsm {
             let (w, kek) = self.wrapping_key(c, wrapping, &scheme, mech, true)?;
             let k = self.load(&c.slot, c.token, key).map_err(key_handle)?;
             self.may_leave(&k.attrs, &w.attrs, &scheme)?;
+            self.check_version_enabled(c, &k.attrs)?;
             let payload: Zeroizing<Vec<u8>> = match k.attrs.class() {
                 Some(ObjectClass::PRIVATE_KEY) => {
                     crypto::private_key_to_pkcs8(&private_key_of(self.provider(), &k.attrs)?)?

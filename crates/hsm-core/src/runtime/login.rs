@@ -51,6 +51,9 @@ impl Hsm {
                 LoginKind::So => Login::So(keys),
                 _ => Login::User(keys),
             });
+            if kind == LoginKind::User && c.session.rw {
+                self.sweep_at_login(&c.slot, c.token);
+            }
             Ok(())
         })
     }

@@ -83,6 +83,8 @@ pub(crate) struct Slot {
     /// goes through [`Slot::forget_cached`].
     /// A lock readers share: two threads signing with cached keys never wait on each other.
     pub key_cache: RwLock<KeyCache>,
+    /// The token's key rings, once read with the master key (see `lifecycle::runtime`).
+    pub rings: RwLock<Option<Arc<crate::lifecycle::runtime::RingIndex>>>,
     /// How many applications have the user logged in on this slot.
     user_logins: Mutex<usize>,
 }
@@ -94,6 +96,7 @@ impl Slot {
             token: RwLock::new(None),
             public: RwLock::new(None),
             key_cache: RwLock::new(KeyCache::default()),
+            rings: RwLock::new(None),
             user_logins: Mutex::new(0),
         }
     }
@@ -119,6 +122,7 @@ impl Slot {
                 *n = n.saturating_sub(1);
                 if *n == 0 {
                     self.forget_all_cached();
+                    self.forget_ring_index();
                 }
             }
             _ => {}

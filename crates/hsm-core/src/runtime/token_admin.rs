@@ -34,6 +34,7 @@ impl Hsm {
                 admin.reinit(t, &so_pin, &label)?;
                 *write(&s.public) = None;
                 s.forget_all_cached();
+                s.forget_ring_index();
             }
             None => {
                 let t = admin.create(NewToken {

@@ -180,7 +180,8 @@ impl Store {
         Ok(ids)
     }
 
-    pub(super) fn all_objects(&self, keys: &TokenKeys) -> Result<Vec<ObjectId>> {
+    /// Every object of the token, in id order.
+    pub fn all_objects(&self, keys: &TokenKeys) -> Result<Vec<ObjectId>> {
         let mut out = Vec::new();
         let with_private = keys.master.is_some();
         self.kv

@@ -503,6 +503,7 @@ impl Store {
                 Ok(Flow::Continue)
             })?;
         }
+        self.stage_ring_wipe(&mut b, token)?;
         b.put(Cf::Meta, keys::meta::token(token), records::encode(&rec));
         b.put(
             Cf::Meta,

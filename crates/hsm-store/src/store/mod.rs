@@ -10,6 +10,7 @@ mod index;
 mod keyring;
 mod objects;
 mod pin_cache;
+mod rings;
 mod sealed;
 mod versions;
 
@@ -17,6 +18,7 @@ pub use index::Query;
 pub use keyring::{TokenInfo, TokenKeys, TokenSpec};
 pub use objects::StoredObject;
 pub use pin_cache::LoginStats;
+pub use rings::RingWrites;
 pub use versions::VersionInfo;
 
 use crate::backend::mem::MemBackend;
@@ -131,7 +133,7 @@ impl Store {
                     if v <= migrate::NEEDS_SO_PIN_FROM {
                         return Err(StoreError::Migration {
                             from: v,
-                            to: migrate::CURRENT,
+                            to: migrate::NEEDS_SO_PIN_FROM + 1,
                             reason: migrate::SO_PIN_NEEDED.into(),
                         });
                     }

@@ -63,7 +63,7 @@ impl Store {
         Ok(ids)
     }
 
-    fn stage_create(
+    pub(super) fn stage_create(
         &self,
         b: &mut Batch,
         keys: &TokenKeys,
@@ -155,11 +155,23 @@ impl Store {
     /// records and per-object keys leave the disk (not just a tombstone).
     pub fn destroy_object(&self, keys: &TokenKeys, id: ObjectId) -> Result<()> {
         let _g = self.lock();
+        let mut b = Batch::new();
+        let ranges = self.stage_destroy(&mut b, keys, id)?;
+        self.kv.write(b)?;
+        self.kv.purge(&ranges)
+    }
+
+    /// Stages an object's destruction into `b`; returns the ranges to purge after the write.
+    pub(super) fn stage_destroy(
+        &self,
+        b: &mut Batch,
+        keys: &TokenKeys,
+        id: ObjectId,
+    ) -> Result<Vec<PurgeRange>> {
         let h = self.read_header(keys, id)?;
         if h.private {
             keys.master()?;
         }
-        let mut b = Batch::new();
         let mut index_keys: Vec<(Cf, Vec<u8>)> =
             match self.read_at(keys, id, &h, VersionNo(h.current)) {
                 Ok(obj) => self.index_entries(keys, id, h.private, &obj.attrs)?,
@@ -179,29 +191,19 @@ impl Store {
                 b.delete(cf, k);
             }
         }
-        let mut ranges = vec![
-            PurgeRange {
-                cf: Cf::Objects,
+        let mut ranges: Vec<PurgeRange> = [Cf::Objects, Cf::Versions, Cf::Attributes]
+            .into_iter()
+            .map(|cf| PurgeRange {
+                cf,
                 start: start.clone(),
                 end: end.clone(),
-            },
-            PurgeRange {
-                cf: Cf::Versions,
-                start: start.clone(),
-                end: end.clone(),
-            },
-            PurgeRange {
-                cf: Cf::Attributes,
-                start,
-                end,
-            },
-        ];
+            })
+            .collect();
         for (cf, k) in index_keys.drain(..) {
             let end = keys::prefix_end(&k).unwrap_or_else(|| k.clone());
             b.delete(cf, k.clone());
             ranges.push(PurgeRange { cf, start: k, end });
         }
-        self.kv.write(b)?;
-        self.kv.purge(&ranges)
+        Ok(ranges)
     }
 }

@@ -55,6 +55,26 @@ impl Store {
         attrs: AttributeSet,
         cause: impl FnOnce(u32) -> (VersionCause, Option<u32>),
     ) -> Result<VersionNo> {
+        let mut b = Batch::new();
+        let (next, purge) = self.stage_new_version(&mut b, keys, id, attrs, cause)?;
+        self.kv.write(b)?;
+        if !purge.is_empty() {
+            self.kv.purge(&purge)?;
+        }
+        Ok(next)
+    }
+
+    /// Stages a new version of an object into `b` (records, index moves, and the
+    /// deletions a tightened attribute implies); returns it and the ranges to purge after
+    /// the write.
+    pub(super) fn stage_new_version(
+        &self,
+        b: &mut Batch,
+        keys: &TokenKeys,
+        id: ObjectId,
+        attrs: AttributeSet,
+        cause: impl FnOnce(u32) -> (VersionCause, Option<u32>),
+    ) -> Result<(VersionNo, Vec<PurgeRange>)> {
         let mut h = self.read_header(keys, id)?;
         if attrs.is_private() != h.private {
             return Err(StoreError::Invalid(
@@ -69,7 +89,6 @@ impl Store {
         let raw = self.attribute_record(keys, id, cur)?;
         let (old, _) = self.read_attrs(keys, id, cur, &raw, &h, &ok, sk.as_ref())?;
         self.check_current(keys, id, &h, &raw, &old)?;
-        let mut b = Batch::new();
         if !h.private && sk.is_none() && policy::has_secrets(&attrs) {
             let new_sk = Key32::random()?;
             h.wrapped_secret_key = Some(self.wrap_secret_key(keys, id, &new_sk)?);
@@ -89,14 +108,10 @@ impl Store {
         h.current = next.0;
         let record = self.seal_attrs(keys, id, next, &ok, sk.as_ref(), &attrs)?;
         h.binding = self.bind_header(keys, id, &h, &record, &attrs)?;
-        self.stage_records(&mut b, keys, id, &h, &vrec, record)?;
-        let purge = self.stage_tightening(&mut b, keys, id, next, &old, &attrs)?;
-        self.stage_index_moves(&mut b, keys, id, h.private, &old, &attrs)?;
-        self.kv.write(b)?;
-        if !purge.is_empty() {
-            self.kv.purge(&purge)?;
-        }
-        Ok(next)
+        self.stage_records(b, keys, id, &h, &vrec, record)?;
+        let purge = self.stage_tightening(b, keys, id, next, &old, &attrs)?;
+        self.stage_index_moves(b, keys, id, h.private, &old, &attrs)?;
+        Ok((next, purge))
     }
 
     /// A one-way attribute (CKA_SENSITIVE, CKA_EXTRACTABLE, ...) that moved: every

@@ -130,6 +130,12 @@ pub fn class_rules(class: ObjectClass, key_type: Option<KeyType>) -> Result<Vec<
                 ),
                 r(A::LOCAL, Computed, None),
                 r(A::KEY_GEN_MECHANISM, Computed, None),
+                // The lifecycle's (docs/pkcs11/vendor.md): the token's to set.
+                r(A::FERRO_KEY_ID, Computed, None),
+                r(A::FERRO_KEY_VERSION, Computed, None),
+                r(A::FERRO_KEY_STATE, Computed, None),
+                r(A::FERRO_IS_PRIMARY, Computed, None),
+                r(A::FERRO_DESTROY_DEADLINE, Computed, None),
                 r(
                     A::ALLOWED_MECHANISMS,
                     Optional,
