@@ -16,6 +16,9 @@ pub enum CliError {
     /// The key's state or policy does not allow the operation.
     #[error("refused: {0}")]
     Refused(String),
+    /// A PIN the core refused.
+    #[error("{0}")]
+    Auth(String),
     /// Another failure reported by the core.
     #[error("{0}")]
     Core(String),
@@ -29,6 +32,7 @@ impl CliError {
             CliError::CheckFailed(_) => 5,
             CliError::Refused(_) => 7,
             CliError::Core(_) => 1,
+            CliError::Auth(_) => 4,
             CliError::Store(e) => match e {
                 StoreError::Locked { .. } => 3,
                 StoreError::PinIncorrect { .. }

@@ -35,7 +35,7 @@ enum Command {
     Backup(commands::backup::BackupCommand),
     /// Key lifecycle: versions, rotation, disabling, scheduled destruction, policy.
     #[command(subcommand)]
-    Key(commands::key::KeyCommand),
+    Key(commands::key::KeyCli),
     /// See where a store's schema stands, and upgrade it.
     #[command(subcommand)]
     Migrate(commands::migrate::MigrateCommand),

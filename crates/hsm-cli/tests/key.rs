@@ -209,3 +209,69 @@ fn bad_requests_name_the_problem() {
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
+
+/// The store held by a running `ferrohsm-server`: `ferrohsm key` goes through it.
+#[test]
+fn through_a_running_server_when_the_store_is_held() {
+    let d = tempfile::tempdir().unwrap();
+    let store = d.path().join("store");
+    let id = store_with_key(&store).to_string();
+    let conf = d.path().join("ferrohsm.toml");
+    std::fs::write(&conf, format!("store = {store:?}\nmode = \"client\"\n")).unwrap();
+    let exe = Path::new(env!("CARGO_BIN_EXE_ferrohsm")).with_file_name("ferrohsm-server");
+    assert!(
+        exe.exists(),
+        "{} is built with the workspace",
+        exe.display()
+    );
+    let mut server = Command::new(&exe)
+        .args(["--config", conf.to_str().unwrap(), "serve"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = || {
+        Command::new(&exe)
+            .args(["--config", conf.to_str().unwrap(), "status"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    let t0 = std::time::Instant::now();
+    while !status() {
+        assert!(t0.elapsed().as_secs() < 30, "the server never answered");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // The store is held: an embedded open would fail; the command goes to the server.
+    assert!(Store::open_dir(&store).is_err());
+    let ring = json(&key(&["rotate", &id, "--json"], &store, &[]));
+    assert_eq!(ring["primary"], 2);
+    let listed = json(&key(&["list", "--json"], &store, &[]));
+    assert_eq!(listed[0]["stored"], true);
+    let o = key(&["enable", &id, "--version", "2"], &store, &[]);
+    assert_eq!(
+        o.status.code(),
+        Some(7),
+        "refusals keep their code: {}",
+        stderr(&o)
+    );
+    let o = ferrohsm(&[
+        "key",
+        "list",
+        "--store",
+        store.to_str().unwrap(),
+        "--user-pin-env",
+        "T_SO",
+    ]);
+    assert_eq!(o.status.code(), Some(4), "a wrong PIN: {}", stderr(&o));
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let s = Store::open_dir(&store).unwrap();
+    let k = login(&s);
+    let r = s.rings(&k).unwrap();
+    assert_eq!(
+        (r.len(), r[0].primary),
+        (1, Some(2)),
+        "the server wrote the ring"
+    );
+}

@@ -281,3 +281,35 @@ fn no_template_sets_a_lifecycle_attribute() {
     let a = hsm.object_attributes(h, priv1).unwrap();
     assert_eq!(a.ulong(A::FERRO_KEY_VERSION), Some(1));
 }
+
+#[test]
+fn pkcs11_rotates_through_c_derive_key_with_the_vendor_mechanism() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hsm, h) = token(dir.path());
+    let (_, priv1) = p256_pair(&hsm, h, "ci");
+    let rotate = Mechanism::Plain(M::FERRO_KEY_ROTATE);
+    let mut t = AttributeSet::new();
+    t.set(A::LABEL, AttrValue::Bytes(b"other".to_vec()));
+    assert!(matches!(
+        hsm.derive_key(h, &rotate, priv1, t),
+        Err(Error::TemplateInconsistent(_))
+    ));
+    let priv2 = hsm
+        .derive_key(h, &rotate, priv1, AttributeSet::new())
+        .unwrap();
+    assert_ne!(priv2, priv1);
+    assert_eq!(
+        find(&hsm, h, by_label("ci", ObjectClass::PRIVATE_KEY)),
+        vec![priv2]
+    );
+    let a = hsm.object_attributes(h, priv2).unwrap();
+    assert_eq!(a.ulong(A::FERRO_KEY_VERSION), Some(2));
+    assert_eq!(a.bool(A::FERRO_IS_PRIMARY), Some(true));
+    // Rotating from the old version's handle rotates the same key again.
+    let priv3 = hsm
+        .derive_key(h, &rotate, priv1, AttributeSet::new())
+        .unwrap();
+    let a = hsm.object_attributes(h, priv3).unwrap();
+    assert_eq!(a.ulong(A::FERRO_KEY_VERSION), Some(3));
+    assert!(sign(&hsm, h, priv3, &[3u8; 32]).is_ok());
+}

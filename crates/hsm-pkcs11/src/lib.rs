@@ -11,7 +11,7 @@
 #![allow(clippy::unnecessary_cast)]
 
 pub mod boundary;
-mod client;
+pub mod client;
 pub mod entry;
 mod guard;
 mod label;

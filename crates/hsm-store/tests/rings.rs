@@ -175,3 +175,41 @@ fn reinitialising_the_token_drops_its_rings() {
         .unwrap();
     assert_eq!(left, 0, "no transition marker survives");
 }
+
+#[test]
+fn a_restored_store_keeps_every_version_and_its_deadline() {
+    use hsm_store::archive::{self, BackupSecret, NoProgress};
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    let (store, k, v1, mut ring) = rotated(&src);
+    ring.schedule_destroy(1, 1_000).unwrap();
+    let (ring, _) = store.commit_ring(&k, ring, RingWrites::default()).unwrap();
+    drop(store);
+    let pass = BackupSecret::Passphrase(hsm_types::SecretString::from("backup-passphrase"));
+    let file = d.path().join("a.fhb");
+    archive::create(
+        &src,
+        &file,
+        &pass,
+        hsm_store::KdfParams::BACKUP_MINIMUM,
+        &NoProgress,
+    )
+    .unwrap();
+    let dst = d.path().join("dst");
+    archive::restore(&file, &pass, &dst, &NoProgress).unwrap();
+    let b = Store::open_dir(&dst).unwrap();
+    let k = b.login(k.token(), UserKind::User, &pin(USER_PIN)).unwrap();
+    let back = b.ring(&k, KeyId(v1.0)).unwrap().unwrap();
+    assert_eq!(back, ring, "every version, state and deadline");
+    assert_eq!(
+        back.version(1).unwrap().state,
+        VersionState::DestroyScheduled {
+            deadline: 1_000 + hsm_types::lifecycle::DEFAULT_DESTROY_DELAY
+        }
+    );
+    for v in &back.versions {
+        for o in &v.objects {
+            b.read_object(&k, *o).unwrap();
+        }
+    }
+}

@@ -128,6 +128,9 @@ open_enum!(
         AES_KEY_WRAP_PAD = 0x210a, AES_KEY_WRAP_KWP = 0x210b, SHA_1_KEY_GEN = 0x4003,
         SHA224_KEY_GEN = 0x4004, SHA256_KEY_GEN = 0x4005,
         SHA384_KEY_GEN = 0x4006, SHA512_KEY_GEN = 0x4007, HKDF_DERIVE = 0x402a,
+        // FerroHSM's (`CKM_VENDOR_DEFINED | 0x0F45_0000 | n`, docs/pkcs11/vendor.md):
+        // C_DeriveKey on a key's version makes the key's next version.
+        FERRO_KEY_ROTATE = 0x8F45_0001,
     }
 );
 

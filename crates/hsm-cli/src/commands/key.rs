@@ -5,15 +5,20 @@ use crate::exit::{CliError, CliResult};
 use crate::output::Output;
 use crate::secrets::{read_pin, source};
 use clap::{Args, Subcommand};
-use hsm_core::config::{Config, LifecycleConfig};
-use hsm_core::lifecycle::{KeyId, KeyManager, KeyPolicy, KeyRing, VersionState};
+use ferrohsm_pkcs11::client::Client;
+use hsm_core::LoginKind;
+use hsm_core::api::{Remote, Token};
+use hsm_core::config::{Config, LifecycleConfig, Mode};
+use hsm_core::lifecycle::{
+    KeyAnswer, KeyCommand, KeyId, KeyInfo, KeyManager, KeyPolicy, KeyRing, VersionState,
+};
 use hsm_core::provider::SoftwareProvider;
-use hsm_core::store::{Store, TokenKeys};
+use hsm_core::store::{Store, StoreError, TokenKeys};
 use hsm_core::types::{TokenId, UserKind};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Subcommand)]
-pub enum KeyCommand {
+pub enum KeyCli {
     /// Every key of the token, with its primary version and how many versions it has.
     List(Common),
     /// One key: its policy and versions.
@@ -119,96 +124,237 @@ pub struct PolicyArgs {
     deletion_allowed: Option<bool>,
 }
 
-/// An opened, logged-in token and the lifecycle settings.
-struct Session {
-    store: Store,
-    keys: TokenKeys,
-    settings: LifecycleConfig,
+/// Where the requests go: a store this process opened, or the `ferrohsm-server` that
+/// holds it (then the server's `[lifecycle]` settings apply).
+enum Target {
+    Embedded {
+        store: Box<Store>,
+        keys: TokenKeys,
+        settings: LifecycleConfig,
+    },
+    Served {
+        token: Remote<Client>,
+        session: u64,
+    },
 }
 
-impl Session {
-    fn open(c: Common) -> CliResult<Session> {
+impl Target {
+    fn open(c: Common) -> CliResult<Target> {
         let cfg = match &c.config {
             Some(p) => Some(Config::load(p).map_err(|e| CliError::Usage(e.to_string()))?),
             None => None,
         };
         let dir = c
             .store
+            .clone()
             .or_else(|| cfg.as_ref().map(|c| c.store.clone()))
             .ok_or_else(|| CliError::Usage("give --store DIR or --config FILE".into()))?;
-        let store = Store::open_dir(&dir)?;
-        let token = match c.token {
-            Some(t) => TokenId(t),
-            None => match store.tokens()?.as_slice() {
-                [one] => one.id,
-                [] => return Err(CliError::Usage("the store has no token".into())),
-                _ => {
-                    return Err(CliError::Usage(
-                        "the store has several tokens: give --token".into(),
-                    ));
-                }
-            },
+        let store = match Store::open_dir(&dir) {
+            Ok(s) => s,
+            Err(StoreError::Locked { .. }) => return Target::served(&c, cfg, &dir),
+            Err(e) => return Err(e.into()),
         };
+        let token = pick_token(&store, c.token)?;
         let pin = read_pin("user PIN", source(c.user_pin_file, c.user_pin_env), false)?;
         let keys = store.login(token, UserKind::User, &pin)?;
-        Ok(Session {
-            store,
+        Ok(Target::Embedded {
+            store: Box::new(store),
             keys,
             settings: cfg.map(|c| c.lifecycle).unwrap_or_default(),
         })
     }
 
-    fn manager(&self) -> KeyManager<'_> {
-        KeyManager::new(&self.store, &self.keys, &SoftwareProvider, self.settings)
+    /// The store is held (by a server, when one answers on its socket): the requests go
+    /// to it, as a client in mode "client" (never starting a server of its own).
+    fn served(c: &Common, cfg: Option<Config>, dir: &Path) -> CliResult<Target> {
+        let (token_id, serial) = {
+            let ro = Store::open_dir_read_only(dir)?;
+            let t = pick_token(&ro, c.token)?;
+            (t, ro.token_info(t)?.serial)
+        };
+        let mut config = match cfg {
+            Some(cfg) => cfg,
+            None => Config::parse(&format!("store = {:?}", dir.display().to_string()))
+                .map_err(CliError::Usage)?,
+        };
+        config.mode = Mode::Client;
+        let path = c.config.clone().unwrap_or_else(|| dir.to_path_buf());
+        let token = Remote(Client::connect(&config, &path).map_err(|e| {
+            CliError::Core(format!(
+                "the store is in use and its server does not answer ({e}); stop the process \
+                 holding it, or start its server"
+            ))
+        })?);
+        let slot = token
+            .slot_list(true)?
+            .into_iter()
+            .find(|s| token.token_info(*s).is_ok_and(|i| i.serial == serial))
+            .ok_or_else(|| {
+                CliError::Usage(format!(
+                    "the server shows no slot with token {}",
+                    token_id.0
+                ))
+            })?;
+        let pin = read_pin(
+            "user PIN",
+            source(c.user_pin_file.clone(), c.user_pin_env.clone()),
+            false,
+        )?;
+        let session = token.open_session(slot, true)?;
+        token.login(session, LoginKind::User, pin)?;
+        Ok(Target::Served { token, session })
+    }
+
+    fn execute(&self, cmd: KeyCommand) -> CliResult<KeyAnswer> {
+        let answer = match self {
+            Target::Embedded {
+                store,
+                keys,
+                settings,
+            } => KeyManager::new(store, keys, &SoftwareProvider, *settings).execute(cmd),
+            Target::Served { token, session } => token.key_command(*session, cmd),
+        };
+        answer.map_err(not_found).map_err(core)
     }
 }
 
-pub fn run(cmd: KeyCommand, out: &Output) -> CliResult {
-    match cmd {
-        KeyCommand::List(c) => list(c, out),
-        KeyCommand::Show(a) => show(a, out, false),
-        KeyCommand::Versions(a) => show(a, out, true),
-        KeyCommand::Rotate(a) => change(a.common, out, |m| m.rotate(KeyId(a.key))),
-        KeyCommand::Rollback(a) => change(a.common, out, |m| m.rollback(KeyId(a.key), a.version)),
-        KeyCommand::Disable(a) => change(a.common, out, |m| m.disable(KeyId(a.key), a.version)),
-        KeyCommand::Enable(a) => change(a.common, out, |m| m.enable(KeyId(a.key), a.version)),
-        KeyCommand::Restore(a) => change(a.common, out, |m| m.restore(KeyId(a.key), a.version)),
-        KeyCommand::Destroy(a) => change(a.common, out, |m| {
-            if a.now {
-                m.destroy_now(KeyId(a.key), a.version)
-            } else {
-                m.schedule_destroy(KeyId(a.key), a.version)
-            }
-        }),
-        KeyCommand::Trim(a) => change(a.common, out, |m| m.trim(KeyId(a.key), a.below)),
-        KeyCommand::Policy(a) => policy(a, out),
+impl Drop for Target {
+    fn drop(&mut self) {
+        if let Target::Served { token, session } = self {
+            let _ = token.close_session(*session);
+        }
     }
+}
+
+fn pick_token(store: &Store, asked: Option<u32>) -> CliResult<TokenId> {
+    Ok(match asked {
+        Some(t) => TokenId(t),
+        None => match store.tokens()?.as_slice() {
+            [one] => one.id,
+            [] => return Err(CliError::Usage("the store has no token".into())),
+            _ => {
+                return Err(CliError::Usage(
+                    "the store has several tokens: give --token".into(),
+                ));
+            }
+        },
+    })
+}
+
+pub fn run(cmd: KeyCli, out: &Output) -> CliResult {
+    let (common, request, show) = match to_request(cmd) {
+        Ok(r) => r,
+        Err(policy_args) => return policy(*policy_args, out),
+    };
+    let target = Target::open(common)?;
+    match (target.execute(request)?, show) {
+        (KeyAnswer::Keys { keys, now }, _) => print_list(&keys, now, out),
+        (KeyAnswer::Ring { ring, stored, now }, Shown::Whole) => {
+            if out.json {
+                #[derive(serde::Serialize)]
+                struct Whole {
+                    /// Whether the key has had a transition (its ring is stored).
+                    stored: bool,
+                    ring: KeyRing,
+                }
+                out.emit(&Whole { stored, ring }, &[], Vec::new());
+            } else {
+                print!("{}", policy_table(&ring.policy));
+                print_versions(&ring, now, out);
+            }
+        }
+        (KeyAnswer::Ring { ring, now, .. }, _) => print_versions(&ring, now, out),
+    }
+    Ok(())
+}
+
+/// The request a subcommand makes and what it prints; `policy`, which may make two,
+/// comes back as it is.
+fn to_request(cmd: KeyCli) -> Result<(Common, KeyCommand, Shown), Box<PolicyArgs>> {
+    let k = |n: u64| KeyId(n);
+    Ok(match cmd {
+        KeyCli::List(c) => (c, KeyCommand::List, Shown::List),
+        KeyCli::Show(a) => (a.common, KeyCommand::Show { key: k(a.key) }, Shown::Whole),
+        KeyCli::Versions(a) => (
+            a.common,
+            KeyCommand::Show { key: k(a.key) },
+            Shown::Versions,
+        ),
+        KeyCli::Rotate(a) => (
+            a.common,
+            KeyCommand::Rotate { key: k(a.key) },
+            Shown::Versions,
+        ),
+        KeyCli::Rollback(a) => (
+            a.common,
+            KeyCommand::Rollback {
+                key: k(a.key),
+                to: a.version,
+            },
+            Shown::Versions,
+        ),
+        KeyCli::Disable(a) => (
+            a.common,
+            KeyCommand::Disable {
+                key: k(a.key),
+                version: a.version,
+            },
+            Shown::Versions,
+        ),
+        KeyCli::Enable(a) => (
+            a.common,
+            KeyCommand::Enable {
+                key: k(a.key),
+                version: a.version,
+            },
+            Shown::Versions,
+        ),
+        KeyCli::Restore(a) => (
+            a.common,
+            KeyCommand::Restore {
+                key: k(a.key),
+                version: a.version,
+            },
+            Shown::Versions,
+        ),
+        KeyCli::Destroy(a) => {
+            let (key, version) = (k(a.key), a.version);
+            let r = if a.now {
+                KeyCommand::DestroyNow { key, version }
+            } else {
+                KeyCommand::ScheduleDestroy { key, version }
+            };
+            (a.common, r, Shown::Versions)
+        }
+        KeyCli::Trim(a) => (
+            a.common,
+            KeyCommand::Trim {
+                key: k(a.key),
+                below: a.below,
+            },
+            Shown::Versions,
+        ),
+        KeyCli::Policy(a) => return Err(Box::new(a)),
+    })
+}
+
+/// What a command prints of the answer.
+enum Shown {
+    List,
+    Whole,
+    Versions,
 }
 
 fn core(e: hsm_core::Error) -> CliError {
     match e {
         hsm_core::Error::ActionProhibited(m) => CliError::Refused(m.into_owned()),
         hsm_core::Error::ArgumentsBad(m) => CliError::Usage(m.into_owned()),
-        hsm_core::Error::ObjectHandleInvalid | hsm_core::Error::KeyHandleInvalid => {
-            CliError::Usage("no such key".into())
-        }
+        hsm_core::Error::KeyHandleInvalid => CliError::Usage("no such key".into()),
+        hsm_core::Error::PinIncorrect
+        | hsm_core::Error::PinLocked
+        | hsm_core::Error::PinLenRange => CliError::Auth(e.to_string()),
         e => CliError::Core(e.to_string()),
     }
-}
-
-/// Runs a transition after the sweep (due destructions and rotations first), and prints
-/// the key's versions as they now stand.
-fn change(
-    c: Common,
-    out: &Output,
-    op: impl FnOnce(&KeyManager<'_>) -> hsm_core::Result<KeyRing>,
-) -> CliResult {
-    let s = Session::open(c)?;
-    let m = s.manager();
-    m.sweep().map_err(core)?;
-    let ring = op(&m).map_err(not_found).map_err(core)?;
-    print_versions(&ring, m.time(), out);
-    Ok(())
 }
 
 /// A key id that names no object reads as "no such key", not as a store fault.
@@ -219,11 +365,7 @@ fn not_found(e: hsm_core::Error) -> hsm_core::Error {
     }
 }
 
-fn list(c: Common, out: &Output) -> CliResult {
-    let s = Session::open(c)?;
-    let m = s.manager();
-    let keys = m.list().map_err(core)?;
-    let now = m.time();
+fn print_list(keys: &[KeyInfo], now: u64, out: &Output) {
     let rows = keys
         .iter()
         .map(|k| {
@@ -241,7 +383,7 @@ fn list(c: Common, out: &Output) -> CliResult {
             vec![
                 k.key.to_string(),
                 k.label.clone(),
-                k.class.into(),
+                k.class.clone(),
                 k.ring.primary.map_or("-".into(), |p| p.to_string()),
                 format!("{live}/{}", k.ring.versions.len()),
             ]
@@ -252,44 +394,16 @@ fn list(c: Common, out: &Output) -> CliResult {
         &["KEY", "LABEL", "CLASS", "PRIMARY", "LIVE/VERSIONS"],
         rows,
     );
-    Ok(())
-}
-
-fn show(a: KeyArg, out: &Output, versions_only: bool) -> CliResult {
-    let s = Session::open(a.common)?;
-    let m = s.manager();
-    let (ring, stored) = m.ring(KeyId(a.key)).map_err(not_found).map_err(core)?;
-    if out.json && !versions_only {
-        #[derive(serde::Serialize)]
-        struct Shown {
-            /// Whether the key has had a transition (its ring is stored).
-            stored: bool,
-            ring: KeyRing,
-        }
-        out.emit(&Shown { stored, ring }, &[], Vec::new());
-        return Ok(());
-    }
-    if !versions_only {
-        print!("{}", policy_table(&ring.policy));
-    }
-    print_versions(&ring, m.time(), out);
-    Ok(())
 }
 
 fn policy(a: PolicyArgs, out: &Output) -> CliResult {
-    let changing = a.min_encrypt_version.is_some()
-        || a.min_decrypt_version.is_some()
-        || a.auto_rotate_period.is_some()
-        || a.destroy_delay.is_some()
-        || a.deletion_allowed.is_some();
-    let s = Session::open(a.common)?;
-    let m = s.manager();
-    let (ring, _) = m.ring(KeyId(a.key)).map_err(not_found).map_err(core)?;
+    let target = Target::open(a.common)?;
+    let key = KeyId(a.key);
+    let KeyAnswer::Ring { ring, .. } = target.execute(KeyCommand::Show { key })? else {
+        return Err(CliError::Core("the answer was not a ring".into()));
+    };
     let mut p = ring.policy;
-    if !changing {
-        out.emit(&p, &["SETTING", "VALUE"], policy_rows(&p));
-        return Ok(());
-    }
+    let before = p;
     if let Some(v) = a.min_encrypt_version {
         p.min_encrypt_version = v;
     }
@@ -310,12 +424,15 @@ fn policy(a: PolicyArgs, out: &Output) -> CliResult {
     if let Some(v) = a.deletion_allowed {
         p.deletion_allowed = v;
     }
-    let ring = m.set_policy(KeyId(a.key), p).map_err(core)?;
-    out.emit(
-        &ring.policy,
-        &["SETTING", "VALUE"],
-        policy_rows(&ring.policy),
-    );
+    if p != before {
+        let KeyAnswer::Ring { ring, .. } =
+            target.execute(KeyCommand::SetPolicy { key, policy: p })?
+        else {
+            return Err(CliError::Core("the answer was not a ring".into()));
+        };
+        p = ring.policy;
+    }
+    out.emit(&p, &["SETTING", "VALUE"], policy_rows(&p));
     Ok(())
 }
 
@@ -387,6 +504,6 @@ fn print_versions(ring: &KeyRing, now: u64, out: &Output) {
 
 impl From<hsm_core::Error> for CliError {
     fn from(e: hsm_core::Error) -> Self {
-        core(e)
+        core(not_found(e))
     }
 }

@@ -16,6 +16,7 @@ mod wire;
 pub use wire::{Bytes, Param, SealedMessage};
 
 use crate::error::{Error, Result};
+use crate::lifecycle::{KeyAnswer, KeyCommand};
 use crate::mechanism::{Mechanism, MechanismInfo};
 use crate::ops::{GcmMessage, OpKind};
 use crate::runtime::{Hsm, LoginKind, SessionInfo, SlotInfo, TokenInfo};
@@ -253,4 +254,7 @@ token_calls! {
     fn derive_keys(session: u64, mechanism: Mechanism, base: u64, template: AttributeSet) -> Vec<u64>;
     fn seed_random(session: u64) -> ();
     fn generate_random(session: u64, len: usize) -> Bytes = random;
+    /// The key lifecycle (`ferrohsm key` through the server): the user logged in on a
+    /// read-write session.
+    fn key_command(session: u64, command: KeyCommand) -> KeyAnswer;
 }

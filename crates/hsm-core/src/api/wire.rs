@@ -67,7 +67,7 @@ macro_rules! by_clone {
         }
     )*};
 }
-by_clone!(AttributeSet, String);
+by_clone!(AttributeSet, String, crate::lifecycle::KeyCommand);
 
 impl Param for SecretString {
     type Arg<'a> = SecretString;

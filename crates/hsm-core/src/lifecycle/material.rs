@@ -37,13 +37,12 @@ pub(crate) fn fresh(
 /// The old set without what belongs to the old material or to its place in the ring.
 fn carried_over(a: &AttributeSet) -> AttributeSet {
     let mut n = a.clone();
-    for t in [
-        A::CHECK_VALUE,
-        A::PUBLIC_KEY_INFO,
-        A::FERRO_KEY_ID,
-        A::FERRO_KEY_VERSION,
-    ] {
+    for t in [A::CHECK_VALUE, A::FERRO_KEY_ID, A::FERRO_KEY_VERSION] {
         n.remove(t);
+    }
+    // Described the old material; empty (as key generation leaves it) until asked for.
+    if n.get(A::PUBLIC_KEY_INFO).is_some() {
+        n.set(A::PUBLIC_KEY_INFO, AttrValue::Bytes(Vec::new()));
     }
     n.set(A::LOCAL, AttrValue::Bool(true));
     if n.class() != Some(ObjectClass::PUBLIC_KEY) {

@@ -28,23 +28,54 @@ pub fn now(cfg: &LifecycleConfig) -> u64 {
 
 /// A key as listed: its ring (stored, or the implicit one of a key that had no
 /// transition) and what identifies it to people.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct KeyInfo {
     pub key: KeyId,
     pub label: String,
-    pub class: &'static str,
+    pub class: String,
     /// Whether the ring is stored (the key had a transition) or implicit.
     pub stored: bool,
     pub ring: KeyRing,
 }
 
 /// What a sweep did.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SweepReport {
     /// Versions whose scheduled destruction fell due, now erased.
     pub destroyed: Vec<(KeyId, u32)>,
     /// Keys whose auto-rotation period had passed, and the version each got.
     pub rotated: Vec<(KeyId, u32)>,
+}
+
+/// One lifecycle request as data: what `ferrohsm key` asks, of a [`KeyManager`] over a
+/// store it opened or of the `ferrohsm-server` that holds the store.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum KeyCommand {
+    List,
+    Show { key: KeyId },
+    Rotate { key: KeyId },
+    Rollback { key: KeyId, to: u32 },
+    Disable { key: KeyId, version: u32 },
+    Enable { key: KeyId, version: u32 },
+    ScheduleDestroy { key: KeyId, version: u32 },
+    Restore { key: KeyId, version: u32 },
+    DestroyNow { key: KeyId, version: u32 },
+    Trim { key: KeyId, below: u32 },
+    SetPolicy { key: KeyId, policy: KeyPolicy },
+}
+
+/// The answer to a [`KeyCommand`], with the time the manager decided at.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub enum KeyAnswer {
+    Keys {
+        keys: Vec<KeyInfo>,
+        now: u64,
+    },
+    Ring {
+        ring: KeyRing,
+        stored: bool,
+        now: u64,
+    },
 }
 
 /// The lifecycle operations over one logged-in token.
@@ -223,7 +254,7 @@ impl<'a> KeyManager<'a> {
             out.push(KeyInfo {
                 key: ring.key,
                 label: label.0,
-                class: label.1,
+                class: label.1.into(),
                 stored: true,
                 ring,
             });
@@ -250,7 +281,7 @@ impl<'a> KeyManager<'a> {
             out.push(KeyInfo {
                 key: ring.key,
                 label: String::from_utf8_lossy(o.attrs.label().unwrap_or_default()).into_owned(),
-                class: class_name(o.attrs.class()),
+                class: class_name(o.attrs.class()).into(),
                 stored: false,
                 ring,
             });
@@ -391,6 +422,44 @@ impl<'a> KeyManager<'a> {
             }
         }
         Ok(report)
+    }
+
+    /// Runs one request. A change first does what fell due ([`KeyManager::sweep`]).
+    pub fn execute(&self, cmd: KeyCommand) -> Result<KeyAnswer> {
+        let now = self.now;
+        let ring = |r: KeyRing| KeyAnswer::Ring {
+            ring: r,
+            stored: true,
+            now,
+        };
+        if !matches!(cmd, KeyCommand::List | KeyCommand::Show { .. }) {
+            self.sweep()?;
+        }
+        Ok(match cmd {
+            KeyCommand::List => KeyAnswer::Keys {
+                keys: self.list()?,
+                now,
+            },
+            KeyCommand::Show { key } => {
+                let (r, stored) = self.ring(key)?;
+                KeyAnswer::Ring {
+                    ring: r,
+                    stored,
+                    now,
+                }
+            }
+            KeyCommand::Rotate { key } => ring(self.rotate(key)?),
+            KeyCommand::Rollback { key, to } => ring(self.rollback(key, to)?),
+            KeyCommand::Disable { key, version } => ring(self.disable(key, version)?),
+            KeyCommand::Enable { key, version } => ring(self.enable(key, version)?),
+            KeyCommand::ScheduleDestroy { key, version } => {
+                ring(self.schedule_destroy(key, version)?)
+            }
+            KeyCommand::Restore { key, version } => ring(self.restore(key, version)?),
+            KeyCommand::DestroyNow { key, version } => ring(self.destroy_now(key, version)?),
+            KeyCommand::Trim { key, below } => ring(self.trim(key, below)?),
+            KeyCommand::SetPolicy { key, policy } => ring(self.set_policy(key, policy)?),
+        })
     }
 
     fn transition(

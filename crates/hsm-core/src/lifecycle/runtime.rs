@@ -261,6 +261,11 @@ impl Hsm {
         })
     }
 
+    /// One `ferrohsm key` request from a client of the server (see [`KeyManager::execute`]).
+    pub fn key_command(&self, h: u64, cmd: super::KeyCommand) -> Result<super::KeyAnswer> {
+        self.lifecycle(h, |km| km.execute(cmd))
+    }
+
     /// The key a token object belongs to.
     pub fn key_of(&self, h: u64, obj: u64) -> Result<KeyId> {
         self.run(h, Action::ReadObject, |c| {
@@ -274,6 +279,54 @@ impl Hsm {
             let km = KeyManager::new(&self.store, &keys, self.provider(), self.config.lifecycle);
             Ok(km.key_of(id)?.0.key)
         })
+    }
+
+    /// `C_DeriveKey(CKM_FERRO_KEY_ROTATE)`: the key `base` is a version of rotates; the
+    /// answer is the new version's secret or private key. The template must be empty: the
+    /// new version repeats the old one's attributes.
+    pub(crate) fn rotate_by_derive(
+        &self,
+        c: &Call,
+        base: u64,
+        template: &AttributeSet,
+    ) -> Result<u64> {
+        if !template.is_empty() {
+            return Err(Error::TemplateInconsistent(
+                "CKM_FERRO_KEY_ROTATE takes no template: the new version repeats the \
+                 current one's attributes"
+                    .into(),
+            ));
+        }
+        let Some(Location::Token { slot, id }) = decode_handle(base) else {
+            return Err(Error::ActionProhibited(
+                "a session key has no lifecycle; only token keys rotate".into(),
+            ));
+        };
+        if slot != c.slot.id {
+            return Err(Error::KeyHandleInvalid);
+        }
+        if c.slot.actor() != Actor::User {
+            return Err(Error::UserNotLoggedIn);
+        }
+        if !c.session.rw {
+            return Err(Error::SessionReadOnly);
+        }
+        let keys = self.keys(&c.slot, c.token)?;
+        let km = KeyManager::new(&self.store, &keys, self.provider(), self.config.lifecycle);
+        let key = km
+            .key_of(id)
+            .map_err(crate::objects::usage::key_handle)?
+            .0
+            .key;
+        let ring = km.rotate(key);
+        self.forget_rings(&c.slot.shared);
+        let ring = ring?;
+        let first = ring
+            .primary
+            .and_then(|p| ring.version(p).ok())
+            .and_then(|v| v.objects.first().copied())
+            .ok_or_else(|| Error::General("the rotation left no primary".into()))?;
+        crate::runtime::handles::token_handle(slot, first)
     }
 
     /// At a user login: scheduled destructions that fell due are done and due rotations

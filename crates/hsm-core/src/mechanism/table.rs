@@ -120,6 +120,7 @@ pub const TABLE: &[(M, MechanismInfo)] = &[
     ),
     (M::EDDSA, info(255, 255, flags::SIGN | flags::VERIFY)),
     (M::HKDF_DERIVE, info(1, 512, flags::DERIVE)),
+    (M::FERRO_KEY_ROTATE, info(0, 0, flags::DERIVE)),
     (M::AES_KEY_GEN, info(16, 32, flags::GENERATE)),
     (
         M::AES_GCM,

@@ -47,6 +47,9 @@ impl Hsm {
         template: AttributeSet,
     ) -> Result<u64> {
         self.run(h, Action::DeriveKey, |c| {
+            if mech.kind() == M::FERRO_KEY_ROTATE {
+                return self.rotate_by_derive(c, base, &template);
+            }
             let b = self.load(&c.slot, c.token, base).map_err(key_handle)?;
             let (class, types): (ObjectClass, &[KeyType]) = match mech {
                 Mechanism::Ecdh { .. } => (
