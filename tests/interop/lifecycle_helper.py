@@ -4,6 +4,8 @@
     lifecycle_helper.py MODULE PIN rotate LABEL
         C_DeriveKey(CKM_FERRO_KEY_ROTATE) on the private key found by LABEL; prints the
         new version's private key handle and the key id.
+    lifecycle_helper.py MODULE PIN destroy KEY_ID VERSION
+        C_DestroyObject on one version's private key, found by the vendor attributes.
     lifecycle_helper.py MODULE PIN verify KEY_ID VERSION DATA SIGNATURE
         C_Verify (CKM_ECDSA_SHA256) with the public half of one version, found by the
         vendor attributes; exits 0 when the signature verifies.
@@ -16,7 +18,8 @@ import sys
 
 import PyKCS11
 from PyKCS11 import (CKA_CLASS, CKA_LABEL, CKF_RW_SESSION, CKF_SERIAL_SESSION,
-                     CKM_ECDSA_SHA256, CKO_PRIVATE_KEY, CKO_PUBLIC_KEY, ckbytelist)
+                     CKM_ECDSA_SHA256, CKO_PRIVATE_KEY, CKO_PUBLIC_KEY, PyKCS11Error,
+                     ckbytelist)
 
 CKM_FERRO_KEY_ROTATE = 0x8F450001
 CKA_FERRO_KEY_ID = 0x8F450001
@@ -46,6 +49,17 @@ def main():
             key = int.from_bytes(raw, sys.byteorder)
             print(f"rotated: old handle {found[0].value()} new handle {new.value()} key {key}")
             return 0 if new.value() != found[0].value() else 1
+        if cmd == "destroy":
+            key, version = sys.argv[4:6]
+            privs = s.findObjects([(CKA_CLASS, CKO_PRIVATE_KEY),
+                                   (CKA_FERRO_KEY_ID, ulong(int(key))),
+                                   (CKA_FERRO_KEY_VERSION, ulong(int(version)))])
+            if len(privs) != 1:
+                print(f"expected one private key of version {version}, found {len(privs)}")
+                return 1
+            s.destroyObject(privs[0])
+            print(f"C_DestroyObject on version {version}: CKR_OK")
+            return 0
         if cmd == "verify":
             key, version, data, sig = sys.argv[4:8]
             pubs = s.findObjects([(CKA_CLASS, CKO_PUBLIC_KEY),
@@ -58,7 +72,11 @@ def main():
                 d = f.read()
             with open(sig, "rb") as f:
                 g = f.read()
-            ok = s.verify(pubs[0], d, g, PyKCS11.Mechanism(CKM_ECDSA_SHA256, None))
+            try:
+                ok = s.verify(pubs[0], d, g, PyKCS11.Mechanism(CKM_ECDSA_SHA256, None))
+            except PyKCS11Error as e:
+                print(f"version {version} refused: {e}")
+                return 3
             print(f"version {version} verifies: {ok}")
             return 0 if ok else 1
         print(f"unknown command {cmd}")

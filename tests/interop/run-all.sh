@@ -54,6 +54,10 @@ ORIGINAL_MODULE="$MODULE"
 cp "$ORIGINAL_MODULE" "$LOGS/$(basename "$ORIGINAL_MODULE")"
 MODULE="$LOGS/$(basename "$ORIGINAL_MODULE")"
 echo "==> module under test: $ORIGINAL_MODULE (sha256 $(sha256sum "$MODULE" | cut -c1-16)...)"
+# The lifecycle test drives the ferrohsm CLI built with the module.
+if [ -x "$(dirname "$ORIGINAL_MODULE")/ferrohsm" ]; then
+  cp "$(dirname "$ORIGINAL_MODULE")/ferrohsm" "$LOGS/ferrohsm"
+fi
 # In mode "auto" the module starts the ferrohsm-server beside it: the one built with it.
 SERVER="$(dirname "$ORIGINAL_MODULE")/ferrohsm-server"
 if [ -x "$SERVER" ]; then

@@ -130,6 +130,18 @@ fn rotate_disable_schedule_restore_from_the_command_line() {
     ));
     assert_eq!(ring["versions"][0]["state"], "Disabled");
 
+    // Offline inspection, no PIN: the object's history and its key version's state.
+    let v = json(&ferrohsm(&[
+        "inspect",
+        "--store",
+        store.to_str().unwrap(),
+        "versions",
+        &id,
+        "--json",
+    ]));
+    assert_eq!(v["key_version"]["state"], "disabled", "{v}");
+    assert_eq!(v["key_version"]["version"], 1);
+    assert_eq!(v["key_version"]["primary"], false);
     // Scheduled again; with the clock moved past the deadline, the next command's sweep
     // erases it and a restore is refused.
     json(&key(

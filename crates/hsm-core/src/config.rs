@@ -182,6 +182,14 @@ pub struct LifecycleConfig {
     /// Whoever writes this file controls the store anyway. Default 0.
     #[serde(default)]
     pub clock_offset_secs: i64,
+    /// How often a running `ferrohsm-server` does what fell due (scheduled destructions,
+    /// auto-rotations) on slots where a user is logged in. Default 60; 0: never.
+    #[serde(default = "default_sweep_interval")]
+    pub sweep_interval_secs: u64,
+}
+
+fn default_sweep_interval() -> u64 {
+    60
 }
 
 impl Default for LifecycleConfig {
@@ -190,6 +198,7 @@ impl Default for LifecycleConfig {
             destroy_delay_secs: default_destroy_delay(),
             allow_immediate_destroy: false,
             clock_offset_secs: 0,
+            sweep_interval_secs: default_sweep_interval(),
         }
     }
 }

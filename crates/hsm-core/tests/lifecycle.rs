@@ -313,3 +313,35 @@ fn pkcs11_rotates_through_c_derive_key_with_the_vendor_mechanism() {
     assert_eq!(a.ulong(A::FERRO_KEY_VERSION), Some(3));
     assert!(sign(&hsm, h, priv3, &[3u8; 32]).is_ok());
 }
+
+#[test]
+fn the_servers_timer_does_what_fell_due_on_logged_in_slots() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hsm, h) = token(dir.path());
+    let (_, priv1) = p256_pair(&hsm, h, "timed");
+    let key = hsm.key_of(h, priv1).unwrap();
+    let now = hsm.lifecycle(h, |km| Ok(km.time())).unwrap();
+    let long_ago = now - DEFAULT_DESTROY_DELAY - 3600;
+    // Rotated long ago, version 1 scheduled long ago: its deadline has passed.
+    hsm.lifecycle(h, |km| km.at(long_ago).rotate(key)).unwrap();
+    hsm.lifecycle(h, |km| km.at(long_ago).schedule_destroy(key, 1))
+        .unwrap();
+    let ring = hsm.lifecycle(h, |km| Ok(km.ring(key)?.0)).unwrap();
+    let p = KeyPolicy {
+        auto_rotate_period: Some(86_400),
+        ..ring.policy
+    };
+    hsm.lifecycle(h, |km| km.at(long_ago).set_policy(key, p))
+        .unwrap();
+    assert_eq!(hsm.lifecycle_tick(), (1, 1), "one erased, one rotated");
+    assert!(matches!(
+        hsm.object_attributes(h, priv1),
+        Err(Error::ObjectHandleInvalid)
+    ));
+    let ring = hsm.lifecycle(h, |km| Ok(km.ring(key)?.0)).unwrap();
+    assert_eq!(ring.primary, Some(3));
+    assert_eq!(hsm.lifecycle_tick(), (0, 0), "nothing more is due");
+    // Nobody logged in: nothing runs.
+    hsm.logout(h).unwrap();
+    assert_eq!(hsm.lifecycle_tick(), (0, 0));
+}

@@ -29,6 +29,7 @@ fn settings() -> LifecycleConfig {
         destroy_delay_secs: 100,
         allow_immediate_destroy: true,
         clock_offset_secs: 0,
+        sweep_interval_secs: 0,
     }
 }
 

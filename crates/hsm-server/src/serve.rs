@@ -58,6 +58,7 @@ pub fn run(config: Config, idle_exit: u64, log_file: Option<PathBuf>) -> ExitCod
     };
     store.set_login_cache(Some(Duration::from_secs(config.server.login_cache_secs)));
     let store_dir = config.store.clone();
+    let sweep_every = config.lifecycle.sweep_interval_secs;
     let hsm = match Hsm::with_store(config, store, Hooks::default()) {
         Ok(h) => Arc::new(h),
         Err(e) => return fail(format!("cannot start the token runtime: {e}")),
@@ -80,7 +81,7 @@ pub fn run(config: Config, idle_exit: u64, log_file: Option<PathBuf>) -> ExitCod
     );
     let shared = Arc::new(Shared::new(hsm, allow_uids, hsm_proto::MAX_FRAME));
     let idle = (idle_exit > 0).then(|| Duration::from_secs(idle_exit));
-    let outcome = runtime.block_on(accept(&bound, shared.clone(), idle));
+    let outcome = runtime.block_on(accept(&bound, shared.clone(), idle, sweep_every));
     // The socket goes first, so no client connects to a server on its way out; then the
     // connections (their applications end) and, with the last reference, the store.
     drop(bound);
@@ -110,6 +111,7 @@ async fn accept(
     bound: &socket::Bound,
     shared: Arc<Shared>,
     idle: Option<Duration>,
+    sweep_every: u64,
 ) -> Result<&'static str, String> {
     let std_listener = bound
         .listener
@@ -122,6 +124,7 @@ async fn accept(
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let mut expire = tokio::time::interval(Duration::from_secs(1));
+    let mut sweep = tokio::time::interval(Duration::from_secs(sweep_every.max(1)));
     loop {
         tokio::select! {
             r = listener.accept() => match r {
@@ -135,6 +138,10 @@ async fn accept(
                 }
             },
             _ = expire.tick() => shared.hsm.store().expire_login_cache(),
+            _ = sweep.tick(), if sweep_every > 0 => {
+                let hsm = shared.hsm.clone();
+                tokio::task::spawn_blocking(move || hsm.lifecycle_tick());
+            }
             _ = term.recv() => return Ok("SIGTERM"),
             _ = int.recv() => return Ok("SIGINT"),
             _ = tick.tick(), if idle.is_some() => {

@@ -329,6 +329,37 @@ impl Hsm {
         crate::runtime::handles::token_handle(slot, first)
     }
 
+    /// The server's timer: on every slot where some application has the user logged in,
+    /// scheduled destructions that fell due are done and due rotations made (with that
+    /// login's keys; a slot nobody is logged in on waits for the next login). Returns how
+    /// many versions were erased and keys rotated.
+    pub fn lifecycle_tick(&self) -> (usize, usize) {
+        let mut per_slot: std::collections::BTreeMap<u64, (Arc<hsm_store::TokenKeys>, Arc<Slot>)> =
+            std::collections::BTreeMap::new();
+        for a in read(&self.app_slots).values() {
+            if let crate::runtime::Login::User(k) = &*a.login() {
+                per_slot
+                    .entry(a.id)
+                    .or_insert_with(|| (k.clone(), a.shared.clone()));
+            }
+        }
+        let mut done = (0, 0);
+        for (slot, (keys, shared)) in per_slot {
+            let km = KeyManager::new(&self.store, &keys, self.provider(), self.config.lifecycle);
+            match km.sweep() {
+                Ok(r) => {
+                    if !r.destroyed.is_empty() || !r.rotated.is_empty() {
+                        self.forget_rings(&shared);
+                    }
+                    done.0 += r.destroyed.len();
+                    done.1 += r.rotated.len();
+                }
+                Err(e) => tracing::warn!(slot, "lifecycle sweep failed: {e}"),
+            }
+        }
+        done
+    }
+
     /// At a user login: scheduled destructions that fell due are done and due rotations
     /// made. A failure is logged, never a failed login.
     pub(crate) fn sweep_at_login(&self, slot: &AppSlot, token: TokenId) {

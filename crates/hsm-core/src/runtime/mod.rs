@@ -22,7 +22,7 @@ pub use slots::{PinStatus, SlotInfo, TokenInfo};
 
 pub(crate) use handles::Location;
 pub(crate) use sessions::SessionEntry;
-pub(crate) use slots::{AppSlot, Slot};
+pub(crate) use slots::{AppSlot, Login, Slot};
 
 use crate::audit::{AuditEvent, AuditSink};
 use crate::config::Config;

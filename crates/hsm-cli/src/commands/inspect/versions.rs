@@ -1,10 +1,13 @@
 //! `ferrohsm inspect versions OBJECT`: an object's history, oldest first. Version records
 //! are sealed under the token's public-record key, so no PIN is needed, even for private
-//! objects: a history holds times and causes, never attributes.
+//! objects: a history holds times and causes, never attributes. An object that is a
+//! version of a key with a lifecycle also shows that version's state (ring records are
+//! sealed under the same key; with a PIN their binding is checked too).
 
 use super::{Access, render};
 use crate::exit::CliResult;
 use crate::output::Output;
+use hsm_core::lifecycle::VersionState;
 use hsm_core::store::{Store, VersionCause};
 use hsm_core::types::ObjectId;
 use serde::Serialize;
@@ -22,6 +25,41 @@ struct History {
     token: u32,
     object: u64,
     versions: Vec<Version>,
+    /// The key version this object holds, when its key has a lifecycle.
+    key_version: Option<KeyVersion>,
+}
+
+#[derive(Serialize)]
+struct KeyVersion {
+    key: u64,
+    version: u32,
+    /// `enabled`, `disabled`, `destroy-scheduled` or `destroyed`.
+    state: &'static str,
+    primary: bool,
+    /// Unix seconds of a scheduled destruction.
+    destroy_at: Option<u64>,
+}
+
+fn key_version(
+    store: &Store,
+    keys: &hsm_core::store::TokenKeys,
+    id: ObjectId,
+) -> CliResult<Option<KeyVersion>> {
+    let now = hsm_core::lifecycle::now(&Default::default());
+    Ok(store.rings(keys)?.into_iter().find_map(|r| {
+        let v = r.version_of(id)?;
+        let state = r.state_at(v.number, now).unwrap_or(v.state);
+        Some(KeyVersion {
+            key: r.key.0,
+            version: v.number,
+            state: state.name(),
+            primary: r.primary == Some(v.number),
+            destroy_at: match state {
+                VersionState::DestroyScheduled { deadline } => Some(deadline),
+                _ => None,
+            },
+        })
+    }))
 }
 
 #[derive(Serialize)]
@@ -65,14 +103,32 @@ pub(super) fn run(store: &Store, a: VersionsArgs, out: &Output) -> CliResult {
             ]
         })
         .collect();
+    let kv = key_version(store, &keys, id)?;
+    let line = kv.as_ref().map(|k| {
+        format!(
+            "object {} is version {} of key {}: {}{}{}",
+            id.0,
+            k.version,
+            k.key,
+            k.state,
+            if k.primary { ", primary" } else { "" },
+            k.destroy_at
+                .map(|d| format!(", destroyed at {}", render::rfc3339(d)))
+                .unwrap_or_default()
+        )
+    });
     out.emit(
         &History {
             token: token.id.0,
             object: id.0,
             versions,
+            key_version: kv,
         },
         &["VERSION", "CREATED", "PARENT", "CAUSE", "CURRENT"],
         rows,
     );
+    if let (false, Some(l)) = (out.json, line) {
+        println!("{l}");
+    }
     Ok(())
 }
