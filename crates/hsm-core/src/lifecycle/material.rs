@@ -105,16 +105,7 @@ fn pair(provider: &dyn CryptoProvider, halves: &mut [AttributeSet]) -> Result<()
                     AttrValue::Bytes(parts.public_exponent.clone()),
                 );
             }
-            for (a, v) in [
-                (A::PRIVATE_EXPONENT, &parts.private_exponent),
-                (A::PRIME_1, &parts.prime_1),
-                (A::PRIME_2, &parts.prime_2),
-                (A::EXPONENT_1, &parts.exponent_1),
-                (A::EXPONENT_2, &parts.exponent_2),
-                (A::COEFFICIENT, &parts.coefficient),
-            ] {
-                private.set(a, AttrValue::Bytes(v.expose().to_vec()));
-            }
+            set_rsa_private(private, &parts);
         }
         GeneratedPair::Ec(parts) => {
             private.set(
@@ -218,6 +209,20 @@ pub(crate) fn halves_match(
     public: &AttributeSet,
 ) -> bool {
     private.key_type() == public.key_type() && pairwise(provider, private, public).is_ok()
+}
+
+/// An RSA private key's secret parts (as key generation and rotation both set them).
+pub(crate) fn set_rsa_private(k: &mut AttributeSet, parts: &crate::crypto::RsaPrivateParts) {
+    for (a, v) in [
+        (A::PRIVATE_EXPONENT, &parts.private_exponent),
+        (A::PRIME_1, &parts.prime_1),
+        (A::PRIME_2, &parts.prime_2),
+        (A::EXPONENT_1, &parts.exponent_1),
+        (A::EXPONENT_2, &parts.exponent_2),
+        (A::COEFFICIENT, &parts.coefficient),
+    ] {
+        k.set(a, AttrValue::Bytes(v.expose().to_vec()));
+    }
 }
 
 fn significant_bits(m: &[u8]) -> u32 {

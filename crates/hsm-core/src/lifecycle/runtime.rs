@@ -81,6 +81,17 @@ pub(crate) fn without_view(t: &AttributeSet) -> AttributeSet {
     t
 }
 
+/// Lifecycle transitions are the user's, on a read-write session.
+fn user_on_rw_session(c: &Call) -> Result<()> {
+    if c.slot.actor() != Actor::User {
+        return Err(Error::UserNotLoggedIn);
+    }
+    if !c.session.rw {
+        return Err(Error::SessionReadOnly);
+    }
+    Ok(())
+}
+
 fn direction(usage: A) -> Direction {
     match usage {
         A::DECRYPT | A::VERIFY | A::VERIFY_RECOVER | A::UNWRAP => Direction::Decrypt,
@@ -247,12 +258,7 @@ impl Hsm {
     /// `op` may move the manager's clock ([`KeyManager::at`]).
     pub fn lifecycle<T>(&self, h: u64, op: impl FnOnce(KeyManager<'_>) -> Result<T>) -> Result<T> {
         self.run(h, Action::Lifecycle, |c| {
-            if c.slot.actor() != Actor::User {
-                return Err(Error::UserNotLoggedIn);
-            }
-            if !c.session.rw {
-                return Err(Error::SessionReadOnly);
-            }
+            user_on_rw_session(c)?;
             let keys = self.keys(&c.slot, c.token)?;
             let km = KeyManager::new(&self.store, &keys, self.provider(), self.config.lifecycle);
             let r = op(km);
@@ -305,12 +311,7 @@ impl Hsm {
         if slot != c.slot.id {
             return Err(Error::KeyHandleInvalid);
         }
-        if c.slot.actor() != Actor::User {
-            return Err(Error::UserNotLoggedIn);
-        }
-        if !c.session.rw {
-            return Err(Error::SessionReadOnly);
-        }
+        user_on_rw_session(c)?;
         let keys = self.keys(&c.slot, c.token)?;
         let km = KeyManager::new(&self.store, &keys, self.provider(), self.config.lifecycle);
         let key = km

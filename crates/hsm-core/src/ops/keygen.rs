@@ -116,16 +116,7 @@ impl Hsm {
             pubk.set(a, AttrValue::Bytes(v.clone()));
             privk.set(a, AttrValue::Bytes(v.clone()));
         }
-        for (a, v) in [
-            (A::PRIVATE_EXPONENT, &parts.private_exponent),
-            (A::PRIME_1, &parts.prime_1),
-            (A::PRIME_2, &parts.prime_2),
-            (A::EXPONENT_1, &parts.exponent_1),
-            (A::EXPONENT_2, &parts.exponent_2),
-            (A::COEFFICIENT, &parts.coefficient),
-        ] {
-            privk.set(a, AttrValue::Bytes(v.expose().to_vec()));
-        }
+        crate::lifecycle::material::set_rsa_private(&mut privk, &parts);
         Ok(Pair {
             public: pubk,
             private: privk,
