@@ -186,6 +186,13 @@ pub struct LifecycleConfig {
     /// auto-rotations) on slots where a user is logged in. Default 60; 0: never.
     #[serde(default = "default_sweep_interval")]
     pub sweep_interval_secs: u64,
+    /// Whether `C_DestroyObject` of a token secret or private key that never had a
+    /// lifecycle transition schedules its destruction like a version's (true: the key
+    /// becomes version 1 of a ring, restorable until its deadline, and its handle stays
+    /// valid but refuses every use), or erases it at once (false, the default: PKCS#11
+    /// clients expect a destroyed handle to be invalid).
+    #[serde(default)]
+    pub schedule_plain_destroy: bool,
 }
 
 fn default_sweep_interval() -> u64 {
@@ -199,6 +206,7 @@ impl Default for LifecycleConfig {
             allow_immediate_destroy: false,
             clock_offset_secs: 0,
             sweep_interval_secs: default_sweep_interval(),
+            schedule_plain_destroy: false,
         }
     }
 }

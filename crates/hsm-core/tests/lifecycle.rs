@@ -345,3 +345,51 @@ fn the_servers_timer_does_what_fell_due_on_logged_in_slots() {
     hsm.logout(h).unwrap();
     assert_eq!(hsm.lifecycle_tick(), (0, 0));
 }
+
+#[test]
+fn destroying_a_key_that_never_rotated_erases_it_unless_configured_to_schedule() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hsm, h) = token(dir.path());
+    // By default the PKCS#11 meaning: the handle is invalid afterwards.
+    let (_, priv0) = p256_pair(&hsm, h, "gone");
+    hsm.destroy_object(h, priv0).unwrap();
+    assert!(matches!(
+        hsm.object_attributes(h, priv0),
+        Err(Error::ObjectHandleInvalid)
+    ));
+    drop(hsm);
+
+    // schedule_plain_destroy = true: version 1 of its own ring, scheduled. No plain search
+    // finds either half, no handle uses it, and it comes back before the deadline.
+    let mut cfg = config(dir.path());
+    cfg.lifecycle.schedule_plain_destroy = true;
+    let hsm = Hsm::open(cfg).unwrap();
+    let slot = hsm.slot_list(true).unwrap()[0];
+    let h = hsm.open_session(hsm.new_app(), slot, true).unwrap();
+    hsm.login(h, LoginKind::User, SecretString::from("user-pin"))
+        .unwrap();
+    let (pub1, priv1) = p256_pair(&hsm, h, "plain");
+    hsm.destroy_object(h, priv1).unwrap();
+    assert!(find(&hsm, h, by_label("plain", ObjectClass::PRIVATE_KEY)).is_empty());
+    assert!(find(&hsm, h, by_label("plain", ObjectClass::PUBLIC_KEY)).is_empty());
+    assert!(refused(sign(&hsm, h, priv1, &[3u8; 32])));
+    assert!(verify(&hsm, h, pub1, &[3u8; 32], &[0u8; 64]).is_err());
+    let key = hsm.key_of(h, priv1).unwrap();
+    let ring = hsm.lifecycle(h, |km| Ok(km.ring(key)?.0)).unwrap();
+    assert!(matches!(
+        ring.version(1).unwrap().state,
+        VersionState::DestroyScheduled { .. }
+    ));
+    assert_eq!(
+        ring.version(1).unwrap().objects.len(),
+        2,
+        "both halves: {ring:?}"
+    );
+    hsm.lifecycle(h, |km| km.restore(key, 1)).unwrap();
+    hsm.lifecycle(h, |km| km.enable(key, 1)).unwrap();
+    assert_eq!(
+        find(&hsm, h, by_label("plain", ObjectClass::PRIVATE_KEY)),
+        vec![priv1]
+    );
+    sign(&hsm, h, priv1, &[3u8; 32]).unwrap();
+}

@@ -30,6 +30,7 @@ fn settings() -> LifecycleConfig {
         allow_immediate_destroy: true,
         clock_offset_secs: 0,
         sweep_interval_secs: 0,
+        ..LifecycleConfig::default()
     }
 }
 

@@ -235,11 +235,19 @@ impl Hsm {
         id: ObjectId,
         attrs: &AttributeSet,
     ) -> Result<bool> {
-        let Some(k) = attrs.ulong(A::FERRO_KEY_ID) else {
-            return Ok(false);
-        };
         let keys = self.keys(&c.slot, c.token)?;
         let km = KeyManager::new(&self.store, &keys, self.provider(), self.config.lifecycle);
+        let Some(k) = attrs.ulong(A::FERRO_KEY_ID) else {
+            // A key that never had a transition is version 1 of its own ring.
+            if !self.config.lifecycle.schedule_plain_destroy || !holds_secret(attrs) {
+                return Ok(false);
+            }
+            let result = km
+                .key_of(id)
+                .and_then(|(ring, _)| km.schedule_destroy(ring.key, 1));
+            self.forget_rings(&c.slot.shared);
+            return result.map(|_| true);
+        };
         let (ring, _) = km.key_of(id)?;
         let version = ring
             .version_of(id)
@@ -421,4 +429,12 @@ fn implicit_view() -> View {
         primary: true,
         deadline: 0,
     }
+}
+
+/// A secret or private key: what a plain `C_DestroyObject` schedules rather than erases.
+fn holds_secret(attrs: &AttributeSet) -> bool {
+    matches!(
+        attrs.class(),
+        Some(ObjectClass::SECRET_KEY | ObjectClass::PRIVATE_KEY)
+    )
 }
