@@ -257,6 +257,14 @@ fn no_sign_init_on_old_key_state_and_no_key_left_after_logout() {
                     C_CloseSession(s);
                 });
             }
+            // A failed assertion below must stop the hammers too, or the scope never ends.
+            struct StopOnDrop<'a>(&'a AtomicBool);
+            impl Drop for StopOnDrop<'_> {
+                fn drop(&mut self) {
+                    self.0.store(true, Ordering::SeqCst);
+                }
+            }
+            let _stop = StopOnDrop(&stop);
             std::thread::sleep(Duration::from_millis(5));
             let mut t = Template::new(&[(CKA_SIGN, Val::Bool(false))]);
             let (p, n) = t.raw();
@@ -277,7 +285,6 @@ fn no_sign_init_on_old_key_state_and_no_key_left_after_logout() {
                 assert_eq!(C_SignInit(probe, &mut m, key), CKR_KEY_HANDLE_INVALID);
                 C_CloseSession(probe);
             }
-            stop.store(true, Ordering::SeqCst);
         });
     }
     // Logout while signers run: afterwards no session has an operation left and the
