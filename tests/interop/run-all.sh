@@ -112,6 +112,7 @@ for mode in "${MODES[@]}"; do
   run "openssl_crosscheck/$mode" /usr/bin/python3 "$HERE/openssl_crosscheck.py" "$MODULE"
   run "softhsm2_keywrap/$mode" /usr/bin/python3 "$HERE/softhsm2_keywrap.py" "$MODULE"
   run "lifecycle/$mode" bash "$HERE/lifecycle.sh" "$MODULE"
+  run "approvals/$mode" bash "$HERE/approvals.sh" "$MODULE"
   run "java/$mode" bash "$HERE/java.sh" "$MODULE"
   run "cryptoki_crate/$mode" bash "$HERE/cryptoki_crate.sh" "$MODULE"
 done

@@ -16,6 +16,9 @@ pub enum CliError {
     /// The key's state or policy does not allow the operation.
     #[error("refused: {0}")]
     Refused(String),
+    /// The operation waits for approvals (dual control): the message names the request.
+    #[error("approval required: {0}")]
+    Pending(String),
     /// A PIN the core refused.
     #[error("{0}")]
     Auth(String),
@@ -31,6 +34,7 @@ impl CliError {
             CliError::Io(_) => 1,
             CliError::CheckFailed(_) => 5,
             CliError::Refused(_) => 7,
+            CliError::Pending(_) => 8,
             CliError::Core(_) => 1,
             CliError::Auth(_) => 4,
             CliError::Store(e) => match e {

@@ -36,6 +36,12 @@ enum Command {
     /// Key lifecycle: versions, rotation, disabling, scheduled destruction, policy.
     #[command(subcommand)]
     Key(commands::key::KeyCli),
+    /// Dual control, the SO's side: approvers and the rules that need M of N approvals.
+    #[command(subcommand)]
+    Quorum(commands::approvals::QuorumCli),
+    /// Dual control, the approvers' side: list requests, approve or deny them.
+    #[command(subcommand)]
+    Approvals(commands::approvals::ApprovalsCli),
     /// See where a store's schema stands, and upgrade it.
     #[command(subcommand)]
     Migrate(commands::migrate::MigrateCommand),
@@ -50,6 +56,8 @@ fn main() -> ExitCode {
         Command::Backup(c) => commands::backup::run(c, &out),
         Command::Migrate(c) => commands::migrate::run(c, &out),
         Command::Key(c) => commands::key::run(c, &out),
+        Command::Quorum(c) => commands::approvals::run_quorum(c, &out),
+        Command::Approvals(c) => commands::approvals::run_approvals(c, &out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,71 +2,12 @@
 //! the way the module makes one, and its lifecycle driven from the command line; a
 //! deadline is passed with the configuration's clock offset, not by waiting.
 
-use hsm_core::store::{Store, TokenKeys};
-use hsm_core::types::{
-    AttrValue, AttributeSet, AttributeType as A, KeyType, ObjectClass, SecretString, TokenId,
-    UserKind,
-};
+mod common;
+
+use common::*;
+use hsm_core::store::Store;
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn ferrohsm(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ferrohsm"))
-        .args(args)
-        .env("T_USER", "user-secret-1")
-        .env("T_SO", "so-secret-1")
-        .output()
-        .unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// A store with one token and one AES key; returns the key's id.
-fn store_with_key(store: &Path) -> u64 {
-    let o = ferrohsm(&[
-        "token",
-        "init",
-        "--store",
-        store.to_str().unwrap(),
-        "--label",
-        "cli",
-        "--so-pin-env",
-        "T_SO",
-        "--user-pin-env",
-        "T_USER",
-        "--kdf-memory-kib",
-        "256",
-        "--kdf-iterations",
-        "1",
-        "--kdf-parallelism",
-        "1",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let s = Store::open_dir(store).unwrap();
-    let k = login(&s);
-    let attrs = AttributeSet::new()
-        .with(A::CLASS, AttrValue::Ulong(ObjectClass::SECRET_KEY.0))
-        .with(A::KEY_TYPE, AttrValue::Ulong(KeyType::AES.0))
-        .with(A::TOKEN, AttrValue::Bool(true))
-        .with(A::PRIVATE, AttrValue::Bool(true))
-        .with(A::SENSITIVE, AttrValue::Bool(true))
-        .with(A::ENCRYPT, AttrValue::Bool(true))
-        .with(A::LABEL, AttrValue::Bytes(b"payments".to_vec()))
-        .with(A::VALUE_LEN, AttrValue::Ulong(32))
-        .with(A::VALUE, AttrValue::Bytes(vec![0x42; 32]));
-    s.create_object(&k, attrs).unwrap().0
-}
-
-fn login(s: &Store) -> TokenKeys {
-    s.login(
-        TokenId(1),
-        UserKind::User,
-        &SecretString::from("user-secret-1"),
-    )
-    .unwrap()
-}
+use std::process::Output;
 
 fn key(args: &[&str], store: &Path, extra: &[&str]) -> Output {
     let mut a = vec!["key"];
@@ -79,11 +20,6 @@ fn key(args: &[&str], store: &Path, extra: &[&str]) -> Output {
     ]);
     a.extend(extra);
     ferrohsm(&a)
-}
-
-fn json(o: &Output) -> serde_json::Value {
-    assert!(o.status.success(), "{}", stderr(o));
-    serde_json::from_slice(&o.stdout).unwrap()
 }
 
 #[test]
@@ -228,32 +164,7 @@ fn through_a_running_server_when_the_store_is_held() {
     let d = tempfile::tempdir().unwrap();
     let store = d.path().join("store");
     let id = store_with_key(&store).to_string();
-    let conf = d.path().join("ferrohsm.toml");
-    std::fs::write(&conf, format!("store = {store:?}\nmode = \"client\"\n")).unwrap();
-    let exe = Path::new(env!("CARGO_BIN_EXE_ferrohsm")).with_file_name("ferrohsm-server");
-    assert!(
-        exe.exists(),
-        "{} is built with the workspace",
-        exe.display()
-    );
-    let mut server = Command::new(&exe)
-        .args(["--config", conf.to_str().unwrap(), "serve"])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let status = || {
-        Command::new(&exe)
-            .args(["--config", conf.to_str().unwrap(), "status"])
-            .output()
-            .unwrap()
-            .status
-            .success()
-    };
-    let t0 = std::time::Instant::now();
-    while !status() {
-        assert!(t0.elapsed().as_secs() < 30, "the server never answered");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let server = Server::start(d.path(), &store);
     // The store is held: an embedded open would fail; the command goes to the server.
     assert!(Store::open_dir(&store).is_err());
     let ring = json(&key(&["rotate", &id, "--json"], &store, &[]));
@@ -276,8 +187,7 @@ fn through_a_running_server_when_the_store_is_held() {
         "T_SO",
     ]);
     assert_eq!(o.status.code(), Some(4), "a wrong PIN: {}", stderr(&o));
-    server.kill().unwrap();
-    server.wait().unwrap();
+    drop(server);
     let s = Store::open_dir(&store).unwrap();
     let k = login(&s);
     let r = s.rings(&k).unwrap();

@@ -73,6 +73,12 @@ pub enum Purpose {
     Ring = 9,
     /// The MAC binding a key ring record to the master key.
     RingBinding = 10,
+    /// The dual-control state (schema 4).
+    Quorum = 11,
+    /// The MAC binding the dual-control state to the master key.
+    QuorumBinding = 12,
+    /// An approver's verdict (signed by the approver; sealed like the rest of `meta`).
+    Verdict = 13,
 }
 
 /// Associated data: format, purpose, then the record's place (store id, token, object,

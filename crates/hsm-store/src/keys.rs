@@ -23,6 +23,9 @@ pub mod meta {
     const NEXT_OBJECT: u8 = 0x03;
     const RING: u8 = 0x04;
     const RING_SEQ: u8 = 0x05;
+    const QUORUM: u8 = 0x06;
+    const QUORUM_SEQ: u8 = 0x07;
+    const VERDICT: u8 = 0x08;
 
     pub fn token(t: TokenId) -> Vec<u8> {
         tagged(TOKEN, t)
@@ -73,6 +76,29 @@ pub mod meta {
     }
     pub fn ring_seq_prefix(t: TokenId) -> Vec<u8> {
         tagged(RING_SEQ, t)
+    }
+    /// The token's dual-control state (schema 4).
+    pub fn quorum(t: TokenId) -> Vec<u8> {
+        tagged(QUORUM, t)
+    }
+    /// The marker of the dual-control state's write `seq` (as for rings).
+    pub fn quorum_seq(t: TokenId, seq: u64) -> Vec<u8> {
+        let mut k = tagged(QUORUM_SEQ, t);
+        k.extend_from_slice(&seq.to_be_bytes());
+        k
+    }
+    pub fn quorum_seq_prefix(t: TokenId) -> Vec<u8> {
+        tagged(QUORUM_SEQ, t)
+    }
+    /// One approver's verdict on one request.
+    pub fn verdict(t: TokenId, request: u64, approver: u32) -> Vec<u8> {
+        let mut k = tagged(VERDICT, t);
+        k.extend_from_slice(&request.to_be_bytes());
+        k.extend_from_slice(&approver.to_be_bytes());
+        k
+    }
+    pub fn verdict_prefix(t: TokenId) -> Vec<u8> {
+        tagged(VERDICT, t)
     }
     fn tagged(tag: u8, t: TokenId) -> Vec<u8> {
         let mut k = Vec::with_capacity(6);

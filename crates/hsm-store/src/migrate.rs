@@ -14,7 +14,7 @@ use crate::error::{Result, StoreError};
 use crate::keys;
 
 /// The schema version this build writes.
-pub const CURRENT: u32 = 3;
+pub const CURRENT: u32 = 4;
 
 /// The step from this version needs each token's SO PIN (it binds headers to the master
 /// key), so it runs only through [`crate::Store::upgrade_with_so_pin`].
@@ -40,6 +40,12 @@ pub const STEPS: &[Step] = &[
                 refuse a store whose keys may have disabled or scheduled versions)",
         apply: key_rings,
     },
+    Step {
+        from: 3,
+        title: "dual control: approvers, rules, requests and verdicts in `meta` (nothing to \
+                rewrite; older builds must refuse a store whose operations may need approvals)",
+        apply: dual_control,
+    },
 ];
 
 /// Schema 1 → 2 cannot run unattended: a binding is made with the master key, which only
@@ -53,6 +59,13 @@ fn needs_the_so_pin(_: &dyn KvBackend, _: &mut Batch) -> Result<()> {
 /// record: the step is the version number itself, which stops a schema-2 build from
 /// opening a store where it would ignore a disabled or scheduled version.
 fn key_rings(_: &dyn KvBackend, _: &mut Batch) -> Result<()> {
+    Ok(())
+}
+
+/// Schema 3 → 4 adds record kinds (`meta` dual-control state, its markers, verdicts)
+/// without changing any existing record: a schema-3 build would ignore the rules and
+/// destroy a key one person asked to destroy, so the version number moves.
+fn dual_control(_: &dyn KvBackend, _: &mut Batch) -> Result<()> {
     Ok(())
 }
 

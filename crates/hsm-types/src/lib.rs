@@ -10,6 +10,7 @@ mod consts;
 mod ids;
 pub mod lifecycle;
 pub mod policy;
+pub mod quorum;
 mod secret;
 
 pub use attr::{AttrValue, AttributeSet, CodecError};

@@ -167,34 +167,7 @@ impl Target {
     /// The store is held (by a server, when one answers on its socket): the requests go
     /// to it, as a client in mode "client" (never starting a server of its own).
     fn served(c: &Common, cfg: Option<Config>, dir: &Path) -> CliResult<Target> {
-        let (token_id, serial) = {
-            let ro = Store::open_dir_read_only(dir)?;
-            let t = pick_token(&ro, c.token)?;
-            (t, ro.token_info(t)?.serial)
-        };
-        let mut config = match cfg {
-            Some(cfg) => cfg,
-            None => Config::parse(&format!("store = {:?}", dir.display().to_string()))
-                .map_err(CliError::Usage)?,
-        };
-        config.mode = Mode::Client;
-        let path = c.config.clone().unwrap_or_else(|| dir.to_path_buf());
-        let token = Remote(Client::connect(&config, &path).map_err(|e| {
-            CliError::Core(format!(
-                "the store is in use and its server does not answer ({e}); stop the process \
-                 holding it, or start its server"
-            ))
-        })?);
-        let slot = token
-            .slot_list(true)?
-            .into_iter()
-            .find(|s| token.token_info(*s).is_ok_and(|i| i.serial == serial))
-            .ok_or_else(|| {
-                CliError::Usage(format!(
-                    "the server shows no slot with token {}",
-                    token_id.0
-                ))
-            })?;
+        let (token, slot) = served_slot(c.token, c.config.as_deref(), cfg, dir)?;
         let pin = read_pin(
             "user PIN",
             source(c.user_pin_file.clone(), c.user_pin_env.clone()),
@@ -226,7 +199,46 @@ impl Drop for Target {
     }
 }
 
-fn pick_token(store: &Store, asked: Option<u32>) -> CliResult<TokenId> {
+/// The held store's running server, as a client in mode "client" (never starting a server
+/// of its own), and the slot that shows the store's token `asked` (or its only one).
+pub(super) fn served_slot(
+    asked: Option<u32>,
+    config_path: Option<&Path>,
+    cfg: Option<Config>,
+    dir: &Path,
+) -> CliResult<(Remote<Client>, u64)> {
+    let (token_id, serial) = {
+        let ro = Store::open_dir_read_only(dir)?;
+        let t = pick_token(&ro, asked)?;
+        (t, ro.token_info(t)?.serial)
+    };
+    let mut config = match cfg {
+        Some(cfg) => cfg,
+        None => Config::parse(&format!("store = {:?}", dir.display().to_string()))
+            .map_err(CliError::Usage)?,
+    };
+    config.mode = Mode::Client;
+    let path = config_path.map_or_else(|| dir.to_path_buf(), Path::to_path_buf);
+    let token = Remote(Client::connect(&config, &path).map_err(|e| {
+        CliError::Core(format!(
+            "the store is in use and its server does not answer ({e}); stop the process \
+             holding it, or start its server"
+        ))
+    })?);
+    let slot = token
+        .slot_list(true)?
+        .into_iter()
+        .find(|s| token.token_info(*s).is_ok_and(|i| i.serial == serial))
+        .ok_or_else(|| {
+            CliError::Usage(format!(
+                "the server shows no slot with token {}",
+                token_id.0
+            ))
+        })?;
+    Ok((token, slot))
+}
+
+pub(super) fn pick_token(store: &Store, asked: Option<u32>) -> CliResult<TokenId> {
     Ok(match asked {
         Some(t) => TokenId(t),
         None => match store.tokens()?.as_slice() {
@@ -345,8 +357,9 @@ enum Shown {
     Versions,
 }
 
-fn core(e: hsm_core::Error) -> CliError {
+pub(super) fn core(e: hsm_core::Error) -> CliError {
     match e {
+        hsm_core::Error::ApprovalRequired(m) => CliError::Pending(m),
         hsm_core::Error::ActionProhibited(m) => CliError::Refused(m.into_owned()),
         hsm_core::Error::ArgumentsBad(m) => CliError::Usage(m.into_owned()),
         hsm_core::Error::KeyHandleInvalid => CliError::Usage("no such key".into()),

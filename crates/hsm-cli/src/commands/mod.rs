@@ -1,3 +1,4 @@
+pub mod approvals;
 pub mod backup;
 pub mod inspect;
 pub mod key;

@@ -19,7 +19,9 @@ use crate::error::{Error, Result};
 use crate::lifecycle::{KeyAnswer, KeyCommand};
 use crate::mechanism::{Mechanism, MechanismInfo};
 use crate::ops::{GcmMessage, OpKind};
+use crate::policy::quorum::{QuorumCommand, QuorumView};
 use crate::runtime::{Hsm, LoginKind, SessionInfo, SlotInfo, TokenInfo};
+use hsm_types::quorum::{QuorumState, Standing, Verdict};
 use hsm_types::{AttributeSet, MechanismType, SecretString};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -257,4 +259,10 @@ token_calls! {
     /// The key lifecycle (`ferrohsm key` through the server): the user logged in on a
     /// read-write session.
     fn key_command(session: u64, command: KeyCommand) -> KeyAnswer;
+    /// Dual control through the server (`ferrohsm quorum`, `ferrohsm approvals`): the
+    /// state and requests (no login), an approver's signed verdict (no login: the
+    /// signature is the credential), the SO's changes of approvers and rules.
+    fn quorum_view(session: u64) -> QuorumView;
+    fn submit_verdict(session: u64, verdict: Verdict) -> Standing;
+    fn quorum_command(session: u64, command: QuorumCommand) -> QuorumState;
 }

@@ -67,7 +67,13 @@ macro_rules! by_clone {
         }
     )*};
 }
-by_clone!(AttributeSet, String, crate::lifecycle::KeyCommand);
+by_clone!(
+    AttributeSet,
+    String,
+    crate::lifecycle::KeyCommand,
+    crate::policy::quorum::QuorumCommand,
+    hsm_types::quorum::Verdict
+);
 
 impl Param for SecretString {
     type Arg<'a> = SecretString;

@@ -14,8 +14,10 @@ pub use hsm_types::lifecycle::{
 
 use crate::config::LifecycleConfig;
 use crate::error::{Error, Result};
+use crate::policy::quorum::request_digest;
 use crate::provider::CryptoProvider;
 use hsm_store::{Query, RingWrites, Store, TokenKeys};
+use hsm_types::quorum::Guarded;
 use hsm_types::{AttrValue, AttributeSet, AttributeType as A, ObjectClass, ObjectId};
 
 /// Seconds since the Unix epoch, moved by the configuration's `clock_offset_secs`.
@@ -435,6 +437,11 @@ impl<'a> KeyManager<'a> {
         if !matches!(cmd, KeyCommand::List | KeyCommand::Show { .. }) {
             self.sweep()?;
         }
+        if let Some((op, digest, subject)) = guarded(&cmd) {
+            crate::policy::quorum::admit(
+                self.store, self.keys, op, &digest, &subject, "user", now,
+            )?;
+        }
         Ok(match cmd {
             KeyCommand::List => KeyAnswer::Keys {
                 keys: self.list()?,
@@ -511,4 +518,43 @@ fn class_name(c: Option<ObjectClass>) -> &'static str {
         Some(ObjectClass::PUBLIC_KEY) => "public-key",
         _ => "other",
     }
+}
+
+/// The dual-control class, digest and description of a key command that rules can guard.
+fn guarded(cmd: &KeyCommand) -> Option<(Guarded, Vec<u8>, String)> {
+    use KeyCommand as K;
+    let be = |k: &KeyId, n: u32| (k.0.to_be_bytes(), n.to_be_bytes());
+    let (op, key, n, what) = match cmd {
+        K::ScheduleDestroy { key, version } | K::DestroyNow { key, version } => (
+            Guarded::Destroy,
+            key,
+            *version,
+            format!("destroy key {key} version {version}"),
+        ),
+        K::Rollback { key, to } => (
+            Guarded::Rollback,
+            key,
+            *to,
+            format!("roll key {key} back to version {to}"),
+        ),
+        K::Trim { key, below } => (
+            Guarded::Trim,
+            key,
+            *below,
+            format!("trim key {key} below version {below}"),
+        ),
+        K::SetPolicy { key, policy } => {
+            let p = format!("{policy:?}");
+            let (k, _) = be(key, 0);
+            let digest = request_digest(Guarded::KeyPolicy, &[b"key", &k, p.as_bytes()]);
+            return Some((
+                Guarded::KeyPolicy,
+                digest,
+                format!("set key {key}'s policy to {p}"),
+            ));
+        }
+        _ => return None,
+    };
+    let (k, v) = be(key, n);
+    Some((op, request_digest(op, &[b"key", &k, &v]), what))
 }

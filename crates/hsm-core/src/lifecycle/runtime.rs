@@ -8,6 +8,7 @@
 use super::{Direction, KeyId, KeyManager, KeyRing, VersionState, now};
 use crate::error::{Error, Result};
 use crate::objects::attrs::Actor;
+use crate::objects::holds_secret;
 use crate::ops::Action;
 use crate::runtime::handles::decode_handle;
 use crate::runtime::{AppSlot, Call, Hsm, Location, Slot, read, write};
@@ -429,12 +430,4 @@ fn implicit_view() -> View {
         primary: true,
         deadline: 0,
     }
-}
-
-/// A secret or private key: what a plain `C_DestroyObject` schedules rather than erases.
-fn holds_secret(attrs: &AttributeSet) -> bool {
-    matches!(
-        attrs.class(),
-        Some(ObjectClass::SECRET_KEY | ObjectClass::PRIVATE_KEY)
-    )
 }

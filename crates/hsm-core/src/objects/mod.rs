@@ -12,9 +12,11 @@ pub(crate) use cache::{CachedKey, KeyCache};
 
 use crate::error::{Error, Result};
 use crate::ops::Action;
+use crate::policy::quorum::request_digest;
 use crate::runtime::handles::{SESSION_OBJECT_BIT, decode_handle, token_handle};
 use crate::runtime::{AppSlot, Call, Hsm, Location, read, write};
 use attrs::{Actor, Origin};
+use hsm_types::quorum::Guarded;
 use hsm_types::{AttrValue, AttributeSet, AttributeType as A, KeyType, ObjectClass, TokenId};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -176,6 +178,16 @@ impl Hsm {
                     if !c.session.rw {
                         return Err(Error::SessionReadOnly);
                     }
+                    if holds_secret(&o.attrs) {
+                        let digest =
+                            request_digest(Guarded::Destroy, &[b"object", &id.0.to_be_bytes()]);
+                        self.guard(
+                            c,
+                            Guarded::Destroy,
+                            &digest,
+                            &format!("destroy key object {id}"),
+                        )?;
+                    }
                     if self.destroy_version(c, id, &o.attrs)? {
                         return Ok(());
                     }
@@ -255,4 +267,13 @@ pub(crate) fn computed_on_import(attrs: &mut AttributeSet) {
             - m.get(lead).map(|b| b.leading_zeros() as usize).unwrap_or(0);
         attrs.set(A::MODULUS_BITS, AttrValue::Ulong(bits as u64));
     }
+}
+
+/// A secret or private key: what dual control guards the destruction of, and what a
+/// plain `C_DestroyObject` may schedule rather than erase.
+pub(crate) fn holds_secret(attrs: &AttributeSet) -> bool {
+    matches!(
+        attrs.class(),
+        Some(ObjectClass::SECRET_KEY | ObjectClass::PRIVATE_KEY)
+    )
 }

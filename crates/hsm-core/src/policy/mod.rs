@@ -2,8 +2,11 @@
 //! continuation of an operation it already allowed (`Hsm::begin`, without a key) and again for the key an operation
 //! uses (the one key-usage check, `objects::usage`). The attribute rules of PKCS#11
 //! (`CKA_SIGN`, `CKA_ALLOWED_MECHANISMS`, …) are not policy: they hold whatever the engine
-//! says. Only [`AllowAll`] exists today; roles, M-of-N approvals, usage windows and
-//! mechanism allow-lists are the next step.
+//! says. M-of-N approvals (dual control) are [`quorum`]: guarded operations call
+//! [`quorum::admit`] with the digest of what they would do. The engine itself is still
+//! [`AllowAll`]; usage windows and mechanism allow-lists are the next step.
+
+pub mod quorum;
 
 use crate::objects::attrs::Actor;
 use crate::ops::Action;

@@ -31,6 +31,18 @@ impl Hsm {
         let admin = self.admin(Actor::So, false);
         match s.token_id() {
             Some(t) => {
+                // Re-initialising wipes every key and the dual-control state with them:
+                // under dual control it waits until the rules are lifted, which takes
+                // the quorum (`docs/approvals.md`).
+                let public = self.store.public_access(t)?;
+                if !self.store.quorum(&public)?.policy.rules.is_empty() {
+                    return Err(Error::ActionProhibited(
+                        "the token is under dual control: C_InitToken would destroy every key \
+                         without approvals; lift the rules first (ferrohsm quorum set --rule \
+                         CLASS=0, which needs the quorum)"
+                            .into(),
+                    ));
+                }
                 admin.reinit(t, &so_pin, &label)?;
                 *write(&s.public) = None;
                 s.forget_all_cached();

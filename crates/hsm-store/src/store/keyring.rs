@@ -62,6 +62,11 @@ impl TokenKeys {
     pub fn logged_in(&self) -> Option<UserKind> {
         self.master.as_ref().map(|m| m.who)
     }
+    /// Whether these keys include the master key (a login opened them).
+    pub fn has_master(&self) -> bool {
+        self.master.is_some()
+    }
+
     pub(super) fn master(&self) -> Result<&MasterKeys> {
         self.master.as_ref().ok_or(StoreError::NotLoggedIn)
     }
@@ -504,6 +509,7 @@ impl Store {
             })?;
         }
         self.stage_ring_wipe(&mut b, token)?;
+        self.stage_quorum_wipe(&mut b, token)?;
         b.put(Cf::Meta, keys::meta::token(token), records::encode(&rec));
         b.put(
             Cf::Meta,

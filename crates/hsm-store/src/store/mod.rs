@@ -10,6 +10,7 @@ mod index;
 mod keyring;
 mod objects;
 mod pin_cache;
+mod quorum;
 mod rings;
 mod sealed;
 mod versions;

@@ -1,0 +1,395 @@
+//! `ferrohsm quorum …` (the SO registers approvers and sets the rules) and
+//! `ferrohsm approvals …` (approvers list requests and sign verdicts with their own
+//! Ed25519 key file; no PIN). Dual control is `docs/approvals.md`. Both work on a store
+//! this process opens, or through the `ferrohsm-server` holding it.
+
+use super::key::{core, pick_token, served_slot};
+use crate::exit::{CliError, CliResult};
+use crate::output::Output;
+use crate::secrets::{read_pin, source};
+use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+use base64ct::{Base64, Encoding};
+use clap::{Args, Subcommand};
+use ferrohsm_pkcs11::client::Client;
+use hsm_core::LoginKind;
+use hsm_core::api::{Remote, Token};
+use hsm_core::config::{Config, LifecycleConfig};
+use hsm_core::lifecycle::now;
+use hsm_core::policy::quorum::{self, QuorumCommand, QuorumView};
+use hsm_core::store::{Store, StoreError, TokenKeys};
+use hsm_core::types::UserKind;
+use hsm_core::types::quorum::{Guarded, Standing, Verdict, approval_message};
+use std::path::{Path, PathBuf};
+
+#[derive(Subcommand)]
+pub enum QuorumCli {
+    /// The approvers and the rules (no PIN).
+    Show(Place),
+    /// Register an approver: a name and an Ed25519 public key (PEM, as `openssl pkey
+    /// -pubout` writes it). Needs the SO PIN, and approvals once rules exist.
+    AddApprover(AddApprover),
+    /// Remove an approver (SO PIN; approvals once rules exist).
+    RemoveApprover(RemoveApprover),
+    /// Set the rules: `--rule destroy=2 --rule trim=2 …` (SO PIN; approvals once rules
+    /// exist). Classes: destroy, export, rollback, trim, key-policy.
+    Set(SetRules),
+}
+
+#[derive(Subcommand)]
+pub enum ApprovalsCli {
+    /// Every request and where it stands (no PIN).
+    List(Place),
+    /// Approve a request, signing it with your Ed25519 private key (PEM PKCS#8).
+    Approve(Sign),
+    /// Deny a request (it then stays refused).
+    Deny(Sign),
+}
+
+#[derive(Args)]
+pub struct Place {
+    /// Store directory (default: the configuration's `store`).
+    #[arg(long)]
+    store: Option<PathBuf>,
+    /// Configuration file (its store, and its `[lifecycle]` clock).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Token id (default: the store's only token).
+    #[arg(long)]
+    token: Option<u32>,
+}
+
+#[derive(Args)]
+pub struct SoPin {
+    /// Read the SO PIN from the first line of this file.
+    #[arg(long, value_name = "FILE")]
+    so_pin_file: Option<PathBuf>,
+    /// Read the SO PIN from this environment variable.
+    #[arg(long, value_name = "VAR")]
+    so_pin_env: Option<String>,
+}
+
+#[derive(Args)]
+pub struct AddApprover {
+    #[command(flatten)]
+    place: Place,
+    #[command(flatten)]
+    pin: SoPin,
+    #[arg(long)]
+    name: String,
+    /// The approver's Ed25519 public key, PEM (`-----BEGIN PUBLIC KEY-----`).
+    #[arg(long, value_name = "FILE")]
+    public_key: PathBuf,
+}
+
+#[derive(Args)]
+pub struct RemoveApprover {
+    #[command(flatten)]
+    place: Place,
+    #[command(flatten)]
+    pin: SoPin,
+    id: u32,
+}
+
+#[derive(Args)]
+pub struct SetRules {
+    #[command(flatten)]
+    place: Place,
+    #[command(flatten)]
+    pin: SoPin,
+    /// CLASS=M: the class needs M approvals (0 removes the rule). Classes not named
+    /// keep their rule.
+    #[arg(long = "rule", value_name = "CLASS=M")]
+    rules: Vec<String>,
+    /// Seconds a request may wait for its approvals.
+    #[arg(long)]
+    request_ttl: Option<u64>,
+    /// Seconds an approved request stays usable.
+    #[arg(long)]
+    approved_ttl: Option<u64>,
+}
+
+#[derive(Args)]
+pub struct Sign {
+    #[command(flatten)]
+    place: Place,
+    /// The request id (as `approvals list` shows it).
+    request: u64,
+    /// Your Ed25519 private key (it names you: the approver registered with its public
+    /// key), PEM PKCS#8 (`openssl genpkey -algorithm ed25519`).
+    #[arg(long, value_name = "FILE")]
+    key: PathBuf,
+}
+
+/// Where the commands run: on the store this process opened, or through the running
+/// server that holds it (the same core functions either way).
+enum Opened {
+    Embedded {
+        store: Box<Store>,
+        keys: TokenKeys,
+        clock: LifecycleConfig,
+    },
+    Served {
+        token: Remote<Client>,
+        session: u64,
+    },
+}
+
+fn open(p: &Place, so_pin: Option<&SoPin>) -> CliResult<Opened> {
+    let cfg = match &p.config {
+        Some(f) => Some(Config::load(f).map_err(|e| CliError::Usage(e.to_string()))?),
+        None => None,
+    };
+    let dir = p
+        .store
+        .clone()
+        .or_else(|| cfg.as_ref().map(|c| c.store.clone()))
+        .ok_or_else(|| CliError::Usage("give --store DIR or --config FILE".into()))?;
+    let pin = || match so_pin {
+        Some(s) => read_pin(
+            "SO PIN",
+            source(s.so_pin_file.clone(), s.so_pin_env.clone()),
+            false,
+        )
+        .map(Some),
+        None => Ok(None),
+    };
+    let store = match Store::open_dir(&dir) {
+        Ok(s) => s,
+        Err(StoreError::Locked { .. }) => {
+            let (token, slot) = served_slot(p.token, p.config.as_deref(), cfg, &dir)?;
+            let session = token.open_session(slot, so_pin.is_some())?;
+            if let Some(pin) = pin()? {
+                token.login(session, LoginKind::So, pin)?;
+            }
+            return Ok(Opened::Served { token, session });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let token = pick_token(&store, p.token)?;
+    let keys = match pin()? {
+        Some(pin) => store.login(token, UserKind::So, &pin)?,
+        None => store.public_access(token)?,
+    };
+    Ok(Opened::Embedded {
+        store: Box::new(store),
+        keys,
+        clock: cfg.map(|c| c.lifecycle).unwrap_or_default(),
+    })
+}
+
+impl Opened {
+    fn view(&self) -> CliResult<QuorumView> {
+        match self {
+            Opened::Embedded { store, keys, clock } => quorum::view(store, keys, now(clock)),
+            Opened::Served { token, session } => token.quorum_view(*session),
+        }
+        .map_err(core)
+    }
+
+    fn command(&self, cmd: QuorumCommand) -> CliResult<()> {
+        match self {
+            Opened::Embedded { store, keys, clock } => {
+                quorum::command(store, keys, cmd, now(clock))
+            }
+            Opened::Served { token, session } => token.quorum_command(*session, cmd),
+        }
+        .map_err(core)?;
+        Ok(())
+    }
+
+    fn submit(&self, v: Verdict) -> CliResult<Standing> {
+        match self {
+            Opened::Embedded { store, keys, clock } => quorum::submit(store, keys, v, now(clock)),
+            Opened::Served { token, session } => token.submit_verdict(*session, v),
+        }
+        .map_err(core)
+    }
+}
+
+impl Drop for Opened {
+    fn drop(&mut self) {
+        if let Opened::Served { token, session } = self {
+            let _ = token.close_session(*session);
+        }
+    }
+}
+
+/// The DER inside a PEM file with this label.
+fn pem(path: &Path, label: &str) -> CliResult<Vec<u8>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::Io(format!("{}: {e}", path.display())))?;
+    let begin = format!("-----BEGIN {label}-----");
+    let end = format!("-----END {label}-----");
+    let body = text
+        .split_once(&begin)
+        .and_then(|(_, rest)| rest.split_once(&end))
+        .map(|(b, _)| b.split_whitespace().collect::<String>())
+        .ok_or_else(|| CliError::Usage(format!("{}: no {begin} block", path.display())))?;
+    Base64::decode_vec(&body).map_err(|e| {
+        CliError::Usage(format!(
+            "{}: bad base64 in the PEM block: {e}",
+            path.display()
+        ))
+    })
+}
+
+/// An Ed25519 SubjectPublicKeyInfo: a fixed 12-byte prefix, then the 32-byte key.
+const ED25519_SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
+
+fn ed25519_public(path: &Path) -> CliResult<Vec<u8>> {
+    let der = pem(path, "PUBLIC KEY")?;
+    match der.strip_prefix(&ED25519_SPKI_PREFIX[..]) {
+        Some(k) if k.len() == 32 => Ok(k.to_vec()),
+        _ => Err(CliError::Usage(format!(
+            "{}: not an Ed25519 public key (openssl pkey -in KEY -pubout)",
+            path.display()
+        ))),
+    }
+}
+
+pub fn run_quorum(cmd: QuorumCli, out: &Output) -> CliResult {
+    match cmd {
+        QuorumCli::Show(p) => show(&open(&p, None)?.view()?, out),
+        QuorumCli::AddApprover(a) => {
+            let public_key = ed25519_public(&a.public_key)?;
+            open(&a.place, Some(&a.pin))?.command(QuorumCommand::AddApprover {
+                name: a.name,
+                public_key,
+            })
+        }
+        QuorumCli::RemoveApprover(a) => {
+            open(&a.place, Some(&a.pin))?.command(QuorumCommand::RemoveApprover { id: a.id })
+        }
+        QuorumCli::Set(s) => {
+            let o = open(&s.place, Some(&s.pin))?;
+            let mut policy = o.view()?.state.policy;
+            for r in &s.rules {
+                let (class, m) = r
+                    .split_once('=')
+                    .ok_or_else(|| CliError::Usage(format!("--rule {r}: expected CLASS=M")))?;
+                let op = Guarded::parse(class)
+                    .filter(|g| Guarded::SETTABLE.contains(g))
+                    .ok_or_else(|| {
+                        CliError::Usage(format!(
+                            "--rule {r}: classes are destroy, export, rollback, trim, key-policy"
+                        ))
+                    })?;
+                let m: u32 = m
+                    .parse()
+                    .map_err(|_| CliError::Usage(format!("--rule {r}: M is a number")))?;
+                policy.rules.insert(op, m);
+            }
+            policy.request_ttl = s.request_ttl.unwrap_or(policy.request_ttl);
+            policy.approved_ttl = s.approved_ttl.unwrap_or(policy.approved_ttl);
+            o.command(QuorumCommand::SetPolicy { policy })
+        }
+    }
+}
+
+fn show(v: &QuorumView, out: &Output) -> CliResult {
+    if out.json {
+        out.emit(&v.state, &[], Vec::new());
+        return Ok(());
+    }
+    let rows = v
+        .state
+        .approvers
+        .iter()
+        .map(|a| vec![a.id.to_string(), a.name.clone(), hex::encode(&a.public_key)])
+        .collect();
+    out.emit(
+        &v.state.approvers,
+        &["APPROVER", "NAME", "ED25519 KEY"],
+        rows,
+    );
+    for (op, m) in &v.state.policy.rules {
+        println!("rule: {} needs {m} approvals", op.name());
+    }
+    println!(
+        "rule: changes of approvers or rules need {} approvals",
+        v.state.required(Guarded::Quorum)
+    );
+    println!(
+        "requests live {} s; approvals {} s",
+        v.state.policy.request_ttl, v.state.policy.approved_ttl
+    );
+    Ok(())
+}
+
+pub fn run_approvals(cmd: ApprovalsCli, out: &Output) -> CliResult {
+    match cmd {
+        ApprovalsCli::List(p) => {
+            let v = open(&p, None)?.view()?;
+            let rows = v
+                .requests
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.request.id.to_string(),
+                        r.standing.name().into(),
+                        format!("{}/{}", r.approvals.len(), r.request.needed),
+                        r.request.requester.clone(),
+                        r.request.subject.clone(),
+                    ]
+                })
+                .collect();
+            out.emit(
+                &v.requests,
+                &["REQUEST", "STANDING", "APPROVALS", "BY", "OPERATION"],
+                rows,
+            );
+            Ok(())
+        }
+        ApprovalsCli::Approve(s) => sign(s, true, out),
+        ApprovalsCli::Deny(s) => sign(s, false, out),
+    }
+}
+
+fn sign(s: Sign, approve: bool, out: &Output) -> CliResult {
+    let der = pem(&s.key, "PRIVATE KEY")?;
+    let kp = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der).map_err(|_| {
+        CliError::Usage(format!(
+            "{}: not an Ed25519 private key (PKCS#8)",
+            s.key.display()
+        ))
+    })?;
+    let o = open(&s.place, None)?;
+    let view = o.view()?;
+    let r = view
+        .state
+        .request(s.request)
+        .ok_or_else(|| CliError::Usage(format!("no request {}", s.request)))?;
+    let approver = view
+        .state
+        .approvers
+        .iter()
+        .find(|a| a.public_key == kp.public_key().as_ref())
+        .ok_or_else(|| {
+            CliError::Refused(format!(
+                "{} is no registered approver's key",
+                s.key.display()
+            ))
+        })?;
+    let mut v = Verdict {
+        request: s.request,
+        approver: approver.id,
+        approve,
+        at: view.now,
+        signature: Vec::new(),
+    };
+    let msg = approval_message(&view.store_id, view.token, &v, &r.digest);
+    v.signature = kp.sign(&msg).as_ref().to_vec();
+    let standing = o.submit(v)?;
+    out.emit(
+        &standing,
+        &["REQUEST", "STANDING", "OPERATION"],
+        vec![vec![
+            s.request.to_string(),
+            standing.name().into(),
+            r.subject.clone(),
+        ]],
+    );
+    Ok(())
+}

@@ -1,0 +1,257 @@
+//! Dual control through the runtime the PKCS#11 module drives, on a real on-disk store:
+//! a 2-of-3 destroy (refused with a request, two approvers sign, the repeated
+//! `C_DestroyObject` succeeds once); an approval bound to one key does not release
+//! another; one approver cannot approve twice; a forged signature is refused; requests
+//! and verdicts survive a restart; the rules change only with the quorum.
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+use hsm_core::config::Config;
+use hsm_core::policy::quorum::QuorumCommand;
+use hsm_core::types::quorum::{Guarded, Standing, Verdict, approval_message};
+use hsm_core::types::{
+    AttrValue, AttributeSet, AttributeType as A, MechanismType as M, SecretString,
+};
+use hsm_core::{Error, Hsm, LoginKind, Mechanism};
+
+fn config(dir: &std::path::Path) -> Config {
+    Config::parse(&format!(
+        "store = {:?}\n[kdf]\nm_kib = 256\nt_cost = 1\np_cost = 1\n",
+        dir.join("store")
+    ))
+    .unwrap()
+}
+
+/// The SO's and the user's read-write sessions on a fresh token.
+fn token(hsm: &Hsm) -> (u64, u64) {
+    let slot = hsm.slot_list(true).unwrap()[0];
+    let app = hsm.new_app();
+    hsm.init_token(slot, SecretString::from("so-pin-1"), "dual".into())
+        .unwrap();
+    let so = hsm.open_session(app, slot, true).unwrap();
+    hsm.login(so, LoginKind::So, SecretString::from("so-pin-1"))
+        .unwrap();
+    hsm.init_pin(so, SecretString::from("user-pin")).unwrap();
+    let other = hsm.new_app();
+    let user = hsm.open_session(other, slot, true).unwrap();
+    hsm.login(user, LoginKind::User, SecretString::from("user-pin"))
+        .unwrap();
+    (so, user)
+}
+
+fn approvers(hsm: &Hsm, so: u64) -> Vec<Ed25519KeyPair> {
+    let rng = SystemRandom::new();
+    (0..3)
+        .map(|i| {
+            let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+            let kp = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+            hsm.quorum_command(
+                so,
+                QuorumCommand::AddApprover {
+                    name: format!("approver-{i}"),
+                    public_key: kp.public_key().as_ref().to_vec(),
+                },
+            )
+            .unwrap();
+            kp
+        })
+        .collect()
+}
+
+fn set_rule(hsm: &Hsm, so: u64, op: Guarded, m: u32) -> Result<(), Error> {
+    let mut policy = hsm.quorum_view(so).unwrap().state.policy;
+    policy.rules.insert(op, m);
+    hsm.quorum_command(so, QuorumCommand::SetPolicy { policy })
+        .map(|_| ())
+}
+
+fn aes(hsm: &Hsm, h: u64, label: &str) -> u64 {
+    let mut t = AttributeSet::new();
+    t.set(A::TOKEN, AttrValue::Bool(true));
+    t.set(A::LABEL, AttrValue::Bytes(label.as_bytes().to_vec()));
+    t.set(A::VALUE_LEN, AttrValue::Ulong(32));
+    hsm.generate_key(h, &Mechanism::Plain(M::AES_KEY_GEN), t)
+        .unwrap()
+}
+
+/// Approver `who` (1-based id) signs `approve` on `request` with key `kp`.
+fn verdict(
+    hsm: &Hsm,
+    h: u64,
+    request: u64,
+    who: u32,
+    kp: &Ed25519KeyPair,
+    approve: bool,
+) -> Verdict {
+    let view = hsm.quorum_view(h).unwrap();
+    let digest = &view.state.request(request).unwrap().digest;
+    let mut v = Verdict {
+        request,
+        approver: who,
+        approve,
+        at: view.now,
+        signature: Vec::new(),
+    };
+    let msg = approval_message(&view.store_id, view.token, &v, digest);
+    v.signature = kp.sign(&msg).as_ref().to_vec();
+    v
+}
+
+fn pending_request(hsm: &Hsm, h: u64) -> u64 {
+    hsm.quorum_view(h)
+        .unwrap()
+        .requests
+        .iter()
+        .rev()
+        .find(|r| matches!(r.standing, Standing::Pending { .. }))
+        .map(|r| r.request.id)
+        .expect("a pending request")
+}
+
+fn needs_approval(r: Result<(), Error>) -> bool {
+    matches!(r, Err(Error::ApprovalRequired(_)))
+}
+
+#[test]
+fn a_two_of_three_destroy_runs_once_after_two_approvers_sign() {
+    let dir = tempfile::tempdir().unwrap();
+    let hsm = Hsm::open(config(dir.path())).unwrap();
+    let (so, user) = token(&hsm);
+    let kps = approvers(&hsm, so);
+    set_rule(&hsm, so, Guarded::Destroy, 2).unwrap();
+    let k = aes(&hsm, user, "doomed");
+    let other = aes(&hsm, user, "kept");
+
+    let e = hsm.destroy_object(user, k).unwrap_err();
+    assert!(e.to_string().contains("needs 2 approvals: request"), "{e}");
+    let r = pending_request(&hsm, user);
+    // Asking again names the same request.
+    assert!(needs_approval(hsm.destroy_object(user, k)));
+    assert_eq!(pending_request(&hsm, user), r);
+
+    let first = verdict(&hsm, so, r, 1, &kps[0], true);
+    assert!(matches!(
+        hsm.submit_verdict(so, first.clone()).unwrap(),
+        Standing::Pending {
+            approvals: 1,
+            needed: 2
+        }
+    ));
+    // The same approver twice, and a signature by the wrong key, count for nothing.
+    let again = verdict(&hsm, so, r, 1, &kps[0], true);
+    assert!(hsm.submit_verdict(so, again).is_err());
+    let forged = verdict(&hsm, so, r, 2, &kps[0], true);
+    let e = hsm.submit_verdict(so, forged).unwrap_err();
+    assert!(e.to_string().contains("does not verify"), "{e}");
+    assert!(needs_approval(hsm.destroy_object(user, k)));
+
+    // Requests and verdicts survive a restart.
+    drop(hsm);
+    let hsm = Hsm::open(config(dir.path())).unwrap();
+    let slot = hsm.slot_list(true).unwrap()[0];
+    let user = hsm.open_session(hsm.new_app(), slot, true).unwrap();
+    hsm.login(user, LoginKind::User, SecretString::from("user-pin"))
+        .unwrap();
+    assert_eq!(pending_request(&hsm, user), r);
+    let second = verdict(&hsm, user, r, 3, &kps[2], true);
+    assert!(matches!(
+        hsm.submit_verdict(user, second).unwrap(),
+        Standing::Approved { .. }
+    ));
+
+    // The approval releases this key only, and only once.
+    assert!(needs_approval(hsm.destroy_object(user, other)));
+    hsm.destroy_object(user, k).unwrap();
+    assert!(matches!(
+        hsm.object_attributes(user, k),
+        Err(Error::ObjectHandleInvalid)
+    ));
+    let view = hsm.quorum_view(user).unwrap();
+    let spent = view.requests.iter().find(|x| x.request.id == r).unwrap();
+    assert!(
+        matches!(spent.standing, Standing::Used { .. }),
+        "{:?}",
+        spent.standing
+    );
+    let late = verdict(&hsm, user, r, 2, &kps[1], true);
+    assert!(
+        hsm.submit_verdict(user, late).is_err(),
+        "a spent request takes no verdict"
+    );
+}
+
+#[test]
+fn the_rules_change_only_with_the_largest_quorum_and_a_denial_closes_a_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let hsm = Hsm::open(config(dir.path())).unwrap();
+    let (so, user) = token(&hsm);
+    let kps = approvers(&hsm, so);
+    set_rule(&hsm, so, Guarded::Destroy, 2).unwrap();
+    // Lowering the rule is itself a request needing two approvals.
+    assert!(needs_approval(set_rule(&hsm, so, Guarded::Destroy, 1)));
+    let r = pending_request(&hsm, so);
+    assert_eq!(
+        hsm.quorum_view(so)
+            .unwrap()
+            .state
+            .request(r)
+            .unwrap()
+            .requester,
+        "so"
+    );
+    for (i, kp) in kps.iter().take(2).enumerate() {
+        let v = verdict(&hsm, so, r, i as u32 + 1, kp, true);
+        hsm.submit_verdict(so, v).unwrap();
+    }
+    set_rule(&hsm, so, Guarded::Destroy, 1).unwrap();
+    assert_eq!(
+        hsm.quorum_view(so)
+            .unwrap()
+            .state
+            .required(Guarded::Destroy),
+        1
+    );
+    // The user cannot manage approvers.
+    assert!(matches!(
+        hsm.quorum_command(user, QuorumCommand::RemoveApprover { id: 1 }),
+        Err(Error::UserNotLoggedIn)
+    ));
+    // A denial closes the request; the operation stays refused.
+    let k = aes(&hsm, user, "k");
+    assert!(needs_approval(hsm.destroy_object(user, k)));
+    let r = pending_request(&hsm, user);
+    let no = verdict(&hsm, user, r, 2, &kps[1], false);
+    assert!(matches!(
+        hsm.submit_verdict(user, no).unwrap(),
+        Standing::Denied { by: 2 }
+    ));
+    let yes = verdict(&hsm, user, r, 1, &kps[0], true);
+    assert!(hsm.submit_verdict(user, yes).is_err());
+    assert!(
+        needs_approval(hsm.destroy_object(user, k)),
+        "a new request opens"
+    );
+    assert_ne!(pending_request(&hsm, user), r);
+}
+
+#[test]
+fn c_init_token_does_not_wipe_a_token_under_dual_control() {
+    let dir = tempfile::tempdir().unwrap();
+    let hsm = Hsm::open(config(dir.path())).unwrap();
+    let (so, user) = token(&hsm);
+    approvers(&hsm, so);
+    set_rule(&hsm, so, Guarded::Destroy, 2).unwrap();
+    let k = aes(&hsm, user, "kept");
+    hsm.close_session(so).unwrap();
+    hsm.close_session(user).unwrap();
+    let slot = hsm.slot_list(true).unwrap()[0];
+    let e = hsm
+        .init_token(slot, SecretString::from("so-pin-1"), "wiped".into())
+        .unwrap_err();
+    assert!(matches!(e, Error::ActionProhibited(_)), "{e}");
+    assert!(e.to_string().contains("dual control"), "{e}");
+    let user = hsm.open_session(hsm.new_app(), slot, true).unwrap();
+    hsm.login(user, LoginKind::User, SecretString::from("user-pin"))
+        .unwrap();
+    hsm.object_attributes(user, k).unwrap();
+}
