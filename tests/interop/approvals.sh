@@ -49,6 +49,9 @@ cli() {
 }
 
 setup() {
+  # A descriptor without close-on-exec, as `flock` or a redirection leaves one: the server
+  # the module starts (mode "auto") must not keep it (checked below).
+  exec 9>"$WORK/inherited.lock"
   p11 --init-token --label "$LABEL" --so-pin "$SO_PIN"
   p11 --token-label "$LABEL" --init-pin --login --login-type so --so-pin "$SO_PIN" --pin "$USER_PIN"
   p11u --keygen --key-type AES:32 --id 01 --label doomed
@@ -117,7 +120,20 @@ approved_delete_runs_once() {
   fi
 }
 
+server_kept_nothing_inherited() {
+  if [ "${FERROHSM_MODE:-auto}" != auto ]; then
+    echo "embedded: no server"
+    return 0
+  fi
+  local pid
+  pid=$(pgrep -f -- "--config $WORK/ferrohsm.toml serve" | head -1)
+  [ -n "$pid" ] || { echo "no server runs for $WORK"; return 1; }
+  ls -l "/proc/$pid/fd" | tee "$WORK/fds"
+  expect_not_in "$WORK/fds" "inherited.lock"
+}
+
 step "token, two AES keys, three approvers (openssl Ed25519 keys), rule destroy=2" setup
 step "pkcs11-tool --delete-object is refused (CKR_ACTION_PROHIBITED, 0x1b) and opens a request" first_delete_is_refused
 step "one approver counts once, an unregistered key not at all, one approval is not enough" approvals_count_once_and_only_registered_keys
 step "with two approvals --delete-object succeeds, once, for that key only" approved_delete_runs_once
+step "the server the module started keeps no descriptor the client inherited" server_kept_nothing_inherited

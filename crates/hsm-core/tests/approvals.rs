@@ -255,3 +255,59 @@ fn c_init_token_does_not_wipe_a_token_under_dual_control() {
         .unwrap();
     hsm.object_attributes(user, k).unwrap();
 }
+
+#[test]
+fn under_the_export_rule_a_token_key_leaves_only_wrapped_with_approvals() {
+    let dir = tempfile::tempdir().unwrap();
+    let hsm = Hsm::open(config(dir.path())).unwrap();
+    let (so, user) = token(&hsm);
+    let kps = approvers(&hsm, so);
+    let key = |label: &str, extra: &[(A, bool)]| {
+        let mut t = AttributeSet::new();
+        t.set(A::TOKEN, AttrValue::Bool(true));
+        t.set(A::LABEL, AttrValue::Bytes(label.as_bytes().to_vec()));
+        t.set(A::VALUE_LEN, AttrValue::Ulong(32));
+        for (a, v) in extra {
+            t.set(*a, AttrValue::Bool(*v));
+        }
+        hsm.generate_key(user, &Mechanism::Plain(M::AES_KEY_GEN), t)
+            .unwrap()
+    };
+    let kek = key("kek", &[(A::WRAP, true)]);
+    let open = [(A::EXTRACTABLE, true), (A::SENSITIVE, false)];
+    let k = key("exportable", &open);
+    let other = key("exportable-too", &open);
+    assert!(
+        hsm.object_attributes(user, k)
+            .unwrap()
+            .get(A::VALUE)
+            .is_some()
+    );
+    set_rule(&hsm, so, Guarded::Export, 1).unwrap();
+
+    // Its value no longer reads in the clear.
+    let seen = hsm.object_attributes(user, k).unwrap();
+    assert!(seen.get(A::VALUE).is_none());
+    assert_eq!(seen.bool(A::SENSITIVE), Some(true));
+    let wrap = |key: u64| hsm.wrap_key(user, &Mechanism::Plain(M::AES_KEY_WRAP), kek, key);
+    assert!(matches!(wrap(k), Err(Error::ApprovalRequired(_))));
+    let r = pending_request(&hsm, user);
+    let v = verdict(&hsm, user, r, 2, &kps[1], true);
+    hsm.submit_verdict(user, v).unwrap();
+    assert!(
+        matches!(wrap(other), Err(Error::ApprovalRequired(_))),
+        "bound to the key"
+    );
+    assert_eq!(wrap(k).unwrap().len(), 40);
+    assert!(matches!(wrap(k), Err(Error::ApprovalRequired(_))), "once");
+
+    // A session key is not the rule's concern.
+    let mut t = AttributeSet::new();
+    t.set(A::TOKEN, AttrValue::Bool(false));
+    t.set(A::VALUE_LEN, AttrValue::Ulong(16));
+    t.set(A::EXTRACTABLE, AttrValue::Bool(true));
+    let s = hsm
+        .generate_key(user, &Mechanism::Plain(M::AES_KEY_GEN), t)
+        .unwrap();
+    assert_eq!(wrap(s).unwrap().len(), 24);
+}

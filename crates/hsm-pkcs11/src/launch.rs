@@ -5,8 +5,12 @@
 
 use hsm_core::Error as CoreError;
 use hsm_core::config::Config;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+
+/// `close_range(2)`'s flag: mark the range close-on-exec rather than closing it.
+const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
 
 /// The server to start: the configured one, then `FERROHSM_SERVER`, then the one beside
 /// this module (or one directory up, as in a cargo target directory), then `PATH`.
@@ -44,7 +48,20 @@ pub fn start_server(config: &Config, config_path: &Path) -> Result<(), CoreError
         )
     })?;
     tracing::info!(server = %exe.display(), "starting ferrohsm-server for the store");
-    let out = Command::new(&exe)
+    let mut cmd = Command::new(&exe);
+    // The server outlives the application that started it: it must not keep what the
+    // application inherited without close-on-exec (a shell's `flock` descriptor, a pipe
+    // a harness waits on for its end). From fd 3 up everything is marked close-on-exec
+    // in the child; the pipe the spawn reports errors on is close-on-exec already.
+    // SAFETY: between fork and exec only close_range(2), async-signal-safe, runs; where
+    // the kernel lacks it (ENOSYS, before Linux 5.11) the descriptors stay as they were.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC);
+            Ok(())
+        });
+    }
+    let out = cmd
         .arg("--config")
         .arg(config_path)
         .arg("start")

@@ -224,6 +224,19 @@ impl Hsm {
             o.attrs
                 .set(A::UNIQUE_ID, AttrValue::Bytes(unique.into_bytes()));
             attrs::redact(&mut o.attrs);
+            if matches!(o.location, Location::Token { .. }) && holds_secret(&o.attrs) {
+                // Under the `export` rule a token key leaves only wrapped, with approvals:
+                // its value reads as sensitive.
+                let keys = self.keys(&c.slot, c.token)?;
+                if self.store.quorum(&keys)?.required(Guarded::Export) > 0 {
+                    let class = o.attrs.class();
+                    drop(
+                        o.attrs
+                            .split_off(|t| hsm_types::policy::is_secret(class, t)),
+                    );
+                    o.attrs.set(A::SENSITIVE, AttrValue::Bool(true));
+                }
+            }
             Ok(o.attrs)
         })
     }

@@ -10,8 +10,10 @@ use crate::objects::attrs::{self, Origin};
 use crate::objects::material::{self, KEY_MATERIAL, key_strength, private_key_of, set_private_key};
 use crate::objects::usage::{KeyUse, key_handle};
 use crate::objects::{Loaded, computed_on_import};
+use crate::policy::quorum::request_digest;
 use crate::provider::rsa_parts;
-use crate::runtime::{Call, Hsm};
+use crate::runtime::{Call, Hsm, Location};
+use hsm_types::quorum::Guarded;
 use hsm_types::{
     AttrValue, AttributeSet, AttributeType as A, KeyType, MechanismType as M, ObjectClass,
 };
@@ -129,6 +131,19 @@ impl Hsm {
             let k = self.load(&c.slot, c.token, key).map_err(key_handle)?;
             self.may_leave(&k.attrs, &w.attrs, &scheme)?;
             self.check_version_enabled(c, &k.attrs)?;
+            if let Location::Token { id, .. } = k.location {
+                // A token key leaving the token: the `export` rule's approvals, bound to
+                // the key, the wrapping key and the mechanism.
+                let fields: [&[u8]; 4] = [
+                    b"wrap",
+                    &id.0.to_be_bytes(),
+                    &wrapping.to_be_bytes(),
+                    &mech.kind().0.to_be_bytes(),
+                ];
+                let digest = request_digest(Guarded::Export, &fields);
+                let subject = format!("wrap key object {id} under object {wrapping:#x}");
+                self.guard(c, Guarded::Export, &digest, &subject)?;
+            }
             let payload: Zeroizing<Vec<u8>> = match k.attrs.class() {
                 Some(ObjectClass::PRIVATE_KEY) => {
                     crypto::private_key_to_pkcs8(&private_key_of(self.provider(), &k.attrs)?)?

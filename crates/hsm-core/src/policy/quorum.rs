@@ -1,5 +1,5 @@
 //! Dual control in the running token: the guard every guarded operation passes
-//! ([`Hsm::guard`]), the approvers' side (listing requests, recording a signed verdict,
+//! ([`admit`]), the approvers' side (listing requests, recording a signed verdict,
 //! [`Hsm::submit_verdict`]) and the SO's management of approvers and rules
 //! ([`Hsm::quorum_command`]), itself guarded by the largest quorum of any rule. The model
 //! is `hsm_types::quorum`; `docs/approvals.md` is the prose.
