@@ -127,6 +127,13 @@ fn two_of_three_approvals_release_one_destroy_through_the_server() {
         stderr(&o)
     );
     assert_eq!(code(&destroy()), Some(8), "one approval of two");
+    let shown = run(&store, &["approvals", "show", "1"]);
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(text.contains("1/2: alice (#1)"), "{text}");
+    assert!(
+        text.contains(&format!("destroy key {id} version 1")),
+        "{text}"
+    );
     let o = approve(&keys[1].0);
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("approved"),

@@ -311,3 +311,37 @@ fn under_the_export_rule_a_token_key_leaves_only_wrapped_with_approvals() {
         .unwrap();
     assert_eq!(wrap(s).unwrap().len(), 24);
 }
+
+#[test]
+fn an_expired_approval_releases_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let hsm = Hsm::open(config(dir.path())).unwrap();
+    let (so, user) = token(&hsm);
+    let kps = approvers(&hsm, so);
+    set_rule(&hsm, so, Guarded::Destroy, 2).unwrap();
+    let k = aes(&hsm, user, "k");
+    assert!(needs_approval(hsm.destroy_object(user, k)));
+    let r = pending_request(&hsm, user);
+    for (i, kp) in kps.iter().take(2).enumerate() {
+        let v = verdict(&hsm, user, r, i as u32 + 1, kp, true);
+        hsm.submit_verdict(user, v).unwrap();
+    }
+    drop(hsm);
+    // Eleven minutes later (the clock moved by the configuration, no sleeping): the
+    // approved request was not used within approved_ttl (ten minutes).
+    let mut cfg = config(dir.path());
+    cfg.lifecycle.clock_offset_secs = 11 * 60;
+    let hsm = Hsm::open(cfg).unwrap();
+    let slot = hsm.slot_list(true).unwrap()[0];
+    let user = hsm.open_session(hsm.new_app(), slot, true).unwrap();
+    hsm.login(user, LoginKind::User, SecretString::from("user-pin"))
+        .unwrap();
+    let view = hsm.quorum_view(user).unwrap();
+    assert_eq!(view.requests[0].standing, Standing::Expired);
+    assert!(needs_approval(hsm.destroy_object(user, k)));
+    assert_ne!(pending_request(&hsm, user), r, "a new request");
+    hsm.object_attributes(user, k).unwrap();
+    // A verdict on the expired request is refused.
+    let late = verdict(&hsm, user, r, 3, &kps[2], true);
+    assert!(hsm.submit_verdict(user, late).is_err());
+}

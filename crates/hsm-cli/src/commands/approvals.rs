@@ -39,6 +39,8 @@ pub enum QuorumCli {
 pub enum ApprovalsCli {
     /// Every request and where it stands (no PIN).
     List(Place),
+    /// One request: what it would do, its digest, who asked, who approved (no PIN).
+    Show(ShowRequest),
     /// Approve a request, signing it with your Ed25519 private key (PEM PKCS#8).
     Approve(Sign),
     /// Deny a request (it then stays refused).
@@ -106,6 +108,13 @@ pub struct SetRules {
     /// Seconds an approved request stays usable.
     #[arg(long)]
     approved_ttl: Option<u64>,
+}
+
+#[derive(Args)]
+pub struct ShowRequest {
+    #[command(flatten)]
+    place: Place,
+    request: u64,
 }
 
 #[derive(Args)]
@@ -340,6 +349,41 @@ pub fn run_approvals(cmd: ApprovalsCli, out: &Output) -> CliResult {
                 &["REQUEST", "STANDING", "APPROVALS", "BY", "OPERATION"],
                 rows,
             );
+            Ok(())
+        }
+        ApprovalsCli::Show(a) => {
+            let v = open(&a.place, None)?.view()?;
+            let r = v
+                .requests
+                .iter()
+                .find(|r| r.request.id == a.request)
+                .ok_or_else(|| CliError::Usage(format!("no request {}", a.request)))?;
+            let name = |id: &u32| {
+                v.state
+                    .approver(*id)
+                    .map_or_else(|| format!("#{id}"), |a| format!("{} (#{id})", a.name))
+            };
+            let names = |ids: &[u32]| ids.iter().map(name).collect::<Vec<_>>().join(", ");
+            let rows = vec![
+                vec!["request".into(), r.request.id.to_string()],
+                vec!["operation".into(), r.request.subject.clone()],
+                vec!["class".into(), r.request.op.name().into()],
+                vec!["digest".into(), hex::encode(&r.request.digest)],
+                vec!["requested by".into(), r.request.requester.clone()],
+                vec!["created".into(), r.request.created.to_string()],
+                vec!["standing".into(), r.standing.name().into()],
+                vec![
+                    "approvals".into(),
+                    format!(
+                        "{}/{}: {}",
+                        r.approvals.len(),
+                        r.request.needed,
+                        names(&r.approvals)
+                    ),
+                ],
+                vec!["denials".into(), names(&r.denials)],
+            ];
+            out.emit(r, &["FIELD", "VALUE"], rows);
             Ok(())
         }
         ApprovalsCli::Approve(s) => sign(s, true, out),
