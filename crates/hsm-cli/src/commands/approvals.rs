@@ -3,7 +3,7 @@
 //! Ed25519 key file; no PIN). Dual control is `docs/approvals.md`. Both work on a store
 //! this process opens, or through the `ferrohsm-server` holding it.
 
-use super::key::{core, pick_token, served_slot};
+use super::key::{config_and_store, core, pick_token, served_slot};
 use crate::exit::{CliError, CliResult};
 use crate::output::Output;
 use crate::secrets::{read_pin, source};
@@ -13,7 +13,7 @@ use clap::{Args, Subcommand};
 use ferrohsm_pkcs11::client::Client;
 use hsm_core::LoginKind;
 use hsm_core::api::{Remote, Token};
-use hsm_core::config::{Config, LifecycleConfig};
+use hsm_core::config::LifecycleConfig;
 use hsm_core::lifecycle::now;
 use hsm_core::policy::quorum::{self, QuorumCommand, QuorumView};
 use hsm_core::store::{Store, StoreError, TokenKeys};
@@ -144,15 +144,7 @@ enum Opened {
 }
 
 fn open(p: &Place, so_pin: Option<&SoPin>) -> CliResult<Opened> {
-    let cfg = match &p.config {
-        Some(f) => Some(Config::load(f).map_err(|e| CliError::Usage(e.to_string()))?),
-        None => None,
-    };
-    let dir = p
-        .store
-        .clone()
-        .or_else(|| cfg.as_ref().map(|c| c.store.clone()))
-        .ok_or_else(|| CliError::Usage("give --store DIR or --config FILE".into()))?;
+    let (cfg, dir) = config_and_store(p.config.as_deref(), p.store.as_deref())?;
     let pin = || match so_pin {
         Some(s) => read_pin(
             "SO PIN",

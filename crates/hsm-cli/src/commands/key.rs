@@ -140,15 +140,7 @@ enum Target {
 
 impl Target {
     fn open(c: Common) -> CliResult<Target> {
-        let cfg = match &c.config {
-            Some(p) => Some(Config::load(p).map_err(|e| CliError::Usage(e.to_string()))?),
-            None => None,
-        };
-        let dir = c
-            .store
-            .clone()
-            .or_else(|| cfg.as_ref().map(|c| c.store.clone()))
-            .ok_or_else(|| CliError::Usage("give --store DIR or --config FILE".into()))?;
+        let (cfg, dir) = config_and_store(c.config.as_deref(), c.store.as_deref())?;
         let store = match Store::open_dir(&dir) {
             Ok(s) => s,
             Err(StoreError::Locked { .. }) => return Target::served(&c, cfg, &dir),
@@ -197,6 +189,23 @@ impl Drop for Target {
             let _ = token.close_session(*session);
         }
     }
+}
+
+/// The configuration file given (if any) and the store directory: `--store`, else the
+/// configuration's `store`.
+pub(super) fn config_and_store(
+    config: Option<&Path>,
+    store: Option<&Path>,
+) -> CliResult<(Option<Config>, PathBuf)> {
+    let cfg = match config {
+        Some(p) => Some(Config::load(p).map_err(|e| CliError::Usage(e.to_string()))?),
+        None => None,
+    };
+    let dir = store
+        .map(Path::to_path_buf)
+        .or_else(|| cfg.as_ref().map(|c| c.store.clone()))
+        .ok_or_else(|| CliError::Usage("give --store DIR or --config FILE".into()))?;
+    Ok((cfg, dir))
 }
 
 /// The held store's running server, as a client in mode "client" (never starting a server
