@@ -39,6 +39,15 @@ fn token(hsm: &Hsm) -> (u64, u64) {
     (so, user)
 }
 
+/// A new read-write session of a new application with the user logged in.
+fn user_session(hsm: &Hsm) -> u64 {
+    let slot = hsm.slot_list(true).unwrap()[0];
+    let user = hsm.open_session(hsm.new_app(), slot, true).unwrap();
+    hsm.login(user, LoginKind::User, SecretString::from("user-pin"))
+        .unwrap();
+    user
+}
+
 fn approvers(hsm: &Hsm, so: u64) -> Vec<Ed25519KeyPair> {
     let rng = SystemRandom::new();
     (0..3)
@@ -148,10 +157,7 @@ fn a_two_of_three_destroy_runs_once_after_two_approvers_sign() {
     // Requests and verdicts survive a restart.
     drop(hsm);
     let hsm = Hsm::open(config(dir.path())).unwrap();
-    let slot = hsm.slot_list(true).unwrap()[0];
-    let user = hsm.open_session(hsm.new_app(), slot, true).unwrap();
-    hsm.login(user, LoginKind::User, SecretString::from("user-pin"))
-        .unwrap();
+    let user = user_session(&hsm);
     assert_eq!(pending_request(&hsm, user), r);
     let second = verdict(&hsm, user, r, 3, &kps[2], true);
     assert!(matches!(
@@ -250,9 +256,7 @@ fn c_init_token_does_not_wipe_a_token_under_dual_control() {
         .unwrap_err();
     assert!(matches!(e, Error::ActionProhibited(_)), "{e}");
     assert!(e.to_string().contains("dual control"), "{e}");
-    let user = hsm.open_session(hsm.new_app(), slot, true).unwrap();
-    hsm.login(user, LoginKind::User, SecretString::from("user-pin"))
-        .unwrap();
+    let user = user_session(&hsm);
     hsm.object_attributes(user, k).unwrap();
 }
 
@@ -332,10 +336,7 @@ fn an_expired_approval_releases_nothing() {
     let mut cfg = config(dir.path());
     cfg.lifecycle.clock_offset_secs = 11 * 60;
     let hsm = Hsm::open(cfg).unwrap();
-    let slot = hsm.slot_list(true).unwrap()[0];
-    let user = hsm.open_session(hsm.new_app(), slot, true).unwrap();
-    hsm.login(user, LoginKind::User, SecretString::from("user-pin"))
-        .unwrap();
+    let user = user_session(&hsm);
     let view = hsm.quorum_view(user).unwrap();
     assert_eq!(view.requests[0].standing, Standing::Expired);
     assert!(needs_approval(hsm.destroy_object(user, k)));
