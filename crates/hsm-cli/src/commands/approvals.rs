@@ -31,8 +31,12 @@ pub enum QuorumCli {
     /// Remove an approver (SO PIN; approvals once rules exist).
     RemoveApprover(RemoveApprover),
     /// Set the rules: `--rule destroy=2 --rule trim=2 …` (SO PIN; approvals once rules
-    /// exist). Classes: destroy, export, rollback, trim, key-policy.
+    /// exist). Classes: destroy, export, rollback, trim, key-policy, import.
     Set(SetRules),
+    /// Set one key's rules: approvals per class (`use` for every signature or
+    /// decryption), a usage window, a use limit, a mechanism allow-list (SO PIN;
+    /// approvals once rules exist).
+    Key(SetKeyRules),
 }
 
 #[derive(Subcommand)]
@@ -108,6 +112,39 @@ pub struct SetRules {
     /// Seconds an approved request stays usable.
     #[arg(long)]
     approved_ttl: Option<u64>,
+    /// The only mechanisms any key may be used with, comma-separated names or numbers
+    /// (`ecdsa,rsa_pkcs_pss,aes_gcm`); `any` lifts the list.
+    #[arg(long, value_name = "LIST")]
+    mechanisms: Option<String>,
+}
+
+#[derive(Args)]
+pub struct SetKeyRules {
+    #[command(flatten)]
+    place: Place,
+    #[command(flatten)]
+    pin: SoPin,
+    /// The key id (as `ferrohsm key list` shows it).
+    key: u64,
+    /// CLASS=M for this key, replacing the token's rule (0 removes the key's rule).
+    /// Classes: destroy, export, rollback, trim, key-policy, use.
+    #[arg(long = "rule", value_name = "CLASS=M")]
+    rules: Vec<String>,
+    /// No use before this Unix time.
+    #[arg(long, value_name = "UNIX-SECONDS")]
+    not_before: Option<u64>,
+    /// No use from this Unix time on.
+    #[arg(long, value_name = "UNIX-SECONDS")]
+    not_after: Option<u64>,
+    /// At most this many operations started with the key.
+    #[arg(long, value_name = "N")]
+    max_uses: Option<u64>,
+    /// The only mechanisms this key may be used with (as `quorum set --mechanisms`).
+    #[arg(long, value_name = "LIST")]
+    mechanisms: Option<String>,
+    /// Remove every rule of this key (the token's rules apply again).
+    #[arg(long, conflicts_with_all = ["rules", "not_before", "not_after", "max_uses", "mechanisms"])]
+    clear: bool,
 }
 
 #[derive(Args)]
@@ -267,26 +304,72 @@ pub fn run_quorum(cmd: QuorumCli, out: &Output) -> CliResult {
             let o = open(&s.place, Some(&s.pin))?;
             let mut policy = o.view()?.state.policy;
             for r in &s.rules {
-                let (class, m) = r
-                    .split_once('=')
-                    .ok_or_else(|| CliError::Usage(format!("--rule {r}: expected CLASS=M")))?;
-                let op = Guarded::parse(class)
-                    .filter(|g| Guarded::SETTABLE.contains(g))
-                    .ok_or_else(|| {
-                        CliError::Usage(format!(
-                            "--rule {r}: classes are destroy, export, rollback, trim, key-policy"
-                        ))
-                    })?;
-                let m: u32 = m
-                    .parse()
-                    .map_err(|_| CliError::Usage(format!("--rule {r}: M is a number")))?;
+                let (op, m) = parse_rule(r, &Guarded::SETTABLE)?;
                 policy.rules.insert(op, m);
             }
             policy.request_ttl = s.request_ttl.unwrap_or(policy.request_ttl);
             policy.approved_ttl = s.approved_ttl.unwrap_or(policy.approved_ttl);
+            if let Some(list) = &s.mechanisms {
+                policy.mechanisms = parse_mechanisms(list)?;
+            }
             o.command(QuorumCommand::SetPolicy { policy })
         }
+        QuorumCli::Key(k) => {
+            let o = open(&k.place, Some(&k.pin))?;
+            let rules = if k.clear {
+                None
+            } else {
+                let mut r = o.view()?.state.keys.remove(&k.key).unwrap_or_default();
+                for rule in &k.rules {
+                    let (op, m) = parse_rule(rule, &Guarded::PER_KEY)?;
+                    r.approvals.insert(op, m);
+                }
+                r.not_before = k.not_before.or(r.not_before);
+                r.not_after = k.not_after.or(r.not_after);
+                r.max_uses = k.max_uses.or(r.max_uses);
+                if let Some(list) = &k.mechanisms {
+                    r.mechanisms = parse_mechanisms(list)?;
+                }
+                Some(r)
+            };
+            o.command(QuorumCommand::SetKeyRules { key: k.key, rules })
+        }
     }
+}
+
+/// `CLASS=M`, the class among `allowed`.
+fn parse_rule(r: &str, allowed: &[Guarded]) -> CliResult<(Guarded, u32)> {
+    let (class, m) = r
+        .split_once('=')
+        .ok_or_else(|| CliError::Usage(format!("--rule {r}: expected CLASS=M")))?;
+    let op = Guarded::parse(class)
+        .filter(|g| allowed.contains(g))
+        .ok_or_else(|| {
+            let names: Vec<&str> = allowed.iter().map(|g| g.name()).collect();
+            CliError::Usage(format!("--rule {r}: classes are {}", names.join(", ")))
+        })?;
+    let m = m
+        .parse()
+        .map_err(|_| CliError::Usage(format!("--rule {r}: M is a number")))?;
+    Ok((op, m))
+}
+
+/// A comma-separated mechanism list; `any` is no list.
+fn parse_mechanisms(list: &str) -> CliResult<Option<std::collections::BTreeSet<u64>>> {
+    if list.trim() == "any" {
+        return Ok(None);
+    }
+    let mut out = std::collections::BTreeSet::new();
+    for m in list.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+        let t = hsm_core::types::MechanismType::parse(m).ok_or_else(|| {
+            CliError::Usage(format!(
+                "--mechanisms: unknown mechanism '{m}': use a name such as ecdsa or \
+                 CKM_AES_GCM, or a number"
+            ))
+        })?;
+        out.insert(t.0);
+    }
+    Ok(Some(out))
 }
 
 fn show(v: &QuorumView, out: &Output) -> CliResult {
@@ -316,7 +399,39 @@ fn show(v: &QuorumView, out: &Output) -> CliResult {
         "requests live {} s; approvals {} s",
         v.state.policy.request_ttl, v.state.policy.approved_ttl
     );
+    if let Some(m) = &v.state.policy.mechanisms {
+        println!("rule: keys are used only with {}", mechanism_names(m));
+    }
+    for (key, r) in &v.state.keys {
+        let mut parts: Vec<String> = r
+            .approvals
+            .iter()
+            .map(|(op, m)| format!("{} needs {m} approvals", op.name()))
+            .collect();
+        if let Some(t) = r.not_before {
+            parts.push(format!("not before {t}"));
+        }
+        if let Some(t) = r.not_after {
+            parts.push(format!("not after {t}"));
+        }
+        if let Some(n) = r.max_uses {
+            let used = v.state.uses.get(key).copied().unwrap_or(0);
+            parts.push(format!("used {used} of {n} times"));
+        }
+        if let Some(m) = &r.mechanisms {
+            parts.push(format!("only {}", mechanism_names(m)));
+        }
+        println!("key {key}: {}", parts.join("; "));
+    }
     Ok(())
+}
+
+fn mechanism_names(m: &std::collections::BTreeSet<u64>) -> String {
+    let names: Vec<String> = m
+        .iter()
+        .map(|x| hsm_core::types::MechanismType(*x).to_string())
+        .collect();
+    names.join(", ")
 }
 
 pub fn run_approvals(cmd: ApprovalsCli, out: &Output) -> CliResult {

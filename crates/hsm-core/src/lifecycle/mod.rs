@@ -437,10 +437,15 @@ impl<'a> KeyManager<'a> {
         if !matches!(cmd, KeyCommand::List | KeyCommand::Show { .. }) {
             self.sweep()?;
         }
-        if let Some((op, digest, subject)) = guarded(&cmd) {
-            crate::policy::quorum::admit(
-                self.store, self.keys, op, &digest, &subject, "user", now,
-            )?;
+        if let Some((op, key, digest, subject)) = guarded(&cmd) {
+            let g = crate::policy::engine::Guard {
+                op,
+                key: Some(key),
+                digest: &digest,
+                subject: &subject,
+                role: hsm_types::quorum::Role::User,
+            };
+            crate::policy::quorum::admit(self.store, self.keys, &g, now)?;
         }
         Ok(match cmd {
             KeyCommand::List => KeyAnswer::Keys {
@@ -521,7 +526,7 @@ fn class_name(c: Option<ObjectClass>) -> &'static str {
 }
 
 /// The dual-control class, digest and description of a key command that rules can guard.
-fn guarded(cmd: &KeyCommand) -> Option<(Guarded, Vec<u8>, String)> {
+fn guarded(cmd: &KeyCommand) -> Option<(Guarded, u64, Vec<u8>, String)> {
     use KeyCommand as K;
     let be = |k: &KeyId, n: u32| (k.0.to_be_bytes(), n.to_be_bytes());
     let (op, key, n, what) = match cmd {
@@ -549,6 +554,7 @@ fn guarded(cmd: &KeyCommand) -> Option<(Guarded, Vec<u8>, String)> {
             let digest = request_digest(Guarded::KeyPolicy, &[b"key", &k, p.as_bytes()]);
             return Some((
                 Guarded::KeyPolicy,
+                key.0,
                 digest,
                 format!("set key {key}'s policy to {p}"),
             ));
@@ -556,5 +562,5 @@ fn guarded(cmd: &KeyCommand) -> Option<(Guarded, Vec<u8>, String)> {
         _ => return None,
     };
     let (k, v) = be(key, n);
-    Some((op, request_digest(op, &[b"key", &k, &v]), what))
+    Some((op, key.0, request_digest(op, &[b"key", &k, &v]), what))
 }

@@ -130,6 +130,7 @@ impl Hsm {
         self.run(h, Action::CreateObject, |c| {
             let mut attrs = attrs::build_new(&template, Origin::Created, self.ctx(&c.slot))?;
             material::validate(self.provider(), &attrs)?;
+            self.guard_import(c, &attrs, "create", &[&template.encode()])?;
             computed_on_import(&mut attrs);
             Ok(self.store_new(c, vec![attrs])?[0])
         })
@@ -184,6 +185,7 @@ impl Hsm {
                         self.guard(
                             c,
                             Guarded::Destroy,
+                            crate::policy::engine::key_id(id, &o.attrs),
                             &digest,
                             &format!("destroy key object {id}"),
                         )?;

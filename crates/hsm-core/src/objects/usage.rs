@@ -4,6 +4,7 @@
 
 use super::attrs;
 use crate::error::{Error, Result};
+use crate::policy::engine::UseGuard;
 use crate::runtime::{Call, Hsm};
 use hsm_types::{AttributeSet, AttributeType as A, KeyType, MechanismType as M, ObjectClass};
 
@@ -53,8 +54,16 @@ impl<'a> KeyUse<'a> {
 }
 
 impl Hsm {
-    /// Checks a key for an operation (see [`KeyUse`]), then asks the policy engine.
-    pub(crate) fn check_use(&self, call: &Call, key: &AttributeSet, u: KeyUse<'_>) -> Result<()> {
+    /// Checks a key for an operation (see [`KeyUse`]), then asks the token's rules (by the
+    /// key's handle: per-key rules follow token keys) and the policy hook. `Some`: every
+    /// use of this key needs approvals bound to its input (see `policy::engine`).
+    pub(crate) fn check_use(
+        &self,
+        call: &Call,
+        handle: u64,
+        key: &AttributeSet,
+        u: KeyUse<'_>,
+    ) -> Result<Option<UseGuard>> {
         let fits = key.class() == Some(u.class)
             && key.key_type().is_some_and(|t| u.key_types.contains(&t));
         if !fits {
@@ -76,7 +85,8 @@ impl Hsm {
             return Err(Error::MechanismInvalid);
         }
         self.check_lifecycle(call, key, u.usage)?;
-        self.authorize(call, Some(key))
+        self.authorize(call, Some(key))?;
+        self.use_policy(call, handle, key, u.mechanism, u.usage)
     }
 }
 

@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::mechanism::{Mechanism, Mgf};
 use crate::objects::CachedKey;
 use crate::objects::usage::KeyUse;
+use crate::policy::engine::{UseGuard, input_hash};
 use crate::provider::rsa_parts;
 use crate::runtime::{Call, Hsm, lock};
 use hsm_types::{AttributeType as A, KeyType, MechanismType as M, ObjectClass};
@@ -30,6 +31,10 @@ pub(crate) struct CipherOp {
     /// A `CKA_ALWAYS_AUTHENTICATE` private key decrypts only after
     /// `C_Login(CKU_CONTEXT_SPECIFIC)`.
     pub needs_context_login: bool,
+    /// A key whose every use needs approvals, bound to the whole input: released at the
+    /// single-part call or the final (block modes, which answer part by part, refuse
+    /// parts for such a key).
+    approval: Option<UseGuard>,
 }
 
 enum CipherKind {
@@ -263,7 +268,7 @@ impl Hsm {
             }
             let (op, attrs) = match self.cipher_setup(mech, d)? {
                 Setup::Aes { iv, cipher } => {
-                    let k = self.aes_key(c, key, d == Dir::Encrypt, mech.kind())?;
+                    let (k, approval) = self.aes_key_for(c, key, d == Dir::Encrypt, mech.kind())?;
                     aes_value(&k)?;
                     let op = CipherOp {
                         key: k.clone(),
@@ -271,6 +276,7 @@ impl Hsm {
                         cipher,
                         buffer: Zeroizing::new(Vec::new()),
                         needs_context_login: false,
+                        approval: approval.map(|g| g.with_params(mech)),
                     };
                     (op, k)
                 }
@@ -336,7 +342,9 @@ impl Hsm {
         }
     }
 
-    /// An AES key that may encrypt (or decrypt) with `mech`.
+    /// An AES key that may encrypt (or decrypt) with `mech`, for an operation that
+    /// cannot bind approvals to its input (message-based GCM): a key whose every use
+    /// needs approvals is refused.
     pub(crate) fn aes_key(
         &self,
         c: &Call,
@@ -344,11 +352,28 @@ impl Hsm {
         encrypt: bool,
         mech: M,
     ) -> Result<Arc<CachedKey>> {
+        match self.aes_key_for(c, key, encrypt, mech)? {
+            (k, None) => Ok(k),
+            (_, Some(_)) => Err(Error::PolicyDenied(
+                "every use of this key needs approvals, which bind to one C_Decrypt's \
+                 input: message-based decryption cannot use it"
+                    .into(),
+            )),
+        }
+    }
+
+    fn aes_key_for(
+        &self,
+        c: &Call,
+        key: u64,
+        encrypt: bool,
+        mech: M,
+    ) -> Result<(Arc<CachedKey>, Option<UseGuard>)> {
         let k = self.prepared_key(&c.slot, c.token, key)?;
         let usage = if encrypt { A::ENCRYPT } else { A::DECRYPT };
         let u = KeyUse::new(ObjectClass::SECRET_KEY, &[KeyType::AES], usage, mech).no_trusted();
-        self.check_use(c, &k.attrs, u)?;
-        Ok(k)
+        let approval = self.check_use(c, key, &k.attrs, u)?;
+        Ok((k, approval))
     }
 
     /// RSA-OAEP (or PKCS#1 v1.5 when `oaep` is `None`): encryption with a public key,
@@ -367,7 +392,7 @@ impl Hsm {
             Dir::Decrypt => (ObjectClass::PRIVATE_KEY, A::DECRYPT),
         };
         let u = KeyUse::new(class, &[KeyType::RSA], usage, mech.kind()).no_trusted();
-        self.check_use(c, &k.attrs, u)?;
+        let approval = self.check_use(c, key, &k.attrs, u)?;
         let m = k.attrs.bytes(A::MODULUS).unwrap_or_default();
         let modulus_len = m.len() - m.iter().take_while(|b| **b == 0).count();
         let cipher = match oaep {
@@ -386,6 +411,7 @@ impl Hsm {
             iv: Vec::new(),
             cipher,
             buffer: Zeroizing::new(Vec::new()),
+            approval: approval.map(|g| g.with_params(mech)),
         };
         Ok((op, k))
     }
@@ -432,6 +458,11 @@ impl Hsm {
             if op.needs_context_login {
                 return Err(Error::UserNotLoggedIn);
             }
+            if let Some(g) = &op.approval {
+                let mut input = op.buffer.to_vec();
+                input.extend_from_slice(data);
+                self.release_use(c, g, &input_hash(&input))?;
+            }
             op.finish_into(d, data, out)
         })
     }
@@ -444,6 +475,9 @@ impl Hsm {
                 return Err(Error::UserNotLoggedIn);
             }
             op.buffer.extend_from_slice(data);
+            if let Some(g) = &op.approval {
+                self.release_use(c, g, &input_hash(&op.buffer))?;
+            }
             op.finish(d)
         })
     }
@@ -458,6 +492,12 @@ impl Hsm {
             let op = ops.get_mut::<CipherOp>(d.kind())?;
             let r = if op.needs_context_login {
                 Err(Error::UserNotLoggedIn)
+            } else if op.approval.is_some() && matches!(op.cipher, CipherKind::Block(_)) {
+                Err(Error::PolicyDenied(
+                    "every use of this key needs approvals bound to the whole input: \
+                     decrypt it in one C_Decrypt"
+                        .into(),
+                ))
             } else if op.buffer.len() + data.len() > MAX_AEAD_INPUT {
                 Err(match d {
                     Dir::Encrypt => Error::DataLenRange,

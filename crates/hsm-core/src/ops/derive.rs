@@ -10,6 +10,7 @@ use crate::mechanism::params::EcKdfScheme;
 use crate::mechanism::{HkdfSalt, Mechanism};
 use crate::objects::attrs::{self, Ctx, Origin};
 use crate::objects::usage::{KeyUse, key_handle};
+use crate::policy::engine::input_hash;
 use crate::provider::curve25519_public;
 use crate::runtime::{Call, Hsm};
 use hsm_types::{
@@ -67,7 +68,7 @@ impl Hsm {
                 }
                 _ => return Err(Error::MechanismInvalid),
             };
-            self.check_base_key(c, &b.attrs, class, types, mech.kind())?;
+            self.check_base_key(c, base, &b.attrs, (class, types), mech, mech.kind())?;
             let mut d = derived_template(&b.attrs, template)?;
             let value = match mech {
                 Mechanism::Ecdh {
@@ -146,7 +147,8 @@ impl Hsm {
                     }
                 },
             };
-            self.check_base_key(c, &b.attrs, ObjectClass::SECRET_KEY, types, *mechanism)?;
+            let fit = (ObjectClass::SECRET_KEY, types);
+            self.check_base_key(c, base, &b.attrs, fit, mech, *mechanism)?;
             let mode = match *mechanism {
                 M::SP800_108_FEEDBACK_KDF => crypto::KbkdfMode::Feedback(iv.clone()),
                 _ => crypto::KbkdfMode::Counter,
@@ -180,19 +182,25 @@ impl Hsm {
     }
 
     /// The base key may derive with this mechanism: its type fits, `CKA_DERIVE` is set,
-    /// and the mechanism is among its allowed ones.
+    /// the mechanism is among its allowed ones, and the policy agrees (a key whose every
+    /// use needs approvals derives once they bind to these parameters).
     fn check_base_key(
         &self,
         c: &Call,
+        handle: u64,
         b: &AttributeSet,
-        class: ObjectClass,
-        types: &[KeyType],
+        (class, types): (ObjectClass, &[KeyType]),
+        params: &Mechanism,
         mech: M,
     ) -> Result<()> {
         let u = KeyUse::new(class, types, A::DERIVE, mech)
             .no_trusted()
             .no_always_authenticate();
-        self.check_use(c, b, u)
+        if let Some(g) = self.check_use(c, handle, b, u)? {
+            let input = input_hash(format!("{params:?}").as_bytes());
+            self.release_use(c, &g, &input)?;
+        }
+        Ok(())
     }
 }
 

@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::mechanism::Mechanism;
 use crate::objects::CachedKey;
 use crate::objects::usage::KeyUse;
+use crate::policy::engine::{UseGuard, input_hash};
 use crate::runtime::{Call, Hsm, lock};
 use hsm_types::{AttributeType as A, KeyType, MechanismType as M, ObjectClass};
 use std::sync::Arc;
@@ -50,6 +51,8 @@ pub(crate) struct SignOp {
     /// A `CKA_ALWAYS_AUTHENTICATE` key signs only after `C_Login(CKU_CONTEXT_SPECIFIC)`.
     pub needs_context_login: bool,
     multi_part: bool,
+    /// A key whose every use needs approvals: the input's hash, which they bind to.
+    approval: Option<(UseGuard, Digester)>,
 }
 
 /// A signing mechanism: an asymmetric one, or a MAC.
@@ -76,7 +79,9 @@ impl Hsm {
             let sign = kind == OpKind::Sign;
             let sk = sign_kind(mech)?;
             let k = self.prepared_key(&c.slot, c.token, key)?;
-            self.check_signing_key(c, &k, &sk, mech.kind(), sign)?;
+            let approval = self
+                .check_signing_key(c, key, &k, &sk, mech.kind(), sign)?
+                .map(|g| (g.with_params(mech), Digester::new(HashAlg::Sha256)));
             let algo = match sk {
                 SignKind::Asym(sm) => SignAlgo::Asym {
                     hasher: sm.multi_part_hash().map(Digester::new),
@@ -97,6 +102,7 @@ impl Hsm {
                 algo,
                 needs_context_login: sign && k.attrs.bool(A::ALWAYS_AUTHENTICATE) == Some(true),
                 multi_part: false,
+                approval,
             };
             let mut ops = lock(&c.session.ops);
             c.slot.still_logged_in_for(&k.attrs)?;
@@ -111,11 +117,12 @@ impl Hsm {
     fn check_signing_key(
         &self,
         c: &Call,
+        handle: u64,
         k: &CachedKey,
         sk: &SignKind,
         mech: M,
         sign: bool,
-    ) -> Result<()> {
+    ) -> Result<Option<UseGuard>> {
         let usage = if sign { A::SIGN } else { A::VERIFY };
         let hmac_types;
         let (class, types): (ObjectClass, &[KeyType]) = match sk {
@@ -138,7 +145,7 @@ impl Hsm {
             }
             SignKind::Cmac => (ObjectClass::SECRET_KEY, &[KeyType::AES]),
         };
-        self.check_use(c, &k.attrs, KeyUse::new(class, types, usage, mech))
+        self.check_use(c, handle, &k.attrs, KeyUse::new(class, types, usage, mech))
     }
 
     /// Length of the signature or MAC the active sign operation will produce.
@@ -168,6 +175,9 @@ impl Hsm {
             if op.multi_part {
                 return Err(Error::OperationActive);
             }
+            if let Some((g, _)) = &op.approval {
+                self.release_use(c, g, &input_hash(data))?;
+            }
             match op.algo {
                 SignAlgo::Asym { mech, key, .. } => Ok(key.signer()?.sign(&mech, data)?),
                 SignAlgo::Mac(mut m) => {
@@ -191,6 +201,9 @@ impl Hsm {
             let mut ops = lock(&c.session.ops);
             let op = ops.get_mut::<SignOp>(kind)?;
             op.multi_part = true;
+            if let Some((_, d)) = &mut op.approval {
+                d.update(data);
+            }
             if op.algo.update(data).is_err() {
                 ops.end(kind);
                 return Err(Error::DataLenRange);
@@ -202,6 +215,9 @@ impl Hsm {
     pub fn sign_final(&self, h: u64) -> Result<Vec<u8>> {
         self.run(h, Action::Continue(OpKind::Sign), |c| {
             let op = Self::take_sign(c)?;
+            if let Some((g, d)) = op.approval {
+                self.release_use(c, &g, &d.finish())?;
+            }
             match op.algo {
                 SignAlgo::Asym {
                     mech,

@@ -10,6 +10,7 @@ use crate::objects::attrs::{self, Origin};
 use crate::objects::material::{self, KEY_MATERIAL, key_strength, private_key_of, set_private_key};
 use crate::objects::usage::{KeyUse, key_handle};
 use crate::objects::{Loaded, computed_on_import};
+use crate::policy::engine::{UseGuard, input_hash, key_id};
 use crate::policy::quorum::request_digest;
 use crate::provider::rsa_parts;
 use crate::runtime::{Call, Hsm, Location};
@@ -74,6 +75,10 @@ fn key_wrap_mode(mech: &Mechanism) -> Result<bool> {
     }
 }
 
+/// A wrapping or unwrapping key, its AES value if it has one, and (unwrap) the
+/// approvals every use of it needs.
+type WrappingKey = (Loaded, Option<Zeroizing<Vec<u8>>>, Option<UseGuard>);
+
 impl Hsm {
     /// Loads the key that wraps (`wrap`) or unwraps with `scheme` and checks it: an AES
     /// secret key for key wrap, the RSA public (wrap) or private (unwrap) key otherwise,
@@ -85,7 +90,7 @@ impl Hsm {
         scheme: &WrapScheme,
         mech: &Mechanism,
         wrap: bool,
-    ) -> Result<(Loaded, Option<Zeroizing<Vec<u8>>>)> {
+    ) -> Result<WrappingKey> {
         let o = self.load(&c.slot, c.token, handle).map_err(|e| match e {
             Error::ObjectHandleInvalid if wrap => Error::WrappingKeyHandleInvalid,
             Error::ObjectHandleInvalid => Error::UnwrappingKeyHandleInvalid,
@@ -105,7 +110,9 @@ impl Hsm {
                 .wrong_type(Error::UnwrappingKeyTypeInconsistent)
                 .no_always_authenticate()
         };
-        self.check_use(c, &o.attrs, u)?;
+        let approval = self
+            .check_use(c, handle, &o.attrs, u)?
+            .map(|g| g.with_params(mech));
         let kek = match scheme {
             WrapScheme::Aes { .. } => Some(Zeroizing::new(
                 o.attrs
@@ -115,7 +122,7 @@ impl Hsm {
             )),
             _ => None,
         };
-        Ok((o, kek))
+        Ok((o, kek, approval))
     }
 
     /// `C_WrapKey`. A secret key leaves as its value, under AES key wrap or RSA; a private
@@ -127,7 +134,7 @@ impl Hsm {
     pub fn wrap_key(&self, h: u64, mech: &Mechanism, wrapping: u64, key: u64) -> Result<Vec<u8>> {
         self.run(h, Action::WrapKey, |c| {
             let scheme = WrapScheme::of(mech)?;
-            let (w, kek) = self.wrapping_key(c, wrapping, &scheme, mech, true)?;
+            let (w, kek, _) = self.wrapping_key(c, wrapping, &scheme, mech, true)?;
             let k = self.load(&c.slot, c.token, key).map_err(key_handle)?;
             self.may_leave(&k.attrs, &w.attrs, &scheme)?;
             self.check_version_enabled(c, &k.attrs)?;
@@ -142,7 +149,8 @@ impl Hsm {
                 ];
                 let digest = request_digest(Guarded::Export, &fields);
                 let subject = format!("wrap key object {id} under object {wrapping:#x}");
-                self.guard(c, Guarded::Export, &digest, &subject)?;
+                let key = key_id(id, &k.attrs);
+                self.guard(c, Guarded::Export, key, &digest, &subject)?;
             }
             let payload: Zeroizing<Vec<u8>> = match k.attrs.class() {
                 Some(ObjectClass::PRIVATE_KEY) => {
@@ -223,7 +231,11 @@ impl Hsm {
                 );
                 return Err(Error::MechanismInvalid);
             }
-            let (u, kek) = self.wrapping_key(c, unwrapping, &scheme, mech, false)?;
+            let template_bytes = template.encode();
+            let (u, kek, approval) = self.wrapping_key(c, unwrapping, &scheme, mech, false)?;
+            if let Some(g) = &approval {
+                self.release_use(c, g, &input_hash(wrapped))?;
+            }
             let mut t = unwrap_template(template, &u.attrs, &scheme)?;
             let value = unwrap_payload(&scheme, kek.as_deref(), &u.attrs, wrapped)?;
             if t.class() == Some(ObjectClass::PRIVATE_KEY) {
@@ -248,6 +260,13 @@ impl Hsm {
             }
             let mut attrs = attrs::build_new(&t, Origin::Created, self.ctx(&c.slot))?;
             material::validate(self.provider(), &attrs).map_err(|_| Error::WrappedKeyInvalid)?;
+            let fields: [&[u8]; 4] = [
+                &input_hash(wrapped),
+                &unwrapping.to_be_bytes(),
+                &mech.kind().0.to_be_bytes(),
+                &template_bytes,
+            ];
+            self.guard_import(c, &attrs, "unwrap", &fields)?;
             computed_on_import(&mut attrs);
             Ok(self.store_new(c, vec![attrs])?[0])
         })

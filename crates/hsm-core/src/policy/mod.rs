@@ -2,10 +2,13 @@
 //! continuation of an operation it already allowed (`Hsm::begin`, without a key) and again for the key an operation
 //! uses (the one key-usage check, `objects::usage`). The attribute rules of PKCS#11
 //! (`CKA_SIGN`, `CKA_ALLOWED_MECHANISMS`, …) are not policy: they hold whatever the engine
-//! says. M-of-N approvals (dual control) are [`quorum`]: guarded operations call
-//! [`quorum::admit`] with the digest of what they would do. The engine itself is still
-//! [`AllowAll`]; usage windows and mechanism allow-lists are the next step.
+//! says. The token's own rules — M-of-N approvals (dual control, [`quorum`]), per-key
+//! rules, usage windows, use limits and mechanism allow-lists — are its built-in engine
+//! ([`engine`], over `hsm_types::quorum::QuorumState::evaluate`), asked at the key-usage
+//! check and by every guarded operation ([`quorum::admit`]). The [`PolicyEngine`] hook
+//! here is for a deployment's further rules; by default it is [`AllowAll`].
 
+pub mod engine;
 pub mod quorum;
 
 use crate::objects::attrs::Actor;

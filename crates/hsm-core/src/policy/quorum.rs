@@ -4,17 +4,19 @@
 //! ([`Hsm::quorum_command`]), itself guarded by the largest quorum of any rule. The model
 //! is `hsm_types::quorum`; `docs/approvals.md` is the prose.
 
+use super::engine::Guard;
 use crate::error::{Error, Result};
 use crate::lifecycle::now;
 use crate::objects::attrs::Actor;
 use crate::ops::Action;
-use crate::runtime::{Call, Hsm};
+use crate::runtime::Hsm;
 use aws_lc_rs::digest::{SHA256, digest};
 use aws_lc_rs::signature::{ED25519, UnparsedPublicKey};
 use hsm_store::{Store, TokenKeys};
 use hsm_types::quorum::{
-    Admission, Guarded, QuorumError, QuorumPolicy, QuorumState, Request, Standing, Verdict,
-    approval_message, request_preimage,
+    Admission, Decision, Guarded, KeyRules, Operation, QuorumError, QuorumPolicy, QuorumState,
+    Request, Role, Standing, Verdict, approval_message, canonical_key_rules, canonical_policy,
+    request_preimage,
 };
 
 /// The digest a request is bound to: SHA-256 of the operation's class and fields.
@@ -48,9 +50,21 @@ pub struct RequestView {
 /// The SO's dual-control commands (`ferrohsm quorum …`).
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub enum QuorumCommand {
-    AddApprover { name: String, public_key: Vec<u8> },
-    RemoveApprover { id: u32 },
-    SetPolicy { policy: QuorumPolicy },
+    AddApprover {
+        name: String,
+        public_key: Vec<u8>,
+    },
+    RemoveApprover {
+        id: u32,
+    },
+    SetPolicy {
+        policy: QuorumPolicy,
+    },
+    /// One key's rules (`None` clears them).
+    SetKeyRules {
+        key: u64,
+        rules: Option<KeyRules>,
+    },
 }
 
 impl QuorumCommand {
@@ -63,14 +77,11 @@ impl QuorumCommand {
                 request_digest(Guarded::Quorum, &[b"remove", &id.to_be_bytes()])
             }
             QuorumCommand::SetPolicy { policy } => {
-                let mut rules = Vec::new();
-                for (op, m) in &policy.rules {
-                    rules.push(op.code());
-                    rules.extend_from_slice(&m.to_be_bytes());
-                }
-                let ttls = [policy.request_ttl, policy.approved_ttl];
-                let ttls: Vec<u8> = ttls.iter().flat_map(|t| t.to_be_bytes()).collect();
-                request_digest(Guarded::Quorum, &[b"rules", &rules, &ttls])
+                request_digest(Guarded::Quorum, &[b"rules", &canonical_policy(policy)])
+            }
+            QuorumCommand::SetKeyRules { key, rules } => {
+                let r = rules.as_ref().map(canonical_key_rules).unwrap_or_default();
+                request_digest(Guarded::Quorum, &[b"key-rules", &key.to_be_bytes(), &r])
             }
         }
     }
@@ -79,7 +90,17 @@ impl QuorumCommand {
         match self {
             QuorumCommand::AddApprover { name, .. } => format!("register approver {name:?}"),
             QuorumCommand::RemoveApprover { id } => format!("remove approver {id}"),
-            QuorumCommand::SetPolicy { policy } => format!("set the rules to {:?}", policy.rules),
+            QuorumCommand::SetPolicy { policy } => format!(
+                "set the rules to {:?} (mechanisms {:?})",
+                policy.rules, policy.mechanisms
+            ),
+            QuorumCommand::SetKeyRules { key, rules: None } => {
+                format!("clear key {key}'s rules")
+            }
+            QuorumCommand::SetKeyRules {
+                key,
+                rules: Some(r),
+            } => format!("set key {key}'s rules to {r:?}"),
         }
     }
 }
@@ -95,11 +116,13 @@ pub struct QuorumView {
     pub now: u64,
 }
 
-fn requester(c: &Call) -> &'static str {
-    match c.slot.actor() {
-        Actor::So => "so",
-        Actor::User => "user",
-        Actor::Public => "public",
+/// The name a request records its requester by.
+fn requester(r: Role) -> &'static str {
+    match r {
+        Role::So => "so",
+        Role::User => "user",
+        Role::Public => "public",
+        Role::Auditor => "auditor",
     }
 }
 
@@ -114,33 +137,30 @@ fn valid_verdicts(store: &Store, keys: &TokenKeys, state: &QuorumState) -> Resul
 }
 
 /// Lets a guarded operation through, or opens (or names) the request it waits for and
-/// refuses it with [`Error::ApprovalRequired`] (`CKR_ACTION_PROHIBITED`). An approved
-/// request is spent durably before the operation runs: a crash between the two loses the
-/// approval, never lets it be used twice. Every front end passes here: the PKCS#11
-/// module, the server and the embedded CLI.
-pub fn admit(
-    store: &Store,
-    keys: &TokenKeys,
-    op: Guarded,
-    digest: &[u8],
-    subject: &str,
-    requester: &str,
-    now: u64,
-) -> Result<()> {
-    let mut state = store.quorum(keys)?;
-    if state.required(op) == 0 {
-        return Ok(());
-    }
+/// refuses it with [`Error::ApprovalRequired`] (`CKR_ACTION_PROHIBITED`). The policy
+/// engine ([`QuorumState::evaluate`]) decides whether and how many approvals it needs
+/// (a per-key rule before the token's). An approved request is spent durably before the
+/// operation runs: a crash between the two loses the approval, never lets it be used
+/// twice. Every front end passes here: the PKCS#11 module, the server and the CLI.
+pub fn admit(store: &Store, keys: &TokenKeys, g: &Guard<'_>, now: u64) -> Result<()> {
+    let shared = store.quorum_shared(keys)?;
+    let needed = match shared.evaluate(g.role, Operation::Manage(g.op), g.key, now) {
+        Decision::Allow => return Ok(()),
+        Decision::Deny(why) => return Err(Error::PolicyDenied(why)),
+        Decision::NeedsApproval { needed, .. } => needed,
+    };
     if !keys.has_master() {
         return Err(Error::UserNotLoggedIn);
     }
+    let mut state = (*shared).clone();
     let verdicts = valid_verdicts(store, keys, &state)?;
-    match state.admit(op, digest, subject, requester, &verdicts, now) {
+    let who = requester(g.role);
+    match state.admit_needing(needed, g.op, g.digest, g.subject, who, &verdicts, now) {
         Admission::Allow => Ok(()),
         Admission::Spend(id) => {
             state.seq += 1;
             store.commit_quorum(keys, &state)?;
-            tracing::info!(request = id, "{subject}: approved request {id} spent");
+            tracing::info!(request = id, "{}: approved request {id} spent", g.subject);
             Ok(())
         }
         Admission::Wait { request, opened } => {
@@ -148,14 +168,15 @@ pub fn admit(
                 state.seq += 1;
                 store.commit_quorum(keys, &state)?;
             }
-            let needed = state.request(request).map_or(0, |r| r.needed);
             tracing::warn!(
                 request,
-                "{subject}: needs {needed} approvals (request {request}; \
-                 `ferrohsm approvals approve {request}`)"
+                "{}: needs {needed} approvals (request {request}; \
+                 `ferrohsm approvals approve {request}`)",
+                g.subject
             );
             Err(Error::ApprovalRequired(format!(
-                "{subject} needs {needed} approvals: request {request} is pending"
+                "{} needs {needed} approvals: request {request} is pending",
+                g.subject
             )))
         }
     }
@@ -237,15 +258,15 @@ pub fn command(
     cmd: QuorumCommand,
     now: u64,
 ) -> Result<QuorumState> {
-    admit(
-        store,
-        keys,
-        Guarded::Quorum,
-        &cmd.digest(),
-        &cmd.subject(),
-        "so",
-        now,
-    )?;
+    let digest = cmd.digest();
+    let g = Guard {
+        op: Guarded::Quorum,
+        key: None,
+        digest: &digest,
+        subject: &cmd.subject(),
+        role: Role::So,
+    };
+    admit(store, keys, &g, now)?;
     let mut state = store.quorum(keys)?;
     let refused = |e: QuorumError| Error::ActionProhibited(e.to_string().into());
     match cmd {
@@ -256,6 +277,9 @@ pub fn command(
         }
         QuorumCommand::RemoveApprover { id } => state.remove_approver(id).map_err(refused)?,
         QuorumCommand::SetPolicy { policy } => state.set_policy(policy).map_err(refused)?,
+        QuorumCommand::SetKeyRules { key, rules } => {
+            state.set_key_rules(key, rules).map_err(refused)?
+        }
     }
     state.seq += 1;
     store.commit_quorum(keys, &state)?;
@@ -263,13 +287,6 @@ pub fn command(
 }
 
 impl Hsm {
-    /// [`admit`] for a call of this runtime (its caller's role and keys).
-    pub(crate) fn guard(&self, c: &Call, op: Guarded, digest: &[u8], subject: &str) -> Result<()> {
-        let keys = self.keys(&c.slot, c.token)?;
-        let t = now(&self.config.lifecycle);
-        admit(&self.store, &keys, op, digest, subject, requester(c), t)
-    }
-
     /// [`view`]; needs no login (approvers read it to know what they sign).
     pub fn quorum_view(&self, h: u64) -> Result<QuorumView> {
         self.run(h, Action::ReadObject, |c| {

@@ -29,6 +29,7 @@ use crate::crypto;
 use crate::error::{Result, StoreError};
 use crate::keys;
 use crate::migrate;
+use hsm_types::quorum::QuorumState;
 use hsm_types::{SecretString, TokenId, UserKind};
 use std::path::Path;
 use std::sync::Mutex;
@@ -46,6 +47,10 @@ pub struct Store {
     inflight_done: std::sync::Condvar,
     // PINs proved right recently, when the opener turned the cache on.
     pin_cache: pin_cache::PinCache,
+    // Dual-control states read with the master key (binding checked) or written by this
+    // process, per token and generation: the policy engine reads it on every key use.
+    // Sound because a store is opened by one process at a time (the backends lock it).
+    quorum_cache: Mutex<std::collections::HashMap<(TokenId, u32), std::sync::Arc<QuorumState>>>,
 }
 
 pub(crate) fn now() -> u64 {
@@ -225,6 +230,7 @@ impl Store {
             inflight: Mutex::new(std::collections::HashMap::new()),
             inflight_done: std::sync::Condvar::new(),
             pin_cache: pin_cache::PinCache::new()?,
+            quorum_cache: Mutex::new(std::collections::HashMap::new()),
         })
     }
 

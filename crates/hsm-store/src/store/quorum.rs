@@ -15,6 +15,8 @@ use crate::keys;
 use crate::records;
 use hsm_types::quorum::{QuorumState, Verdict};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// The domain byte of dual-control bindings (header 0xb1, rings 0xb2).
 const QUORUM_BINDING_TAG: u8 = 0xb3;
@@ -72,6 +74,28 @@ impl Store {
         Ok(rec.state)
     }
 
+    /// [`Store::quorum`], shared: from this process's cache once it was read with the
+    /// master key or written here (what the policy engine asks on every key use).
+    pub fn quorum_shared(&self, keys: &TokenKeys) -> Result<Arc<QuorumState>> {
+        let slot = (keys.token, keys.generation);
+        if keys.master.is_some()
+            && let Some(s) = self.quorum_cache_lock().get(&slot)
+        {
+            return Ok(s.clone());
+        }
+        let state = Arc::new(self.quorum(keys)?);
+        if keys.master.is_some() {
+            self.quorum_cache_lock().insert(slot, state.clone());
+        }
+        Ok(state)
+    }
+
+    fn quorum_cache_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(hsm_types::TokenId, u32), Arc<QuorumState>>> {
+        self.quorum_cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Writes `state`, whose `seq` must follow the stored one's, in one durable batch;
     /// verdicts on requests the state no longer holds are deleted with it.
     pub fn commit_quorum(&self, keys: &TokenKeys, state: &QuorumState) -> Result<()> {
@@ -108,7 +132,12 @@ impl Store {
             keys::meta::quorum_seq(keys.token, state.seq),
             Vec::new(),
         );
-        self.kv.write(b)
+        let slot = (keys.token, keys.generation);
+        self.quorum_cache_lock().remove(&slot);
+        self.kv.write(b)?;
+        self.quorum_cache_lock()
+            .insert(slot, Arc::new(state.clone()));
+        Ok(())
     }
 
     /// Every verdict recorded for the token, unchecked: the caller verifies signatures.

@@ -15,8 +15,13 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
+mod rules;
+#[cfg(test)]
+mod rules_tests;
 #[cfg(test)]
 mod tests;
+
+pub use rules::{Decision, KeyRules, Operation, Role, canonical_key_rules, canonical_policy};
 
 /// The classes of operations a rule can guard.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -34,15 +39,33 @@ pub enum Guarded {
     /// Registering or removing an approver, or changing the rules. Never set directly:
     /// it needs the largest quorum any rule asks for (see [`QuorumState::required`]).
     Quorum,
+    /// Every use of one key's secret half (sign, decrypt, unwrap with it, derive from
+    /// it), each approval bound to the input: a per-key rule only ([`KeyRules`]).
+    Use,
+    /// A private or secret key brought into the token: `C_UnwrapKey` or `C_CreateObject`
+    /// of one (a token rule only: the key does not exist yet).
+    Import,
 }
 
 impl Guarded {
-    pub const SETTABLE: [Guarded; 5] = [
+    /// The classes a token-wide rule can guard.
+    pub const SETTABLE: [Guarded; 6] = [
         Guarded::Destroy,
         Guarded::Export,
         Guarded::Rollback,
         Guarded::Trim,
         Guarded::KeyPolicy,
+        Guarded::Import,
+    ];
+
+    /// The classes a per-key rule can guard.
+    pub const PER_KEY: [Guarded; 6] = [
+        Guarded::Destroy,
+        Guarded::Export,
+        Guarded::Rollback,
+        Guarded::Trim,
+        Guarded::KeyPolicy,
+        Guarded::Use,
     ];
 
     pub fn name(self) -> &'static str {
@@ -53,13 +76,15 @@ impl Guarded {
             Guarded::Trim => "trim",
             Guarded::KeyPolicy => "key-policy",
             Guarded::Quorum => "quorum",
+            Guarded::Use => "use",
+            Guarded::Import => "import",
         }
     }
 
     pub fn parse(s: &str) -> Option<Guarded> {
         Guarded::SETTABLE
             .into_iter()
-            .chain([Guarded::Quorum])
+            .chain([Guarded::Quorum, Guarded::Use])
             .find(|g| g.name() == s)
     }
 
@@ -72,6 +97,8 @@ impl Guarded {
             Guarded::Trim => 4,
             Guarded::KeyPolicy => 5,
             Guarded::Quorum => 6,
+            Guarded::Use => 7,
+            Guarded::Import => 8,
         }
     }
 }
@@ -96,6 +123,10 @@ pub struct QuorumPolicy {
     pub request_ttl: u64,
     /// An approved request not used this long after its last approval expires.
     pub approved_ttl: u64,
+    /// The mechanisms any key of the token may be used with (`None`: any the key's own
+    /// `CKA_ALLOWED_MECHANISMS` allows). A key's [`KeyRules::mechanisms`] replaces it.
+    #[serde(default)]
+    pub mechanisms: Option<std::collections::BTreeSet<u64>>,
 }
 
 /// One hour to gather approvals, ten minutes to use them (CloudHSM's quorum tokens are
@@ -109,6 +140,7 @@ impl Default for QuorumPolicy {
             rules: BTreeMap::new(),
             request_ttl: DEFAULT_REQUEST_TTL,
             approved_ttl: DEFAULT_APPROVED_TTL,
+            mechanisms: None,
         }
     }
 }
@@ -153,6 +185,12 @@ pub struct QuorumState {
     pub approvers: Vec<Approver>,
     pub policy: QuorumPolicy,
     pub requests: Vec<Request>,
+    /// Per-key rules, by key id (the id `ferrohsm key list` shows).
+    #[serde(default)]
+    pub keys: BTreeMap<u64, KeyRules>,
+    /// Uses counted for keys whose rules set `max_uses`.
+    #[serde(default)]
+    pub uses: BTreeMap<u64, u64>,
 }
 
 /// Where a request stands, from its record and the verdicts whose signatures held.
@@ -260,10 +298,31 @@ impl QuorumState {
     /// How many approvals `op` needs now. Changing the quorum itself needs the largest
     /// number any rule asks for, so no single person can lower a rule to get past it.
     pub fn required(&self, op: Guarded) -> u32 {
-        match op {
-            Guarded::Quorum => self.policy.rules.values().copied().max().unwrap_or(0),
-            _ => self.policy.rules.get(&op).copied().unwrap_or(0),
+        self.required_for(op, None)
+    }
+
+    /// How many approvals `op` on key `key` needs: the key's own rule for the class if
+    /// it has one, else the token's. Changing the quorum needs the largest number any
+    /// rule, token-wide or per key, asks for.
+    pub fn required_for(&self, op: Guarded, key: Option<u64>) -> u32 {
+        if op == Guarded::Quorum {
+            let per_key = self.keys.values().flat_map(|k| k.approvals.values());
+            return self
+                .policy
+                .rules
+                .values()
+                .chain(per_key)
+                .copied()
+                .max()
+                .unwrap_or(0);
         }
+        if let Some(m) = key
+            .and_then(|k| self.keys.get(&k))
+            .and_then(|r| r.approvals.get(&op))
+        {
+            return *m;
+        }
+        self.policy.rules.get(&op).copied().unwrap_or(0)
     }
 
     pub fn approver(&self, id: u32) -> Option<&Approver> {
@@ -327,6 +386,22 @@ impl QuorumState {
         now: u64,
     ) -> Admission {
         let needed = self.required(op);
+        self.admit_needing(needed, op, digest, subject, requester, verdicts, now)
+    }
+
+    /// [`QuorumState::admit`] with the number of approvals already worked out (a
+    /// per-key rule, [`QuorumState::required_for`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn admit_needing(
+        &mut self,
+        needed: u32,
+        op: Guarded,
+        digest: &[u8],
+        subject: &str,
+        requester: &str,
+        verdicts: &[Verdict],
+        now: u64,
+    ) -> Admission {
         if needed == 0 {
             return Admission::Allow;
         }
@@ -486,6 +561,14 @@ impl QuorumState {
                 "changes of the quorum need the largest quorum of any rule; it is not set".into(),
             ));
         }
+        if policy.rules.contains_key(&Guarded::Use) {
+            return Err(QuorumError::Invalid(
+                "approvals for every use are a rule of one key (`ferrohsm quorum key`), \
+                 not of the whole token"
+                    .into(),
+            ));
+        }
+        rules::check_mechanisms(policy.mechanisms.as_ref())?;
         if policy.request_ttl == 0 || policy.approved_ttl == 0 {
             return Err(QuorumError::Invalid(
                 "lifetimes must be at least one second".into(),
@@ -500,7 +583,8 @@ impl QuorumState {
     }
 
     fn check_reachable(&self) -> Result<(), QuorumError> {
-        for (&op, &m) in &self.policy.rules {
+        let per_key = self.keys.values().flat_map(|k| k.approvals.iter());
+        for (&op, &m) in self.policy.rules.iter().chain(per_key) {
             if m as usize > self.approvers.len() {
                 return Err(QuorumError::Unreachable {
                     op,
