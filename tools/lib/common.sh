@@ -16,7 +16,8 @@ say() { printf '\n==> %s\n' "$*"; }
 #   softhsm2      the token we compare against and the passthrough adapter's test peer
 #   openssl       independent verification of signatures
 #   python3-pykcs11, xxd   the Python interop tests (Debian's /usr/bin/python3)
-REQUIRED_PACKAGES=(libclang-dev opensc gnutls-bin softhsm2 openssl python3-pykcs11 python3-cryptography xxd)
+#   curl          the HTTP client of the admin API's TLS tests
+REQUIRED_PACKAGES=(libclang-dev opensc gnutls-bin softhsm2 openssl python3-pykcs11 python3-cryptography xxd curl)
 
 ensure_packages() {
   local missing=()

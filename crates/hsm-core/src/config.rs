@@ -58,6 +58,53 @@ pub struct ServerConfig {
     /// first, a PIN it does not know pays the full KDF). 0: every login pays it.
     #[serde(default = "default_login_cache")]
     pub login_cache_secs: u64,
+    /// `[server.admin]`: the admin HTTPS API (off unless configured).
+    #[serde(default)]
+    pub admin: Option<Box<AdminConfig>>,
+}
+
+/// `[server.admin]`: the HTTPS admin API of `ferrohsm-server` (`docs/server.md`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address and port. Default `127.0.0.1:8443`; an address other than loopback needs
+    /// `allow_remote = true`.
+    #[serde(default = "default_admin_listen")]
+    pub listen: String,
+    #[serde(default)]
+    pub allow_remote: bool,
+    /// The server's certificate chain, PEM.
+    pub certificate: PathBuf,
+    /// Its private key, PEM (PKCS#8, SEC1 or PKCS#1).
+    pub private_key: PathBuf,
+    /// Required in a token's `aud`, when set.
+    pub audience: Option<String>,
+    /// The claim that lists the caller's roles (`so`, `user`, `approver`, `auditor`).
+    #[serde(default = "default_roles_claim")]
+    pub roles_claim: String,
+    /// The issuers whose tokens are accepted.
+    #[serde(default)]
+    pub issuers: Vec<IssuerConfig>,
+}
+
+/// `[[server.admin.issuers]]`: one trusted JWT issuer.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// The `iss` its tokens carry.
+    pub issuer: String,
+    /// `EdDSA` (Ed25519) or `ES256` (P-256): the only algorithm its tokens may use.
+    pub algorithm: String,
+    /// Its public key, PEM (`-----BEGIN PUBLIC KEY-----`).
+    pub public_key: PathBuf,
+}
+
+fn default_admin_listen() -> String {
+    "127.0.0.1:8443".into()
+}
+
+fn default_roles_claim() -> String {
+    "roles".into()
 }
 
 impl Default for ServerConfig {
@@ -69,6 +116,7 @@ impl Default for ServerConfig {
             executable: None,
             start_timeout_secs: default_start_timeout(),
             login_cache_secs: default_login_cache(),
+            admin: None,
         }
     }
 }

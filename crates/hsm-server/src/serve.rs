@@ -58,6 +58,7 @@ pub fn run(config: Config, idle_exit: u64, log_file: Option<PathBuf>) -> ExitCod
     };
     store.set_login_cache(Some(Duration::from_secs(config.server.login_cache_secs)));
     let store_dir = config.store.clone();
+    let admin_config = config.server.admin.clone();
     let sweep_every = config.lifecycle.sweep_interval_secs;
     let hsm = match Hsm::with_store(config, store, Hooks::default()) {
         Ok(h) => Arc::new(h),
@@ -71,6 +72,9 @@ pub fn run(config: Config, idle_exit: u64, log_file: Option<PathBuf>) -> ExitCod
         Ok(r) => r,
         Err(e) => return fail(format!("cannot start the runtime: {e}")),
     };
+    if let Err(e) = crate::admin::start(&hsm, admin_config.as_deref(), &runtime) {
+        return fail(e);
+    }
     tracing::info!(
         store = %store_dir.display(),
         socket = %socket_path.display(),

@@ -82,8 +82,17 @@ pub struct Server {
 
 impl Server {
     pub fn start(dir: &Path, store: &Path) -> Server {
+        Self::start_with(dir, store, "")
+    }
+
+    /// [`Server::start`] with `extra` appended to the configuration.
+    pub fn start_with(dir: &Path, store: &Path, extra: &str) -> Server {
         let conf = dir.join("ferrohsm.toml");
-        std::fs::write(&conf, format!("store = {store:?}\nmode = \"client\"\n")).unwrap();
+        std::fs::write(
+            &conf,
+            format!("store = {store:?}\nmode = \"client\"\n{extra}\n"),
+        )
+        .unwrap();
         let exe = Path::new(env!("CARGO_BIN_EXE_ferrohsm")).with_file_name("ferrohsm-server");
         assert!(
             exe.exists(),

@@ -231,6 +231,14 @@ impl Hsm {
         Ok(read(&self.slots).keys().copied().collect())
     }
 
+    /// The initialised tokens and the slots that hold them.
+    pub fn token_slots(&self) -> Result<Vec<(TokenId, u64)>> {
+        Ok(read(&self.slots)
+            .iter()
+            .filter_map(|(id, s)| s.token_id().map(|t| (t, *id)))
+            .collect())
+    }
+
     pub(crate) fn slot(&self, id: u64) -> Result<Arc<Slot>> {
         read(&self.slots)
             .get(&id)
