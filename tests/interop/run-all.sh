@@ -113,6 +113,7 @@ for mode in "${MODES[@]}"; do
   run "softhsm2_keywrap/$mode" /usr/bin/python3 "$HERE/softhsm2_keywrap.py" "$MODULE"
   run "lifecycle/$mode" bash "$HERE/lifecycle.sh" "$MODULE"
   run "approvals/$mode" bash "$HERE/approvals.sh" "$MODULE"
+  run "key_rules/$mode" bash "$HERE/key_rules.sh" "$MODULE"
   run "java/$mode" bash "$HERE/java.sh" "$MODULE"
   run "cryptoki_crate/$mode" bash "$HERE/cryptoki_crate.sh" "$MODULE"
 done

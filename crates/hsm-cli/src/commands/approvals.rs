@@ -3,11 +3,11 @@
 //! Ed25519 key file; no PIN). Dual control is `docs/approvals.md`. Both work on a store
 //! this process opens, or through the `ferrohsm-server` holding it.
 
+use super::approver_key::{ApproverKey, KeySource};
 use super::key::{config_and_store, core, pick_token, served_slot};
 use crate::exit::{CliError, CliResult};
 use crate::output::Output;
 use crate::secrets::{read_pin, source};
-use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
 use base64ct::{Base64, Encoding};
 use clap::{Args, Subcommand};
 use ferrohsm_pkcs11::client::Client;
@@ -82,9 +82,12 @@ pub struct AddApprover {
     pin: SoPin,
     #[arg(long)]
     name: String,
-    /// The approver's Ed25519 public key, PEM (`-----BEGIN PUBLIC KEY-----`).
-    #[arg(long, value_name = "FILE")]
-    public_key: PathBuf,
+    /// The approver's Ed25519 public key, PEM (`-----BEGIN PUBLIC KEY-----`); or name
+    /// their key in a PKCS#11 token with `--pkcs11-module` and `--key-label`.
+    #[arg(long, value_name = "FILE", required_unless_present = "pkcs11_module")]
+    public_key: Option<PathBuf>,
+    #[command(flatten)]
+    source: KeySource,
 }
 
 #[derive(Args)]
@@ -160,10 +163,8 @@ pub struct Sign {
     place: Place,
     /// The request id (as `approvals list` shows it).
     request: u64,
-    /// Your Ed25519 private key (it names you: the approver registered with its public
-    /// key), PEM PKCS#8 (`openssl genpkey -algorithm ed25519`).
-    #[arg(long, value_name = "FILE")]
-    key: PathBuf,
+    #[command(flatten)]
+    key: KeySource,
 }
 
 /// Where the commands run: on the store this process opened, or through the running
@@ -253,7 +254,7 @@ impl Drop for Opened {
 }
 
 /// The DER inside a PEM file with this label.
-fn pem(path: &Path, label: &str) -> CliResult<Vec<u8>> {
+pub(super) fn pem(path: &Path, label: &str) -> CliResult<Vec<u8>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| CliError::Io(format!("{}: {e}", path.display())))?;
     let begin = format!("-----BEGIN {label}-----");
@@ -291,7 +292,10 @@ pub fn run_quorum(cmd: QuorumCli, out: &Output) -> CliResult {
     match cmd {
         QuorumCli::Show(p) => show(&open(&p, None)?.view()?, out),
         QuorumCli::AddApprover(a) => {
-            let public_key = ed25519_public(&a.public_key)?;
+            let public_key = match &a.public_key {
+                Some(p) => ed25519_public(p)?,
+                None => ApproverKey::open(&a.source, false)?.public_key(),
+            };
             open(&a.place, Some(&a.pin))?.command(QuorumCommand::AddApprover {
                 name: a.name,
                 public_key,
@@ -499,13 +503,8 @@ pub fn run_approvals(cmd: ApprovalsCli, out: &Output) -> CliResult {
 }
 
 fn sign(s: Sign, approve: bool, out: &Output) -> CliResult {
-    let der = pem(&s.key, "PRIVATE KEY")?;
-    let kp = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der).map_err(|_| {
-        CliError::Usage(format!(
-            "{}: not an Ed25519 private key (PKCS#8)",
-            s.key.display()
-        ))
-    })?;
+    let key = ApproverKey::open(&s.key, true)?;
+    let public = key.public_key();
     let o = open(&s.place, None)?;
     let view = o.view()?;
     let r = view
@@ -516,11 +515,11 @@ fn sign(s: Sign, approve: bool, out: &Output) -> CliResult {
         .state
         .approvers
         .iter()
-        .find(|a| a.public_key == kp.public_key().as_ref())
+        .find(|a| a.public_key == public)
         .ok_or_else(|| {
             CliError::Refused(format!(
                 "{} is no registered approver's key",
-                s.key.display()
+                key.describe()
             ))
         })?;
     let mut v = Verdict {
@@ -531,7 +530,7 @@ fn sign(s: Sign, approve: bool, out: &Output) -> CliResult {
         signature: Vec::new(),
     };
     let msg = approval_message(&view.store_id, view.token, &v, &r.digest);
-    v.signature = kp.sign(&msg).as_ref().to_vec();
+    v.signature = key.sign(&msg)?;
     let standing = o.submit(v)?;
     out.emit(
         &standing,

@@ -1,4 +1,5 @@
 pub mod approvals;
+pub mod approver_key;
 pub mod backup;
 pub mod inspect;
 pub mod key;
