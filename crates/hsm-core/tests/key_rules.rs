@@ -342,3 +342,42 @@ fn a_key_rule_raises_the_token_rule_and_changes_only_with_the_quorum() {
         Err(Error::UserNotLoggedIn)
     ));
 }
+
+#[test]
+fn changing_a_keys_roles_needs_the_key_policy_approvals_and_a_label_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let hsm = Hsm::open(config(dir.path())).unwrap();
+    let (so, user) = token(&hsm);
+    let kps = approvers(&hsm, so);
+    let k = aes(&hsm, user, "roles");
+    set_rule(&hsm, so, Guarded::KeyPolicy, 2).unwrap();
+    let mut relabel = AttributeSet::new();
+    relabel.set(A::LABEL, AttrValue::Bytes(b"renamed".to_vec()));
+    hsm.set_attributes(user, k, relabel).unwrap();
+
+    let mut widen = AttributeSet::new();
+    widen.set(A::WRAP, AttrValue::Bool(true));
+    let e = hsm.set_attributes(user, k, widen.clone()).unwrap_err();
+    assert!(matches!(e, Error::ApprovalRequired(_)), "{e}");
+    let r = pending_request(&hsm, user);
+    let subject = hsm
+        .quorum_view(user)
+        .unwrap()
+        .state
+        .request(r)
+        .unwrap()
+        .subject
+        .clone();
+    assert!(subject.contains("WRAP = TRUE"), "{subject}");
+    let attrs = |hsm: &Hsm| hsm.object_attributes(user, k).unwrap();
+    assert_ne!(attrs(&hsm).bool(A::WRAP), Some(true), "nothing changed");
+    approve(&hsm, user, r, &kps, 0..2);
+    hsm.set_attributes(user, k, widen.clone()).unwrap();
+    assert_eq!(attrs(&hsm).bool(A::WRAP), Some(true));
+    let mut back = AttributeSet::new();
+    back.set(A::WRAP, AttrValue::Bool(false));
+    assert!(matches!(
+        hsm.set_attributes(user, k, back),
+        Err(Error::ApprovalRequired(_))
+    ));
+}

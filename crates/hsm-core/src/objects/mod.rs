@@ -258,6 +258,7 @@ impl Hsm {
                     if !c.session.rw {
                         return Err(Error::SessionReadOnly);
                     }
+                    self.guard_roles(c, id, &o.attrs, &new)?;
                     let keys = self.keys(&c.slot, c.token)?;
                     self.store.update_object(&keys, id, new)?;
                     c.slot.forget_cached(id);

@@ -224,6 +224,63 @@ impl Hsm {
     }
 }
 
+/// The attributes that are a key's roles: what it may be used for.
+const ROLES: [A; 10] = [
+    A::ENCRYPT,
+    A::DECRYPT,
+    A::SIGN,
+    A::SIGN_RECOVER,
+    A::VERIFY,
+    A::VERIFY_RECOVER,
+    A::WRAP,
+    A::UNWRAP,
+    A::DERIVE,
+    A::TRUSTED,
+];
+
+impl Hsm {
+    /// The `key-policy` rule covers a key's roles too: `C_SetAttributeValue` that changes
+    /// a usage attribute of a token secret or private key needs its approvals, bound to
+    /// the key and the new values.
+    pub(crate) fn guard_roles(
+        &self,
+        c: &Call,
+        id: hsm_types::ObjectId,
+        old: &AttributeSet,
+        new: &AttributeSet,
+    ) -> Result<()> {
+        let Some(key) = key_id(id, old) else {
+            return Ok(());
+        };
+        let changed: Vec<(A, bool)> = ROLES
+            .iter()
+            .filter(|a| old.bool(**a) != new.bool(**a))
+            .map(|a| (*a, new.bool(*a) == Some(true)))
+            .collect();
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let mut fields = Vec::new();
+        for (a, v) in &changed {
+            fields.extend_from_slice(&a.0.to_be_bytes());
+            fields.push(u8::from(*v));
+        }
+        let digest = request_digest(
+            Guarded::KeyPolicy,
+            &[b"roles", &id.0.to_be_bytes(), &fields],
+        );
+        let words: Vec<String> = changed
+            .iter()
+            .map(|(a, v)| format!("{a:?} = {}", if *v { "TRUE" } else { "FALSE" }))
+            .collect();
+        let subject = format!(
+            "change key {key}'s roles (object {id}): {}",
+            words.join(", ")
+        );
+        self.guard(c, Guarded::KeyPolicy, Some(key), &digest, &subject)
+    }
+}
+
 /// SHA-256 of an input, for [`Hsm::release_use`].
 pub(crate) fn input_hash(data: &[u8]) -> Vec<u8> {
     digest(&SHA256, data).as_ref().to_vec()
