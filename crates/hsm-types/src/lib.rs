@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod attr;
+pub mod audit;
 mod consts;
 mod ids;
 pub mod lifecycle;
