@@ -1,7 +1,10 @@
 //! The audit room: what the runtime tells an audit log about each call. The signed,
-//! verifiable log itself (records in the store's write batches, a hash chain, signed
-//! checkpoints) is not built yet; until it is, [`crate::runtime::Hooks::audit`] is empty
-//! and nothing is recorded.
+//! verifiable log's model (Merkle tree, checkpoints, verification) is
+//! `hsm_types::audit`, and its cryptography in the core is [`log`]. The records in the
+//! store's write batches are not built yet; until they are,
+//! [`crate::runtime::Hooks::audit`] is empty and nothing is recorded.
+
+pub mod log;
 
 use crate::objects::attrs::Actor;
 use crate::ops::Action;
