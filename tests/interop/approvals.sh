@@ -30,23 +30,7 @@ p11() {
 }
 p11u() { p11 --token-label "$LABEL" --login --pin "$USER_PIN" "$@"; }
 
-# ferrohsm …: on the store itself, or through the server holding it (mode "auto"). A
-# server that was exiting idle (idle_exit_secs = 2) just as the CLI connected is retried.
-cli() {
-  echo "+ ferrohsm $*"
-  local i rc
-  for i in 1 2 3 4 5; do
-    rc=0
-    "$CLI" "$@" --store "$WORK/store" >"$WORK/cli.out" 2>"$WORK/cli.err" || rc=$?
-    if [ "$rc" = 0 ] || ! grep -q "its server does not answer" "$WORK/cli.err"; then
-      cat "$WORK/cli.out" "$WORK/cli.err"
-      return "$rc"
-    fi
-    sleep 0.5
-  done
-  cat "$WORK/cli.err"
-  return 1
-}
+cli() { store_cli "$@"; }
 
 setup() {
   # A descriptor without close-on-exec, as `flock` or a redirection leaves one: the server

@@ -34,23 +34,7 @@ p11() {
 }
 p11u() { p11 --token-label "$LABEL" --login --pin "$USER_PIN" "$@"; }
 
-# ferrohsm …: on the store, or through the server holding it; retried when an idle
-# server was exiting just as the CLI connected.
-cli() {
-  echo "+ ferrohsm $*"
-  local i rc
-  for i in 1 2 3 4 5; do
-    rc=0
-    "$CLI" "$@" --store "$WORK/store" >"$WORK/cli.out" 2>"$WORK/cli.err" || rc=$?
-    if [ "$rc" = 0 ] || ! grep -q "its server does not answer" "$WORK/cli.err"; then
-      cat "$WORK/cli.out" "$WORK/cli.err"
-      return "$rc"
-    fi
-    sleep 0.5
-  done
-  cat "$WORK/cli.err"
-  return 1
-}
+cli() { store_cli "$@"; }
 
 # The approver alice's token: SoftHSM2 with an Ed25519 key pair that never leaves it.
 alice_token() {

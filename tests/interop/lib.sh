@@ -46,6 +46,25 @@ ossl() {
   openssl "$@"
 }
 
+# store_cli ARGS…: the ferrohsm CLI ($CLI, beside the module) on $WORK/store, on the
+# store itself or through the server holding it (mode "auto"). A server that was exiting
+# idle (idle_exit_secs = 2) just as the CLI connected is retried.
+store_cli() {
+  echo "+ ferrohsm $*"
+  local i rc
+  for i in 1 2 3 4 5; do
+    rc=0
+    "$CLI" "$@" --store "$WORK/store" >"$WORK/cli.out" 2>"$WORK/cli.err" || rc=$?
+    if [ "$rc" = 0 ] || ! grep -q "its server does not answer" "$WORK/cli.err"; then
+      cat "$WORK/cli.out" "$WORK/cli.err"
+      return "$rc"
+    fi
+    sleep 0.5
+  done
+  cat "$WORK/cli.err"
+  return 1
+}
+
 # expect_in FILE PATTERN: the step fails unless PATTERN (grep -E) is in FILE.
 expect_in() {
   if ! grep -Eq -- "$2" "$1"; then
