@@ -116,8 +116,41 @@ server_kept_nothing_inherited() {
   expect_not_in "$WORK/fds" "inherited.lock"
 }
 
+audit_log_holds_it_all() {
+  # Read-only beside the server (mode auto) or after the module's process (embedded).
+  "$CLI" audit export --store "$WORK/store" >"$WORK/audit.jsonl"
+  local server=""
+  if [ "${FERROHSM_MODE:-auto}" = auto ]; then
+    server=$(pgrep -f -- "--config $WORK/ferrohsm.toml serve" | head -1 || true)
+  fi
+  python3 - "$WORK/audit.jsonl" "$server" <<'PY'
+import json, sys
+recs = [json.loads(line) for line in open(sys.argv[1])]
+server = int(sys.argv[2]) if sys.argv[2] else None
+def find(what, pred):
+    hits = [r for r in recs if pred(r)]
+    if not hits:
+        sys.exit("missing from the log: " + what)
+    return hits
+refused = find("the refused C_DestroyObject (CKR_ACTION_PROHIBITED)",
+               lambda r: r["op"] == "object.destroy" and r.get("call") == "C_DestroyObject"
+               and r["result"] == 0x1b)
+find("the approval request it opened", lambda r: r["op"] == "approval.request.destroy")
+find("two approvals", lambda r: r["op"] == "approval.approve")
+find("the approved destroy", lambda r: r["op"] == "object.destroy" and r["result"] == 0)
+for r in refused:
+    pid = r["actor"].get("pid")
+    if pid is None or pid == server:
+        sys.exit(f"the record names pid {pid}, not the client's (server: {server})")
+print(f"{len(recs)} records; the refusal names client pid {refused[0]['actor']['pid']}")
+PY
+  cli audit verify | tee "$WORK/o"
+  expect_in "$WORK/o" "^ok$"
+}
+
 step "token, two AES keys, three approvers (openssl Ed25519 keys), rule destroy=2" setup
 step "pkcs11-tool --delete-object is refused (CKR_ACTION_PROHIBITED, 0x1b) and opens a request" first_delete_is_refused
 step "one approver counts once, an unregistered key not at all, one approval is not enough" approvals_count_once_and_only_registered_keys
 step "with two approvals --delete-object succeeds, once, for that key only" approved_delete_runs_once
 step "the server the module started keeps no descriptor the client inherited" server_kept_nothing_inherited
+step "ferrohsm audit: the refusal, the request, the approvals and the delete are in the log, which verifies" audit_log_holds_it_all

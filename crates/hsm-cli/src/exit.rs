@@ -55,6 +55,7 @@ impl CliError {
                 | StoreError::ObjectNotFound(..)
                 | StoreError::VersionNotFound(..)
                 | StoreError::NotLoggedIn
+                | StoreError::AuditUnavailable(_)
                 | StoreError::Invalid(_) => 1,
             },
         }

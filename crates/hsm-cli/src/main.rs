@@ -45,11 +45,17 @@ enum Command {
     /// See where a store's schema stands, and upgrade it.
     #[command(subcommand)]
     Migrate(commands::migrate::MigrateCommand),
+    /// The tamper-evident audit log: verify it offline, read and export its records.
+    #[command(subcommand)]
+    Audit(commands::audit::AuditCli),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let out = output::Output { json: cli.json };
+    // What this run writes to a store it opens is recorded as the CLI's, naming the
+    // command (never its arguments: they may name files or labels).
+    let _audit = hsm_core::audit::scope("cli", &command_name(), None);
     let result = match cli.command {
         Command::Token(c) => commands::token::run(c, &out),
         Command::Inspect(a) => commands::inspect::run(a, &out),
@@ -58,6 +64,7 @@ fn main() -> ExitCode {
         Command::Key(c) => commands::key::run(c, &out),
         Command::Quorum(c) => commands::approvals::run_quorum(c, &out),
         Command::Approvals(c) => commands::approvals::run_approvals(c, &out),
+        Command::Audit(c) => commands::audit::run(c, &out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -66,4 +73,15 @@ fn main() -> ExitCode {
             ExitCode::from(e.code())
         }
     }
+}
+
+/// `ferrohsm token init`, `ferrohsm key rotate`, …: the first two words that are not
+/// options (the global `--json` takes no value, and subcommands come before arguments).
+fn command_name() -> String {
+    let words: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .take(2)
+        .collect();
+    format!("ferrohsm {}", words.join(" "))
 }

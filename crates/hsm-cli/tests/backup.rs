@@ -76,7 +76,10 @@ fn create_verify_show_restore_with_json() {
     args.extend(KDF);
     let created = json(&ferrohsm(&args));
     assert_eq!(created["manifest"]["tokens"][0]["objects"], 50);
-    assert_eq!(created["manifest"]["schema_version"], 4);
+    assert_eq!(
+        created["manifest"]["schema_version"],
+        hsm_core::store::migrate::CURRENT
+    );
     let store_id = created["manifest"]["store_id"].as_str().unwrap().to_owned();
     let families = created["manifest"]["families"].as_array().unwrap();
     assert_eq!(

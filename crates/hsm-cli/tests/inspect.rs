@@ -206,7 +206,7 @@ fn leaks(text: &[u8], secret: &[u8]) -> bool {
 fn summary_counts_public_objects_without_the_pin_and_all_with_it() {
     let (_d, dir, _) = fixture();
     let v = json(&dir, &["summary"], None);
-    assert_eq!(v["schema_version"], 4);
+    assert_eq!(v["schema_version"], hsm_core::store::migrate::CURRENT);
     assert_eq!(v["store_id"].as_str().unwrap().len(), 32);
     assert!(v["size_on_disk"].as_u64().unwrap() > 0);
     let t = &v["tokens"][0];

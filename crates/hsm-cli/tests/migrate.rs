@@ -75,7 +75,7 @@ fn the_golden_store_is_upgraded_with_the_so_pin() {
     let store = golden_copy(d.path());
     let s = status_json(&store);
     assert_eq!(s["found"], 1);
-    assert_eq!(s["current"], 4);
+    assert_eq!(s["current"], hsm_core::store::migrate::CURRENT);
     assert_eq!(s["state"], "migration pending");
     assert_eq!(s["pending"][0]["from"], 1);
     assert_eq!(s["pending"][1]["from"], 2, "then the key-rings step");
@@ -133,7 +133,10 @@ fn the_golden_store_is_upgraded_with_the_so_pin() {
     let s = status_json(&store);
     assert_eq!(
         (s["found"].clone(), s["state"].clone()),
-        (4.into(), "up to date".into())
+        (
+            hsm_core::store::migrate::CURRENT.into(),
+            "up to date".into()
+        )
     );
     let o = ferrohsm(&["migrate", "run", "--store", store.to_str().unwrap()]);
     assert!(stdout(&o).contains("nothing to do"), "{}", stdout(&o));
@@ -148,7 +151,8 @@ fn a_newer_store_is_refused_by_both_commands() {
         let o = ferrohsm(&["migrate", cmd, "--store", store.to_str().unwrap()]);
         assert_eq!(o.status.code(), Some(6), "{cmd}: {}", stderr(&o));
         assert!(
-            stderr(&o).contains("99") && stderr(&o).contains("(4)"),
+            stderr(&o).contains("99")
+                && stderr(&o).contains(&format!("({})", hsm_core::store::migrate::CURRENT)),
             "{cmd}: the message names both versions: {}",
             stderr(&o)
         );

@@ -99,7 +99,7 @@ fn init_then_list_as_table_and_json() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["schema_version"], 4);
+    assert_eq!(v["schema_version"], hsm_core::store::migrate::CURRENT);
     assert_eq!(v["store_id"].as_str().unwrap().len(), 32);
     let tokens = v["tokens"].as_array().unwrap();
     assert_eq!(tokens.len(), 2);

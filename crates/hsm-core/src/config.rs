@@ -211,6 +211,69 @@ pub struct Config {
     pub key_separation: crate::objects::attrs::Separation,
     #[serde(default)]
     pub lifecycle: LifecycleConfig,
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// `[audit]`: what the tamper-evident log records (`docs/audit.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// `off`, `management` (default: every change, login, PIN change, key export, policy
+    /// change, approval and refused attempt at one) or `all` (also every use of a key).
+    #[serde(default)]
+    pub level: hsm_types::audit::AuditLevel,
+    /// Fail closed: an operation whose record cannot be written is refused with
+    /// `CKR_DEVICE_ERROR` (YubiHSM's force-audit). Off by default: the failure is logged
+    /// and counted, and the operation goes on.
+    #[serde(default)]
+    pub required: bool,
+    /// A checkpoint is signed after this many records (default 1000)…
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: u64,
+    /// …or once the oldest record no checkpoint covers is this old (default 60 s), by the
+    /// next write or a running server's tick, while the token is logged in.
+    #[serde(default = "default_checkpoint_secs")]
+    pub checkpoint_interval_secs: u64,
+    /// At level `all`: how far apart, at most, records of key use are fsynced (group
+    /// commit; default 20 ms). A killed process loses none of them; a power cut at most
+    /// this much.
+    #[serde(default = "default_group_commit_ms")]
+    pub group_commit_ms: u64,
+}
+
+fn default_checkpoint_every() -> u64 {
+    1000
+}
+fn default_checkpoint_secs() -> u64 {
+    60
+}
+fn default_group_commit_ms() -> u64 {
+    20
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            level: hsm_types::audit::AuditLevel::default(),
+            required: false,
+            checkpoint_every: default_checkpoint_every(),
+            checkpoint_interval_secs: default_checkpoint_secs(),
+            group_commit_ms: default_group_commit_ms(),
+        }
+    }
+}
+
+impl From<AuditConfig> for hsm_store::audit::AuditSettings {
+    fn from(c: AuditConfig) -> Self {
+        hsm_store::audit::AuditSettings {
+            level: c.level,
+            required: c.required,
+            checkpoint_every: c.checkpoint_every,
+            checkpoint_interval: std::time::Duration::from_secs(c.checkpoint_interval_secs),
+            group_commit: std::time::Duration::from_millis(c.group_commit_ms),
+        }
+    }
 }
 
 /// `[lifecycle]`: what keys get when they enter the lifecycle (`docs/lifecycle.md`).

@@ -141,13 +141,87 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl Error {
+    /// The `CKR_*` value this error answers: the one mapping, used by the PKCS#11 module
+    /// and by the audit log's records. No catch-all arm: a new variant must be given its
+    /// code here.
+    pub fn ckr(&self) -> u64 {
+        use cryptoki_sys::*;
+        match self {
+            Error::ArgumentsBad(_) => CKR_ARGUMENTS_BAD,
+            Error::SlotIdInvalid => CKR_SLOT_ID_INVALID,
+            Error::TokenNotPresent => CKR_TOKEN_NOT_PRESENT,
+            Error::TokenNotRecognized(_) => CKR_TOKEN_NOT_RECOGNIZED,
+            Error::SessionHandleInvalid => CKR_SESSION_HANDLE_INVALID,
+            Error::ObjectHandleInvalid => CKR_OBJECT_HANDLE_INVALID,
+            Error::KeyHandleInvalid => CKR_KEY_HANDLE_INVALID,
+            Error::AttributeTypeInvalid => CKR_ATTRIBUTE_TYPE_INVALID,
+            Error::AttributeValueInvalid(_) => CKR_ATTRIBUTE_VALUE_INVALID,
+            Error::AttributeReadOnly(_) => CKR_ATTRIBUTE_READ_ONLY,
+            Error::AttributeSensitive => CKR_ATTRIBUTE_SENSITIVE,
+            Error::TemplateIncomplete(_) => CKR_TEMPLATE_INCOMPLETE,
+            Error::TemplateInconsistent(_) => CKR_TEMPLATE_INCONSISTENT,
+            Error::ActionProhibited(_) | Error::PolicyDenied(_) | Error::ApprovalRequired(_) => {
+                CKR_ACTION_PROHIBITED
+            }
+            Error::UserNotLoggedIn => CKR_USER_NOT_LOGGED_IN,
+            Error::UserAlreadyLoggedIn => CKR_USER_ALREADY_LOGGED_IN,
+            Error::UserAnotherAlreadyLoggedIn => CKR_USER_ANOTHER_ALREADY_LOGGED_IN,
+            Error::UserPinNotInitialized => CKR_USER_PIN_NOT_INITIALIZED,
+            Error::UserTypeInvalid => CKR_USER_TYPE_INVALID,
+            Error::UserTooManyTypes => CKR_USER_TOO_MANY_TYPES,
+            Error::PinIncorrect => CKR_PIN_INCORRECT,
+            Error::PinLocked => CKR_PIN_LOCKED,
+            Error::PinLenRange => CKR_PIN_LEN_RANGE,
+            Error::PinInvalid(_) => CKR_PIN_INVALID,
+            Error::SessionReadOnly => CKR_SESSION_READ_ONLY,
+            Error::SessionReadOnlyExists => CKR_SESSION_READ_ONLY_EXISTS,
+            Error::SessionReadWriteSoExists => CKR_SESSION_READ_WRITE_SO_EXISTS,
+            Error::SessionExists => CKR_SESSION_EXISTS,
+            Error::SessionParallelNotSupported => CKR_SESSION_PARALLEL_NOT_SUPPORTED,
+            Error::OperationActive => CKR_OPERATION_ACTIVE,
+            Error::OperationNotInitialized => CKR_OPERATION_NOT_INITIALIZED,
+            Error::KeyFunctionNotPermitted(_) => CKR_KEY_FUNCTION_NOT_PERMITTED,
+            Error::KeyTypeInconsistent => CKR_KEY_TYPE_INCONSISTENT,
+            Error::KeyUnextractable => CKR_KEY_UNEXTRACTABLE,
+            Error::KeyIndigestible(_) => CKR_KEY_INDIGESTIBLE,
+            Error::KeyNotWrappable(_) => CKR_KEY_NOT_WRAPPABLE,
+            Error::WrappingKeyHandleInvalid => CKR_WRAPPING_KEY_HANDLE_INVALID,
+            Error::WrappingKeyTypeInconsistent => CKR_WRAPPING_KEY_TYPE_INCONSISTENT,
+            Error::UnwrappingKeyHandleInvalid => CKR_UNWRAPPING_KEY_HANDLE_INVALID,
+            Error::UnwrappingKeyTypeInconsistent => CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT,
+            Error::WrappedKeyInvalid => CKR_WRAPPED_KEY_INVALID,
+            Error::WrappedKeyLenRange => CKR_WRAPPED_KEY_LEN_RANGE,
+            Error::KeySizeRange => CKR_KEY_SIZE_RANGE,
+            Error::MechanismInvalid => CKR_MECHANISM_INVALID,
+            Error::MechanismParamInvalid(_) => CKR_MECHANISM_PARAM_INVALID,
+            Error::DataLenRange => CKR_DATA_LEN_RANGE,
+            Error::DataInvalid => CKR_DATA_INVALID,
+            Error::EncryptedDataInvalid => CKR_ENCRYPTED_DATA_INVALID,
+            Error::EncryptedDataLenRange => CKR_ENCRYPTED_DATA_LEN_RANGE,
+            Error::SignatureInvalid => CKR_SIGNATURE_INVALID,
+            Error::SignatureLenRange => CKR_SIGNATURE_LEN_RANGE,
+            Error::BufferTooSmall(_) => CKR_BUFFER_TOO_SMALL,
+            Error::RandomSeedNotSupported => CKR_RANDOM_SEED_NOT_SUPPORTED,
+            Error::NoEvent => CKR_NO_EVENT,
+            Error::FunctionNotSupported => CKR_FUNCTION_NOT_SUPPORTED,
+            Error::DeviceMemory(_) => CKR_DEVICE_MEMORY,
+            Error::DeviceError(_) => CKR_DEVICE_ERROR,
+            Error::DeviceRemoved(_) => CKR_DEVICE_REMOVED,
+            Error::FunctionFailed(_) => CKR_FUNCTION_FAILED,
+            Error::General(_) => CKR_GENERAL_ERROR,
+        }
+    }
+}
+
 impl From<StoreError> for Error {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Locked { .. }
             | StoreError::Io(_)
             | StoreError::Corruption { .. }
-            | StoreError::Tampered { .. } => {
+            | StoreError::Tampered { .. }
+            | StoreError::AuditUnavailable(_) => {
                 tracing::error!("store: {e}");
                 Error::DeviceError(e.to_string())
             }

@@ -115,7 +115,16 @@ pub async fn handle(stream: tokio::net::UnixStream, shared: Arc<Shared>) {
         }
     };
     let uid = peer.map(|c| c.uid());
-    let _ = tokio::task::spawn_blocking(move || serve(std_stream, &shared, uid, &who)).await;
+    let pid = peer
+        .and_then(|c| c.pid())
+        .and_then(|p| u32::try_from(p).ok());
+    let _ = tokio::task::spawn_blocking(move || {
+        // The audit records of this connection's calls name its client process.
+        hsm_core::audit::set_client_pid(pid);
+        serve(std_stream, &shared, uid, &who);
+        hsm_core::audit::set_client_pid(None);
+    })
+    .await;
 }
 
 fn serve(stream: UnixStream, shared: &Shared, uid: Option<u32>, who: &str) {

@@ -141,7 +141,11 @@ async fn accept(
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
-            _ = expire.tick() => shared.hsm.store().expire_login_cache(),
+            _ = expire.tick() => {
+                shared.hsm.store().expire_login_cache();
+                let hsm = shared.hsm.clone();
+                tokio::task::spawn_blocking(move || hsm.audit_tick());
+            }
             _ = sweep.tick(), if sweep_every > 0 => {
                 let hsm = shared.hsm.clone();
                 tokio::task::spawn_blocking(move || hsm.lifecycle_tick());

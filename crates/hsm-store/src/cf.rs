@@ -19,10 +19,12 @@ pub enum Cf {
     IdxKeyType,
     /// One entry per mechanism in `CKA_ALLOWED_MECHANISMS`.
     IdxMechanism,
+    /// The audit log (schema 5): records and signed checkpoints, per token, in order.
+    Audit,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 9] = [
+    pub const ALL: [Cf; 10] = [
         Cf::Meta,
         Cf::Objects,
         Cf::Attributes,
@@ -32,6 +34,7 @@ impl Cf {
         Cf::IdxId,
         Cf::IdxKeyType,
         Cf::IdxMechanism,
+        Cf::Audit,
     ];
     pub const INDEXES: [Cf; 5] = [
         Cf::IdxClass,
@@ -52,6 +55,7 @@ impl Cf {
             Cf::IdxId => "idx_id",
             Cf::IdxKeyType => "idx_key_type",
             Cf::IdxMechanism => "idx_mechanism",
+            Cf::Audit => "audit",
         }
     }
 
@@ -63,7 +67,16 @@ impl Cf {
                 Some(4 + 1 + crate::keys::DIGEST_LEN)
             }
             Cf::Versions | Cf::Attributes => Some(12),
-            Cf::Meta | Cf::Objects => None,
+            Cf::Meta | Cf::Objects | Cf::Audit => None,
+        }
+    }
+
+    /// The schema version that added this family. A store of an older schema lacks it
+    /// until its migration; the writer's open creates it.
+    pub const fn added_in(self) -> u32 {
+        match self {
+            Cf::Audit => 5,
+            _ => 1,
         }
     }
 

@@ -79,6 +79,8 @@ pub enum Purpose {
     QuorumBinding = 12,
     /// An approver's verdict (signed by the approver; sealed like the rest of `meta`).
     Verdict = 13,
+    /// The token's audit key pair (schema 5).
+    AuditKey = 14,
 }
 
 /// Associated data: format, purpose, then the record's place (store id, token, object,

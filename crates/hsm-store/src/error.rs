@@ -44,6 +44,10 @@ pub enum StoreError {
     BackupInvalid(String),
     #[error("backup key: {0}")]
     BackupKey(String),
+    /// `[audit] required = true` and the operation's audit record could not be written:
+    /// the operation was refused (nothing else was written either).
+    #[error("the audit record cannot be written, and auditing is required: {0}")]
+    AuditUnavailable(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

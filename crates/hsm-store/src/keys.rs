@@ -26,6 +26,11 @@ pub mod meta {
     const QUORUM: u8 = 0x06;
     const QUORUM_SEQ: u8 = 0x07;
     const VERDICT: u8 = 0x08;
+    const AUDIT_HEAD: u8 = 0x09;
+    const AUDIT_KEYS: u8 = 0x0a;
+    /// Raised each time a writer opens the store (schema 5): audit records of one run
+    /// share it.
+    pub const BOOT: &[u8] = b"\x00boot";
 
     pub fn token(t: TokenId) -> Vec<u8> {
         tagged(TOKEN, t)
@@ -100,10 +105,55 @@ pub mod meta {
     pub fn verdict_prefix(t: TokenId) -> Vec<u8> {
         tagged(VERDICT, t)
     }
+    /// The token's audit log head: its size, Merkle frontier and last checkpoint (schema 5).
+    pub fn audit_head(t: TokenId) -> Vec<u8> {
+        tagged(AUDIT_HEAD, t)
+    }
+    /// The token's audit keys: public keys in clear, private keys sealed (schema 5).
+    pub fn audit_keys(t: TokenId) -> Vec<u8> {
+        tagged(AUDIT_KEYS, t)
+    }
     fn tagged(tag: u8, t: TokenId) -> Vec<u8> {
         let mut k = Vec::with_capacity(6);
         k.push(tag);
         k.extend_from_slice(&t.0.to_be_bytes());
+        k
+    }
+}
+
+/// `audit` keys: a token's records by sequence number, then its signed checkpoints by
+/// tree size (schema 5).
+pub mod audit {
+    use super::*;
+
+    const RECORD: u8 = 0x00;
+    const CHECKPOINT: u8 = 0x01;
+
+    pub fn record(t: TokenId, seq: u64) -> Vec<u8> {
+        numbered(t, RECORD, seq)
+    }
+    pub fn record_prefix(t: TokenId) -> Vec<u8> {
+        prefix(t, RECORD)
+    }
+    pub fn checkpoint(t: TokenId, size: u64) -> Vec<u8> {
+        numbered(t, CHECKPOINT, size)
+    }
+    pub fn checkpoint_prefix(t: TokenId) -> Vec<u8> {
+        prefix(t, CHECKPOINT)
+    }
+    /// The number (sequence or size) of a key under either prefix.
+    pub fn decode_number(key: &[u8]) -> Option<u64> {
+        Some(u64::from_be_bytes(key.get(5..13)?.try_into().ok()?)).filter(|_| key.len() == 13)
+    }
+    fn prefix(t: TokenId, kind: u8) -> Vec<u8> {
+        let mut k = Vec::with_capacity(13);
+        k.extend_from_slice(&t.0.to_be_bytes());
+        k.push(kind);
+        k
+    }
+    fn numbered(t: TokenId, kind: u8, n: u64) -> Vec<u8> {
+        let mut k = prefix(t, kind);
+        k.extend_from_slice(&n.to_be_bytes());
         k
     }
 }

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod archive;
+pub mod audit;
 pub mod backend;
 pub mod cf;
 pub mod crypto;
@@ -29,6 +30,6 @@ pub use error::{Result, StoreError};
 pub use inspect::{CheckReport, Problem, TokenCounts};
 pub use records::{PinPolicy, VersionCause};
 pub use store::{
-    LoginStats, Query, RingWrites, Store, StoredObject, TokenInfo, TokenKeys, TokenSpec,
-    VersionInfo,
+    AuditKeyInfo, AuditStats, AuditVerification, LoginStats, Query, RingWrites, Store,
+    StoredObject, TokenInfo, TokenKeys, TokenSpec, VersionInfo,
 };

@@ -14,7 +14,7 @@ use crate::error::{Result, StoreError};
 use crate::keys;
 
 /// The schema version this build writes.
-pub const CURRENT: u32 = 4;
+pub const CURRENT: u32 = 5;
 
 /// The step from this version needs each token's SO PIN (it binds headers to the master
 /// key), so it runs only through [`crate::Store::upgrade_with_so_pin`].
@@ -46,6 +46,12 @@ pub const STEPS: &[Step] = &[
                 rewrite; older builds must refuse a store whose operations may need approvals)",
         apply: dual_control,
     },
+    Step {
+        from: 4,
+        title: "audit log: the `audit` family, log heads, audit keys and the boot counter \
+                (nothing to rewrite; older builds would write changes without their records)",
+        apply: audit_log,
+    },
 ];
 
 /// Schema 1 → 2 cannot run unattended: a binding is made with the master key, which only
@@ -66,6 +72,15 @@ fn key_rings(_: &dyn KvBackend, _: &mut Batch) -> Result<()> {
 /// without changing any existing record: a schema-3 build would ignore the rules and
 /// destroy a key one person asked to destroy, so the version number moves.
 fn dual_control(_: &dyn KvBackend, _: &mut Batch) -> Result<()> {
+    Ok(())
+}
+
+/// Schema 4 → 5 adds the `audit` family (the writer's open created it) and `meta` records
+/// (log heads, audit keys, the boot counter); no existing record changes. A schema-4
+/// build would make changes without their audit records, so the version moves. Each
+/// token's log starts with the first change after the step; its audit key is made at
+/// the first checkpoint, which needs a login.
+fn audit_log(_: &dyn KvBackend, _: &mut Batch) -> Result<()> {
     Ok(())
 }
 

@@ -129,6 +129,7 @@ fn sigkill_at_random_moments_loses_no_acknowledged_operation() {
     let mut destroyed: Vec<u64> = Vec::new();
     let mut rng: u64 = 0x9e3779b97f4a7c15 ^ std::process::id() as u64;
     let mut total_acks = 0usize;
+    let mut acked_pin_failures = 0u64;
     for iter in 0..iterations {
         rng ^= rng << 13;
         rng ^= rng >> 7;
@@ -175,6 +176,7 @@ fn sigkill_at_random_moments_loses_no_acknowledged_operation() {
         child.wait().unwrap();
         reader.join().unwrap();
         let mut last_pin_failures = 0u32;
+        let mut acked_now = 0u64;
         for line in rx.try_iter() {
             let f: Vec<&str> = line.split(' ').collect();
             match f.as_slice() {
@@ -207,11 +209,15 @@ fn sigkill_at_random_moments_loses_no_acknowledged_operation() {
                     model.remove(&id).expect("destroy of a known object");
                     destroyed.push(id);
                 }
-                ["P", n] => last_pin_failures = n.parse().unwrap(),
+                ["P", n] => {
+                    last_pin_failures = n.parse().unwrap();
+                    acked_now += 1;
+                }
                 _ => panic!("unexpected child line {line:?}"),
             }
             total_acks += 1;
         }
+        acked_pin_failures += acked_now;
         // Reopen and compare. At most one operation was in flight; it may or may not have
         // landed, but it must have landed whole.
         let store = Store::open_dir(dir.path()).unwrap();
@@ -287,6 +293,7 @@ fn sigkill_at_random_moments_loses_no_acknowledged_operation() {
         );
         let problems = store.check_indexes(&k).unwrap();
         assert!(problems.is_empty(), "iteration {iter}: {problems:?}");
+        audit_agrees(&store, &k, &live, iter, acked_pin_failures);
         // Adopt what actually landed, so the next round starts from the truth.
         destroyed.extend(model.keys().filter(|id| !live.contains(id)));
         model.clear();
@@ -310,5 +317,57 @@ fn sigkill_at_random_moments_loses_no_acknowledged_operation() {
         "crash test: {iterations} kills, {total_acks} acknowledged operations, {} objects live, {} destroyed",
         model.len(),
         destroyed.len()
+    );
+}
+
+/// The audit log after a kill: it verifies (tree, sequence, checkpoints, head), and
+/// replaying its records gives exactly the objects and versions the store holds — no
+/// change landed without its record, no record without its change — and it holds every
+/// acknowledged wrong PIN.
+fn audit_agrees(store: &Store, k: &hsm_store::TokenKeys, live: &[u64], iter: u32, pins: u64) {
+    let v = store.verify_audit(TOKEN, None, None).unwrap();
+    assert!(
+        v.ok(),
+        "iteration {iter}: the audit log does not verify: {v:?}"
+    );
+    let mut current: BTreeMap<u64, u32> = BTreeMap::new();
+    let mut wrong_pins = 0u64;
+    store
+        .audit_records(TOKEN, 0, &mut |_, bytes| {
+            let r = hsm_store::audit::decode_record(bytes)?;
+            match (r.op.as_str(), r.object, r.version) {
+                ("object.create", Some(o), Some(v)) => assert!(current.insert(o, v).is_none()),
+                ("object.update" | "object.rollback", Some(o), Some(v)) => {
+                    assert!(
+                        current.insert(o, v).is_some(),
+                        "a record of an unknown object"
+                    )
+                }
+                ("object.destroy", Some(o), _) => assert!(current.remove(&o).is_some()),
+                ("login.user", _, _) if r.result == hsm_types::audit::ckr::PIN_INCORRECT => {
+                    wrong_pins += 1
+                }
+                _ => {}
+            }
+            Ok(hsm_store::backend::Flow::Continue)
+        })
+        .unwrap();
+    let logged: Vec<u64> = current.keys().copied().collect();
+    let mut live = live.to_vec();
+    live.sort_unstable();
+    assert_eq!(
+        logged, live,
+        "iteration {iter}: the log and the objects disagree"
+    );
+    for (o, v) in current {
+        let obj = store.read_object(k, ObjectId(o)).unwrap();
+        assert_eq!(
+            obj.version.0, v,
+            "iteration {iter}: object {o}'s version per the log"
+        );
+    }
+    assert!(
+        wrong_pins >= pins,
+        "iteration {iter}: {pins} wrong PINs acknowledged, {wrong_pins} in the log"
     );
 }

@@ -61,6 +61,18 @@ fn golden_v1_fixture_is_upgraded_with_the_so_pin_and_reads() {
     }
     let (store, bound) = upgrade("golden-so-pin").unwrap();
     assert_eq!(bound, 2, "both headers of the golden token");
+    // The token's audit log starts with the store's history as far as it knows it: the
+    // refused upgrade's wrong PIN, then the migration.
+    let mut ops = Vec::new();
+    store
+        .audit_records(TokenId(1), 0, &mut |_, b| {
+            ops.push(hsm_store::audit::decode_record(b)?.op);
+            Ok(hsm_store::backend::Flow::Continue)
+        })
+        .unwrap();
+    let migrated = format!("store.migrate.1-{}", hsm_store::migrate::CURRENT);
+    assert_eq!(ops.last(), Some(&migrated), "{ops:?}");
+    assert!(store.verify_audit(TokenId(1), None, None).unwrap().ok());
     drop(store);
     // Upgraded once: later opens just open, and a second upgrade has nothing to do.
     let (store, again) = upgrade("golden-so-pin").unwrap();

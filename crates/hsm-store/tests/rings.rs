@@ -40,6 +40,7 @@ fn rotated(dir: &std::path::Path) -> (Store, hsm_store::TokenKeys, ObjectId, Key
         into_version: Some(2),
         update: vec![(v1, marked)],
         erase: Vec::new(),
+        what: Some("rotate"),
     };
     let (ring, ids) = store.commit_ring(&k, ring, w).unwrap();
     assert_eq!(ring.version(2).unwrap().objects, ids);

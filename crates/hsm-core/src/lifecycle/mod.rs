@@ -332,51 +332,56 @@ impl<'a> KeyManager<'a> {
         let w = RingWrites {
             create: fresh,
             into_version: Some(n),
+            what: Some("rotate"),
             ..RingWrites::default()
         };
         self.commit(ring, stored, w)
     }
 
     pub fn rollback(&self, key: KeyId, to: u32) -> Result<KeyRing> {
-        self.transition(key, |r, _| r.rollback(to).map(|()| Vec::new()))
+        self.transition("rollback", key, |r, _| r.rollback(to).map(|()| Vec::new()))
     }
 
     pub fn disable(&self, key: KeyId, v: u32) -> Result<KeyRing> {
-        self.transition(key, |r, _| r.disable(v).map(|()| Vec::new()))
+        self.transition("disable", key, |r, _| r.disable(v).map(|()| Vec::new()))
     }
 
     pub fn enable(&self, key: KeyId, v: u32) -> Result<KeyRing> {
-        self.transition(key, |r, _| r.enable(v).map(|()| Vec::new()))
+        self.transition("enable", key, |r, _| r.enable(v).map(|()| Vec::new()))
     }
 
     /// Schedules version `v`'s destruction (at once when the key's delay is 0).
     pub fn schedule_destroy(&self, key: KeyId, v: u32) -> Result<KeyRing> {
-        self.transition(key, |r, now| r.schedule_destroy(v, now))
+        self.transition("destroy", key, |r, now| r.schedule_destroy(v, now))
     }
 
     pub fn restore(&self, key: KeyId, v: u32) -> Result<KeyRing> {
-        self.transition(key, |r, now| r.restore(v, now).map(|()| Vec::new()))
+        self.transition("restore", key, |r, now| {
+            r.restore(v, now).map(|()| Vec::new())
+        })
     }
 
     /// Destroys version `v` now (a key with a delay of 0, or a deadline that passed).
     pub fn destroy_now(&self, key: KeyId, v: u32) -> Result<KeyRing> {
-        self.transition(key, |r, now| r.destroy_now(v, now))
+        self.transition("destroy-now", key, |r, now| r.destroy_now(v, now))
     }
 
     /// Drops every version below `floor` for good.
     pub fn trim(&self, key: KeyId, floor: u32) -> Result<KeyRing> {
-        self.transition(key, |r, _| r.trim(floor))
+        self.transition("trim", key, |r, _| r.trim(floor))
     }
 
     pub fn set_policy(&self, key: KeyId, p: KeyPolicy) -> Result<KeyRing> {
         let zero_ok = self.settings.allow_immediate_destroy;
-        self.transition(key, |r, _| r.set_policy(p, zero_ok).map(|()| Vec::new()))
+        self.transition("policy", key, |r, _| {
+            r.set_policy(p, zero_ok).map(|()| Vec::new())
+        })
     }
 
     /// Takes one public half out of its version (a client deleting a pair's public key
     /// object keeps the private key, as it would without a lifecycle).
     pub fn drop_public_half(&self, key: KeyId, id: ObjectId) -> Result<KeyRing> {
-        self.transition(key, |r, _| {
+        self.transition("drop-public-half", key, |r, _| {
             let v = r
                 .versions
                 .iter_mut()
@@ -412,6 +417,7 @@ impl<'a> KeyManager<'a> {
                 let key = ring.key;
                 let w = RingWrites {
                     erase: erased,
+                    what: Some("sweep"),
                     ..RingWrites::default()
                 };
                 ring = self.store.commit_ring(self.keys, ring, w)?.0;
@@ -476,6 +482,7 @@ impl<'a> KeyManager<'a> {
 
     fn transition(
         &self,
+        what: &'static str,
         key: KeyId,
         f: impl FnOnce(&mut KeyRing, u64) -> hsm_types::lifecycle::Outcome<Vec<ObjectId>>,
     ) -> Result<KeyRing> {
@@ -483,6 +490,7 @@ impl<'a> KeyManager<'a> {
         let erase = f(&mut ring, self.now).map_err(refused)?;
         let w = RingWrites {
             erase,
+            what: Some(what),
             ..RingWrites::default()
         };
         self.commit(ring, stored, w)

@@ -5,7 +5,8 @@
 use super::attrs;
 use crate::error::{Error, Result};
 use crate::policy::engine::UseGuard;
-use crate::runtime::{Call, Hsm};
+use crate::runtime::handles::decode_handle;
+use crate::runtime::{Call, Hsm, Location};
 use hsm_types::{AttributeSet, AttributeType as A, KeyType, MechanismType as M, ObjectClass};
 
 /// What an operation needs of its key.
@@ -64,6 +65,10 @@ impl Hsm {
         key: &AttributeSet,
         u: KeyUse<'_>,
     ) -> Result<Option<UseGuard>> {
+        hsm_store::audit::note_mechanism(u.mechanism.0);
+        if let Some(Location::Token { id, .. }) = decode_handle(handle) {
+            hsm_store::audit::note_object(id);
+        }
         let fits = key.class() == Some(u.class)
             && key.key_type().is_some_and(|t| u.key_types.contains(&t));
         if !fits {

@@ -48,6 +48,7 @@ impl Hsm {
         template: AttributeSet,
     ) -> Result<u64> {
         self.run(h, Action::DeriveKey, |c| {
+            hsm_store::audit::note_mechanism(mech.kind().0);
             if mech.kind() == M::FERRO_KEY_ROTATE {
                 return self.rotate_by_derive(c, base, &template);
             }
@@ -135,6 +136,7 @@ impl Hsm {
             return Err(Error::MechanismInvalid);
         };
         self.run(h, Action::DeriveKey, |c| {
+            hsm_store::audit::note_mechanism(mech.kind().0);
             let b = self.load(&c.slot, c.token, base).map_err(key_handle)?;
             let (prf, types): (crypto::Prf, &[KeyType]) = match *prf {
                 M::AES_CMAC => (crypto::Prf::AesCmac, &[KeyType::AES]),

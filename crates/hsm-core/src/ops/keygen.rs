@@ -23,6 +23,7 @@ struct Pair {
 impl Hsm {
     pub fn generate_key(&self, h: u64, mech: &Mechanism, template: AttributeSet) -> Result<u64> {
         self.run(h, Action::GenerateKey, |c| {
+            hsm_store::audit::note_mechanism(mech.kind().0);
             let m = mech.kind();
             let key_type = match m {
                 M::AES_KEY_GEN => KeyType::AES,
@@ -61,6 +62,7 @@ impl Hsm {
         private: AttributeSet,
     ) -> Result<(u64, u64)> {
         self.run(h, Action::GenerateKeyPair, |c| {
+            hsm_store::audit::note_mechanism(mech.kind().0);
             let ctx = self.ctx(&c.slot);
             let private_template = private.clone();
             let mut pair = match mech.kind() {

@@ -133,12 +133,14 @@ impl Hsm {
     /// `allow_weaker_wrapping_key` says otherwise.
     pub fn wrap_key(&self, h: u64, mech: &Mechanism, wrapping: u64, key: u64) -> Result<Vec<u8>> {
         self.run(h, Action::WrapKey, |c| {
+            hsm_store::audit::note_mechanism(mech.kind().0);
             let scheme = WrapScheme::of(mech)?;
             let (w, kek, _) = self.wrapping_key(c, wrapping, &scheme, mech, true)?;
             let k = self.load(&c.slot, c.token, key).map_err(key_handle)?;
             self.may_leave(&k.attrs, &w.attrs, &scheme)?;
             self.check_version_enabled(c, &k.attrs)?;
             if let Location::Token { id, .. } = k.location {
+                hsm_store::audit::note_object(id);
                 // A token key leaving the token: the `export` rule's approvals, bound to
                 // the key, the wrapping key and the mechanism.
                 let fields: [&[u8]; 4] = [
@@ -224,6 +226,7 @@ impl Hsm {
         template: AttributeSet,
     ) -> Result<u64> {
         self.run(h, Action::UnwrapKey, |c| {
+            hsm_store::audit::note_mechanism(mech.kind().0);
             let scheme = WrapScheme::of(mech)?;
             if matches!(scheme, WrapScheme::Pkcs1) && !self.config.allow_rsa_pkcs1_v15_decrypt {
                 tracing::warn!(

@@ -119,6 +119,7 @@ impl Hsm {
     /// The runtime over a store its caller opened (the server, which tells a store held
     /// by another process from other failures).
     pub fn with_store(config: Config, store: Store, hooks: Hooks) -> Result<Hsm> {
+        store.set_audit(config.audit.into());
         let hsm = Hsm {
             config,
             store,
@@ -172,7 +173,14 @@ impl Hsm {
     ) -> Result<T> {
         let started = self.hooks.metrics.as_ref().map(|_| Instant::now());
         let (result, at) = match self.begin(h, action) {
-            Ok(call) => (op(&call), Some((call.slot.id, call.slot.actor()))),
+            Ok(call) => {
+                let _scope = self.audit_scope(&call, h);
+                let mut result = op(&call);
+                if let Err(e) = self.audit_outcome(&call, h, &result) {
+                    result = Err(e);
+                }
+                (result, Some((call.slot.id, call.slot.actor())))
+            }
             Err(e) => (Err(e), None),
         };
         let outcome = result.as_ref().map(|_| ());

@@ -41,6 +41,10 @@ impl Batch {
     pub fn delete(&mut self, cf: Cf, key: Vec<u8>) {
         self.ops.push(Op::Delete { cf, key });
     }
+    /// Moves `other`'s writes to the end of this batch.
+    pub fn append(&mut self, other: Batch) {
+        self.ops.extend(other.ops);
+    }
     pub fn ops(&self) -> &[Op] {
         &self.ops
     }
@@ -79,6 +83,19 @@ pub trait KvBackend: Send + Sync {
 
     /// Applies the batch atomically; returns only after it is durable.
     fn write(&self, batch: Batch) -> Result<()>;
+
+    /// Applies the batch atomically without waiting for the disk: it survives the
+    /// process but not a power cut until [`KvBackend::sync_log`] or the next
+    /// [`KvBackend::write`] (the log is one sequence: a synced write makes everything
+    /// before it durable too). What group commit of the audit log's key uses is built on.
+    fn write_unsynced(&self, batch: Batch) -> Result<()> {
+        self.write(batch)
+    }
+
+    /// Makes every write so far durable.
+    fn sync_log(&self) -> Result<()> {
+        Ok(())
+    }
 
     /// Makes deleted data in these ranges unrecoverable from the backend's files
     /// (flush and compaction for RocksDB; nothing to do in memory).

@@ -146,8 +146,11 @@ impl RocksBackend {
                 })?;
                 let scratch = SecondaryDir(scratch);
                 let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+                // An older store lacks the families later schemas added: open what it has.
+                let present = DB::list_cf(&Options::default(), path).map_err(map_err)?;
                 let cfs = Cf::ALL
                     .iter()
+                    .filter(|c| present.iter().any(|p| p == c.name()))
                     .map(|c| ColumnFamilyDescriptor::new(c.name(), cf_options(*c, &cache)));
                 let db = DB::open_cf_descriptors_as_secondary(&opts, path, &scratch.0, cfs)
                     .map_err(map_err)?;
@@ -166,6 +169,35 @@ impl RocksBackend {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// One batch into the log, fsynced before it returns when `sync` (else in the
+    /// operating system's cache: it survives the process, not a power cut).
+    fn write_with(&self, batch: Batch, sync: bool) -> Result<()> {
+        if self.read_only {
+            return Err(StoreError::Invalid("store was opened read-only".into()));
+        }
+        self.resume()?;
+        self.with_db(|db| {
+            let mut wb = WriteBatch::default();
+            for op in batch.ops() {
+                match op {
+                    Op::Put { cf, key, value } => wb.put_cf(handle(db, *cf)?, key, value),
+                    Op::Delete { cf, key } => wb.delete_cf(handle(db, *cf)?, key),
+                }
+            }
+            let mut wo = WriteOptions::default();
+            wo.set_sync(sync);
+            db.write_opt(wb, &wo).map_err(map_err)
+        })
+        .inspect_err(|e| {
+            if matches!(e, StoreError::NoSpace(_)) && !self.stalled.swap(true, Ordering::AcqRel) {
+                tracing::error!(
+                    store = %self.path.display(),
+                    "disk full: writes are refused until {RESUME_FREE_BYTES} bytes are free; reads go on"
+                );
+            }
+        })
     }
 
     /// Runs `f` on the open database, reopening it first if a full disk left it closed.
@@ -280,8 +312,9 @@ fn handle(db: &DB, cf: Cf) -> Result<&rocksdb::ColumnFamily> {
 /// that lacks families but holds nothing is what a crash leaves while RocksDB creates a
 /// new store's families one by one: a writer completes it, a reader finds no store.
 ///
-/// Every family exists since schema 1. A later schema that adds one must create it in its
-/// migration step, and name it here as allowed to be absent below that version.
+/// A family a later schema added ([`Cf::added_in`]) may be absent: the store is older,
+/// the writer's open creates it, and `Store::open` migrates (or, read-only, refuses with
+/// the migration's message).
 fn check_families(path: &Path, mode: OpenMode) -> Result<()> {
     if !path.join("CURRENT").exists() {
         return Ok(());
@@ -289,6 +322,7 @@ fn check_families(path: &Path, mode: OpenMode) -> Result<()> {
     let present = DB::list_cf(&Options::default(), path).map_err(map_err)?;
     let missing: Vec<&str> = Cf::ALL
         .iter()
+        .filter(|c| c.added_in() == 1)
         .map(|c| c.name())
         .filter(|n| !present.iter().any(|p| p == n))
         .collect();
@@ -384,32 +418,19 @@ impl KvBackend for RocksBackend {
     }
 
     fn write(&self, batch: Batch) -> Result<()> {
-        if self.read_only {
-            return Err(StoreError::Invalid("store was opened read-only".into()));
-        }
-        self.resume()?;
-        self.with_db(|db| {
-            let mut wb = WriteBatch::default();
-            for op in batch.ops() {
-                match op {
-                    Op::Put { cf, key, value } => wb.put_cf(handle(db, *cf)?, key, value),
-                    Op::Delete { cf, key } => wb.delete_cf(handle(db, *cf)?, key),
-                }
-            }
-            let mut wo = WriteOptions::default();
-            wo.set_sync(true);
-            db.write_opt(wb, &wo).map_err(map_err)
-        })
-        .inspect_err(|e| {
-            if matches!(e, StoreError::NoSpace(_)) && !self.stalled.swap(true, Ordering::AcqRel) {
-                tracing::error!(
-                    store = %self.path.display(),
-                    "disk full: writes are refused until {RESUME_FREE_BYTES} bytes are free; reads go on"
-                );
-            }
-        })
+        self.write_with(batch, true)
     }
 
+    fn write_unsynced(&self, batch: Batch) -> Result<()> {
+        self.write_with(batch, false)
+    }
+
+    fn sync_log(&self) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
+        self.with_db(|db| db.flush_wal(true).map_err(map_err))
+    }
     fn purge(&self, ranges: &[PurgeRange]) -> Result<()> {
         if self.read_only {
             return Err(StoreError::Invalid("store was opened read-only".into()));

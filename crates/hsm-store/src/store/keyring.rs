@@ -4,12 +4,14 @@
 //! move durably around every check.
 
 use super::{Store, u32_from};
+use crate::audit::Event;
 use crate::backend::{Batch, Flow, PurgeRange, collect_prefix};
 use crate::cf::Cf;
 use crate::crypto::{self, KdfParams, Key32, Purpose, aad};
 use crate::error::{Result, StoreError};
 use crate::keys::{self, Visibility};
 use crate::records::{self, PinPolicy, PinSlot, TokenRecord};
+use hsm_types::audit::ckr;
 use hsm_types::{SecretString, TokenId, UserKind};
 
 /// What a new token is made with.
@@ -152,7 +154,8 @@ impl Store {
             keys::meta::pin_failures(token, UserKind::User),
             0u32.to_be_bytes().to_vec(),
         );
-        self.kv.write(b)?;
+        let keys = self.keys_from(token, &rec, Some((UserKind::So, master)))?;
+        self.write_audited_checkpointed(&keys, b, vec![Event::new("token.init")])?;
         Ok(token)
     }
 
@@ -260,7 +263,7 @@ impl Store {
     /// a free guess.
     pub fn login(&self, token: TokenId, who: UserKind, pin: &SecretString) -> Result<TokenKeys> {
         let rec = self.token_record(token)?;
-        let (master, rec) = self.verify_pin(token, who, pin, rec)?;
+        let (master, rec) = self.verify_pin(token, who, pin, rec, PinCheck::Login)?;
         self.keys_from(token, &rec, Some((who, master)))
     }
 
@@ -270,6 +273,7 @@ impl Store {
         who: UserKind,
         pin: &SecretString,
         rec: TokenRecord,
+        check: PinCheck,
     ) -> Result<(Key32, TokenRecord)> {
         check_pin_len(&rec.pin_policy, pin)?;
         // A crafted cost is refused before the counter moves: it is no guess.
@@ -281,7 +285,9 @@ impl Store {
         })?;
         let slot = pin_slot(&rec, who)?;
         let max = rec.pin_policy.max_failures;
-        let failures = self.begin_pin_attempt(token, who, max)?;
+        let failures = self
+            .begin_pin_attempt(token, who, max)
+            .inspect_err(|e| self.record_pin_refusal(token, who, check, e))?;
         // Whatever happens to this attempt, it leaves the in-flight count: an attempt that
         // never did would keep every later one waiting at the limit.
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -295,7 +301,7 @@ impl Store {
             }
             master
         }));
-        let master = self.end_pin_attempt(token, who, outcome, failures, max)?;
+        let master = self.end_pin_attempt(token, who, outcome, failures, max, check)?;
         Ok((master, rec))
     }
 
@@ -344,6 +350,7 @@ impl Store {
         outcome: std::thread::Result<Result<Key32>>,
         failures: u32,
         max: u32,
+        check: PinCheck,
     ) -> Result<Key32> {
         let g = self.lock();
         let others = {
@@ -370,13 +377,21 @@ impl Store {
                     keys::meta::pin_failures(token, who),
                     others.to_be_bytes().to_vec(),
                 );
-                self.kv.write(b).map(|()| master)
+                let events = match check {
+                    PinCheck::Login => vec![check.event(who)],
+                    // The change it guards is the record.
+                    _ => Vec::new(),
+                };
+                self.write_audited(token, None, b, events).map(|()| master)
             }
             // The attempt that reaches the limit is still answered "incorrect"; the
             // next one, right PIN or not, is refused as locked.
             Err(StoreError::Tampered { .. }) => Err(StoreError::PinIncorrect { failures, max }),
             Err(e) => Err(e),
         };
+        if let Err(e) = &answer {
+            self.record_pin_refusal(token, who, check, e);
+        }
         drop(g);
         self.inflight_done.notify_all();
         answer
@@ -453,7 +468,7 @@ impl Store {
             0u32.to_be_bytes().to_vec(),
         );
         self.pin_cache.forget(keys.token);
-        self.kv.write(b)
+        self.write_audited(keys.token, Some(keys), b, vec![Event::new("pin.init")])
     }
 
     /// Changes a PIN after checking the old one: re-wraps the master key, nothing else.
@@ -466,7 +481,7 @@ impl Store {
     ) -> Result<()> {
         let rec = self.token_record(token)?;
         check_pin_len(&rec.pin_policy, new)?;
-        let (master, rec) = self.verify_pin(token, who, old, rec)?;
+        let (master, rec) = self.verify_pin(token, who, old, rec, PinCheck::Change)?;
         let slot = self.make_pin_slot(token, who, &rec.kdf, new, &master)?;
         // Read again under the lock, so a `C_InitPIN` that ran meanwhile is not undone.
         let _g = self.lock();
@@ -478,7 +493,8 @@ impl Store {
         let mut b = Batch::new();
         b.put(Cf::Meta, keys::meta::token(token), records::encode(&rec));
         self.pin_cache.forget(token);
-        self.kv.write(b)
+        let keys = self.keys_from(token, &rec, Some((who, master)))?;
+        self.write_audited(token, Some(&keys), b, vec![PinCheck::Change.event(who)])
     }
 
     /// `C_InitToken` on an existing token: checks the SO PIN, destroys every object, makes
@@ -486,10 +502,14 @@ impl Store {
     /// user PIN uninitialised.
     pub fn reinit_token(&self, token: TokenId, so_pin: &SecretString, label: String) -> Result<()> {
         let rec = self.token_record(token)?;
-        self.verify_pin(token, UserKind::So, so_pin, rec)?;
+        let (old_master, _) =
+            self.verify_pin(token, UserKind::So, so_pin, rec, PinCheck::Reinit)?;
         let _g = self.lock();
         self.pin_cache.forget(token);
         let mut rec = self.token_record(token)?;
+        // The old generation's audit key signs the log up to and including this record;
+        // the new generation's key takes over at the next checkpoint.
+        let old_keys = self.keys_from(token, &rec, Some((UserKind::So, old_master)))?;
         let master = Key32::random()?;
         let public_key = Key32::random()?;
         rec.so = self.make_pin_slot(token, UserKind::So, &rec.kdf, so_pin, &master)?;
@@ -516,7 +536,7 @@ impl Store {
             keys::meta::pin_failures(token, UserKind::User),
             0u32.to_be_bytes().to_vec(),
         );
-        self.kv.write(b)?;
+        self.write_audited_checkpointed(&old_keys, b, vec![Event::new("token.reinit")])?;
         let end = keys::prefix_end(&prefix).unwrap_or_else(|| vec![0xff; 5]);
         let ranges: Vec<_> = [Cf::Objects, Cf::Attributes, Cf::Versions]
             .into_iter()
@@ -528,6 +548,45 @@ impl Store {
             })
             .collect();
         self.kv.purge(&ranges)
+    }
+}
+
+/// What a PIN check is for: its audit records say so.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PinCheck {
+    Login,
+    Change,
+    Reinit,
+}
+
+impl PinCheck {
+    fn event(self, who: UserKind) -> Event {
+        let op = match (self, who) {
+            (PinCheck::Login, UserKind::So) => "login.so",
+            (PinCheck::Login, UserKind::User) => "login.user",
+            (PinCheck::Change, UserKind::So) => "pin.change.so",
+            (PinCheck::Change, UserKind::User) => "pin.change.user",
+            (PinCheck::Reinit, _) => "token.reinit",
+        };
+        Event::new(op)
+    }
+}
+
+impl Store {
+    /// Records a refused PIN check (wrong or locked PIN); other errors are not the
+    /// caller's attempt and are logged where they happen.
+    fn record_pin_refusal(&self, token: TokenId, who: UserKind, check: PinCheck, e: &StoreError) {
+        let ckr = match e {
+            StoreError::PinIncorrect { .. } => ckr::PIN_INCORRECT,
+            StoreError::PinLocked => ckr::PIN_LOCKED,
+            _ => return,
+        };
+        if let Err(e) = self.audit_alone(token, None, check.event(who).result(ckr)) {
+            tracing::error!(
+                token = token.0,
+                "the refused PIN check is not recorded: {e}"
+            );
+        }
     }
 }
 

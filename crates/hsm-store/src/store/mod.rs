@@ -6,6 +6,7 @@
 //! check of object records), [`objects`] (create, read, destroy), [`versions`] (new
 //! versions and history), [`index`] (lookups and index upkeep). This file opens stores.
 
+mod audit;
 mod index;
 mod keyring;
 mod objects;
@@ -15,6 +16,7 @@ mod rings;
 mod sealed;
 mod versions;
 
+pub use audit::{AuditKeyInfo, AuditStats, AuditVerification};
 pub use index::Query;
 pub use keyring::{TokenInfo, TokenKeys, TokenSpec};
 pub use objects::StoredObject;
@@ -51,6 +53,14 @@ pub struct Store {
     // process, per token and generation: the policy engine reads it on every key use.
     // Sound because a store is opened by one process at a time (the backends lock it).
     quorum_cache: Mutex<std::collections::HashMap<(TokenId, u32), std::sync::Arc<QuorumState>>>,
+    // The audit log's settings, cached heads and counters (`store/audit.rs`).
+    audit: audit::AuditState,
+}
+
+/// A mutex guard that survives a panic elsewhere (what these mutexes guard is replaced
+/// whole, never left half-changed).
+pub(crate) fn guard<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 pub(crate) fn now() -> u64 {
@@ -95,6 +105,7 @@ impl Store {
     /// Opens a store over any backend: initialises an empty one, migrates an older one,
     /// refuses a newer one, and refuses a damaged one rather than guessing.
     pub fn open(kv: Box<dyn KvBackend>) -> Result<Store> {
+        let mut migrated_from = None;
         let version = match migrate::stored_version(kv.as_ref())? {
             None => {
                 // No schema version: a new store, or one that lost its `meta` records.
@@ -152,11 +163,16 @@ impl Store {
                         });
                     }
                     migrate::run(kv.as_ref(), v)?;
+                    migrated_from = Some(v);
                 }
                 migrate::CURRENT
             }
         };
-        Store::assemble(kv, version)
+        let store = Store::assemble(kv, version)?;
+        if let Some(from) = migrated_from {
+            store.record_migration(from);
+        }
+        Ok(store)
     }
 
     /// Upgrades a schema-1 store to this build's schema: checks `so_pin` against every
@@ -204,6 +220,7 @@ impl Store {
             migrate::run(store.kv.as_ref(), next)?;
         }
         store.schema_version = migrate::CURRENT;
+        store.record_migration(migrate::NEEDS_SO_PIN_FROM);
         Ok((store, bound))
     }
 
@@ -222,7 +239,9 @@ impl Store {
             .as_slice()
             .try_into()
             .map_err(|_| StoreError::corruption("meta/store_id", "not 16 bytes"))?;
+        let boot = next_boot(kv.as_ref())?;
         Ok(Store {
+            audit: audit::AuditState::new(boot),
             kv,
             store_id,
             schema_version: version,
@@ -267,6 +286,26 @@ impl Store {
     fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
         self.write_lock.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// This run's boot counter: the stored one raised by one and written back, for a writer;
+/// the stored one for a reader.
+fn next_boot(kv: &dyn KvBackend) -> Result<u64> {
+    let stored = match kv.get(Cf::Meta, keys::meta::BOOT)? {
+        Some(v) => u64_from(&v, "meta/boot")?,
+        None => 0,
+    };
+    if kv.read_only() {
+        return Ok(stored);
+    }
+    let mut b = Batch::new();
+    b.put(
+        Cf::Meta,
+        keys::meta::BOOT.to_vec(),
+        (stored + 1).to_be_bytes().to_vec(),
+    );
+    kv.write(b)?;
+    Ok(stored + 1)
 }
 
 /// A big-endian `u32` record (a counter in `meta`).

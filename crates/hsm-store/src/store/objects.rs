@@ -2,6 +2,7 @@
 //! with all it owns.
 
 use super::{Store, TokenKeys, u64_from};
+use crate::audit::Event;
 use crate::backend::{Batch, PurgeRange, collect_prefix};
 use crate::cf::Cf;
 use crate::crypto::Key32;
@@ -59,7 +60,15 @@ impl Store {
             next_key,
             (first + objects.len() as u64).to_be_bytes().to_vec(),
         );
-        self.kv.write(b)?;
+        let events = ids
+            .iter()
+            .map(|id| {
+                Event::new("object.create")
+                    .object(*id)
+                    .version(VersionNo(1))
+            })
+            .collect();
+        self.write_audited(keys.token, Some(keys), b, events)?;
         Ok(ids)
     }
 
@@ -157,7 +166,8 @@ impl Store {
         let _g = self.lock();
         let mut b = Batch::new();
         let ranges = self.stage_destroy(&mut b, keys, id)?;
-        self.kv.write(b)?;
+        let event = Event::new("object.destroy").object(id);
+        self.write_audited(keys.token, Some(keys), b, vec![event])?;
         self.kv.purge(&ranges)
     }
 

@@ -7,6 +7,7 @@
 //! `schema/format.md` gives the layout, `docs/approvals.md` the model.
 
 use super::{Store, TokenKeys};
+use crate::audit::Event;
 use crate::backend::{Batch, Flow};
 use crate::cf::Cf;
 use crate::crypto::{self, Purpose, aad};
@@ -108,6 +109,7 @@ impl Store {
                 state.seq.saturating_sub(1)
             )));
         }
+        let events = quorum_events(&self.quorum(keys)?, state);
         let mut b = Batch::new();
         for v in self.verdicts(keys)? {
             if state.request(v.request).is_none() {
@@ -134,7 +136,7 @@ impl Store {
         );
         let slot = (keys.token, keys.generation);
         self.quorum_cache_lock().remove(&slot);
-        self.kv.write(b)?;
+        self.write_audited(keys.token, Some(keys), b, events)?;
         self.quorum_cache_lock()
             .insert(slot, Arc::new(state.clone()));
         Ok(())
@@ -191,7 +193,13 @@ impl Store {
             k,
             crypto::seal(&keys.header, &aad, &records::encode(v))?,
         );
-        self.kv.write(b)
+        let op = if v.approve {
+            "approval.approve"
+        } else {
+            "approval.deny"
+        };
+        let event = Event::new(op).request(v.request);
+        self.write_audited(keys.token, Some(keys), b, vec![event])
     }
 
     /// Stages the deletion of the token's dual-control state, markers and verdicts
@@ -209,4 +217,53 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// What a write of the dual-control state changes, as audit events: approvers added and
+/// removed, rules changed, requests opened and spent, uses counted.
+fn quorum_events(old: &QuorumState, new: &QuorumState) -> Vec<Event> {
+    let mut out = Vec::new();
+    let ids = |s: &QuorumState| -> Vec<u32> { s.approvers.iter().map(|a| a.id).collect() };
+    let (before, after) = (ids(old), ids(new));
+    out.extend(
+        after
+            .iter()
+            .filter(|a| !before.contains(a))
+            .map(|_| Event::new("approver.add")),
+    );
+    out.extend(
+        before
+            .iter()
+            .filter(|a| !after.contains(a))
+            .map(|_| Event::new("approver.remove")),
+    );
+    if old.policy != new.policy {
+        out.push(Event::new("policy.update"));
+    }
+    for (key, rules) in &new.keys {
+        if old.keys.get(key) != Some(rules) {
+            out.push(Event::new("policy.key").key(*key));
+        }
+    }
+    for key in old.keys.keys().filter(|k| !new.keys.contains_key(k)) {
+        out.push(Event::new("policy.key.clear").key(*key));
+    }
+    for r in &new.requests {
+        match old.request(r.id) {
+            None => out.push(Event::new(format!("approval.request.{}", r.op.name())).request(r.id)),
+            Some(o) if o.used.is_none() && r.used.is_some() => {
+                out.push(Event::new("approval.spend").request(r.id))
+            }
+            Some(_) => {}
+        }
+    }
+    for (key, n) in &new.uses {
+        if old.uses.get(key) != Some(n) {
+            out.push(Event::new("key.use.count").key(*key));
+        }
+    }
+    if out.is_empty() {
+        out.push(Event::new("quorum.update"));
+    }
+    out
 }

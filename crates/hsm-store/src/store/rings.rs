@@ -6,6 +6,7 @@
 //! objects it erases. `schema/format.md` gives the layout, `docs/lifecycle.md` the model.
 
 use super::{Store, TokenKeys, u64_from};
+use crate::audit::Event;
 use crate::backend::{Batch, Flow};
 use crate::cf::Cf;
 use crate::crypto::{self, Purpose, aad};
@@ -37,6 +38,8 @@ pub struct RingWrites {
     pub update: Vec<(ObjectId, AttributeSet)>,
     /// Objects crypto-erased: every version, their keys and index entries.
     pub erase: Vec<ObjectId>,
+    /// The transition, for the audit log (`rotate`, `disable`, …; `transition` if unset).
+    pub what: Option<&'static str>,
 }
 
 impl Store {
@@ -142,7 +145,15 @@ impl Store {
         }
         let mut b = Batch::new();
         let mut purge = Vec::new();
+        let mut events =
+            vec![Event::new(format!("key.{}", w.what.unwrap_or("transition"))).key(ring.key.0)];
         let ids = self.stage_ring_creates(&mut b, keys, &w.create)?;
+        events.extend(ids.iter().map(|id| {
+            Event::new("object.create")
+                .object(*id)
+                .version(hsm_types::VersionNo(1))
+                .key(ring.key.0)
+        }));
         if let Some(n) = w.into_version {
             let v = ring
                 .versions
@@ -152,13 +163,20 @@ impl Store {
             v.objects = ids.clone();
         }
         for (id, attrs) in w.update {
-            let (_, p) = self.stage_new_version(&mut b, keys, id, attrs, |cur| {
+            let (v, p) = self.stage_new_version(&mut b, keys, id, attrs, |cur| {
                 (VersionCause::AttributesChanged, Some(cur))
             })?;
+            events.push(
+                Event::new("object.update")
+                    .object(id)
+                    .version(v)
+                    .key(ring.key.0),
+            );
             purge.extend(p);
         }
         for id in &w.erase {
             purge.extend(self.stage_destroy(&mut b, keys, *id)?);
+            events.push(Event::new("object.destroy").object(*id).key(ring.key.0));
         }
         let record = RingRecord {
             binding: self.ring_mac(keys, &ring)?,
@@ -179,7 +197,7 @@ impl Store {
             keys::meta::ring_seq(keys.token, key, record.ring.seq),
             Vec::new(),
         );
-        self.kv.write(b)?;
+        self.write_audited(keys.token, Some(keys), b, events)?;
         if !purge.is_empty() {
             self.kv.purge(&purge)?;
         }

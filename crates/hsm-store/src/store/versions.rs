@@ -3,6 +3,7 @@
 //! out of the files when it moves.
 
 use super::{Store, TokenKeys};
+use crate::audit::Event;
 use crate::backend::{Batch, Flow, PurgeRange, collect_prefix};
 use crate::cf::Cf;
 use crate::crypto::{self, Key32};
@@ -33,7 +34,7 @@ impl Store {
         attrs: AttributeSet,
     ) -> Result<VersionNo> {
         let _g = self.lock();
-        self.write_new_version(keys, id, attrs, |cur| {
+        self.write_new_version(keys, id, attrs, "object.update", |cur| {
             (VersionCause::AttributesChanged, Some(cur))
         })
     }
@@ -43,7 +44,7 @@ impl Store {
     pub fn rollback(&self, keys: &TokenKeys, id: ObjectId, to: VersionNo) -> Result<VersionNo> {
         let _g = self.lock();
         let old = self.read_version(keys, id, to)?;
-        self.write_new_version(keys, id, old.attrs, |_| {
+        self.write_new_version(keys, id, old.attrs, "object.rollback", |_| {
             (VersionCause::RolledBack { from: to.0 }, Some(to.0))
         })
     }
@@ -53,11 +54,13 @@ impl Store {
         keys: &TokenKeys,
         id: ObjectId,
         attrs: AttributeSet,
+        op: &'static str,
         cause: impl FnOnce(u32) -> (VersionCause, Option<u32>),
     ) -> Result<VersionNo> {
         let mut b = Batch::new();
         let (next, purge) = self.stage_new_version(&mut b, keys, id, attrs, cause)?;
-        self.kv.write(b)?;
+        let event = Event::new(op).object(id).version(next);
+        self.write_audited(keys.token, Some(keys), b, vec![event])?;
         if !purge.is_empty() {
             self.kv.purge(&purge)?;
         }

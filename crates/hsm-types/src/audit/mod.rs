@@ -13,6 +13,14 @@ use checkpoint::Checkpoint;
 use merkle::{Frontier, Sha256, leaf_hash};
 use serde::{Deserialize, Serialize};
 
+/// The `CKR_*` values the store writes in records itself (the core maps every error with
+/// `hsm_core::Error::ckr`; a test there checks these against it).
+pub mod ckr {
+    pub const OK: u64 = 0;
+    pub const PIN_INCORRECT: u64 = 0xa0;
+    pub const PIN_LOCKED: u64 = 0xa4;
+}
+
 /// The leaf format this build writes; a verifier refuses formats it does not know.
 pub const RECORD_FORMAT: u8 = 1;
 
@@ -24,6 +32,35 @@ pub struct AuditActor {
     pub session: Option<u64>,
     /// The client process, when served.
     pub pid: Option<u32>,
+    /// Who signed in, where the front end knows it: an admin API token's subject, an
+    /// approver's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+}
+
+/// What the log records (`[audit] level` in the configuration).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditLevel {
+    /// Nothing.
+    Off,
+    /// Every change, login, PIN change, export, policy change and approval, and each
+    /// refused attempt at one.
+    #[default]
+    Management,
+    /// All of that, and every use of a key (sign, verify, encrypt, decrypt), written
+    /// with group commit.
+    All,
+}
+
+impl AuditLevel {
+    pub const fn name(self) -> &'static str {
+        match self {
+            AuditLevel::Off => "off",
+            AuditLevel::Management => "management",
+            AuditLevel::All => "all",
+        }
+    }
 }
 
 /// One audit record: a leaf of the log's tree. Never a secret value, a PIN or a private
@@ -36,10 +73,20 @@ pub struct AuditRecord {
     pub boot: u64,
     pub time: u64,
     pub actor: AuditActor,
-    /// `C_CreateObject`, `key.rotate`, `login`, …
+    /// What the store did: `object.create`, `key.rotate`, `login`, …
     pub op: String,
+    /// The call that asked for it, where a front end said: `C_GenerateKeyPair`, an admin
+    /// API route, a `ferrohsm` command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call: Option<String>,
     pub object: Option<u64>,
     pub version: Option<u32>,
+    /// The lifecycle key (`CKA_FERRO_KEY_ID`) a transition concerns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<u64>,
+    /// The approval request an approval record concerns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<u64>,
     pub mechanism: Option<u64>,
     /// The `CKR_*` answered.
     pub result: u64,
@@ -70,6 +117,55 @@ pub enum Finding {
     /// The log's first `size` records do not give the pinned checkpoint's root: the
     /// history it vouched for was rewritten.
     Forked { size: u64 },
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Finding::Unreadable { at, why } => write!(f, "record {at} is unreadable: {why}"),
+            Finding::Sequence { at, says } => write!(
+                f,
+                "record {at} says it is record {says}: records before it were deleted, \
+                 inserted or moved"
+            ),
+            Finding::BootBackwards { at } => write!(
+                f,
+                "record {at}'s boot counter is lower than the record before it: records \
+                 were reordered"
+            ),
+            Finding::BadSignature { size } => write!(
+                f,
+                "the checkpoint at size {size} is not signed by the audit key: forged or edited"
+            ),
+            Finding::WrongOrigin { size, origin } => write!(
+                f,
+                "the checkpoint at size {size} is of another log ({origin})"
+            ),
+            Finding::Truncated {
+                checkpoint,
+                records,
+            } => write!(
+                f,
+                "a checkpoint covers {checkpoint} records but the log holds {records}: \
+                 records were cut off its end"
+            ),
+            Finding::RootMismatch { size } => write!(
+                f,
+                "the first {size} records do not give the root their checkpoint signed: \
+                 one of them was edited, deleted, inserted or moved"
+            ),
+            Finding::RolledBack { pinned, records } => write!(
+                f,
+                "the pinned checkpoint covers {pinned} records but the log holds {records}: \
+                 the log was rolled back to an older state"
+            ),
+            Finding::Forked { size } => write!(
+                f,
+                "the log's first {size} records are not the ones the pinned checkpoint \
+                 vouched for: its history was rewritten"
+            ),
+        }
+    }
 }
 
 /// A checkpoint as the verifier found it, with whether its signature verified under the
