@@ -15,8 +15,8 @@ MODULE="${1:-${CARGO_TARGET_DIR:-$HOME/.cache/ferrohsm-target}/debug/libferrohsm
 
 # opensc: pkcs11-tool; gnutls-bin: p11tool; openssl: independent verification;
 # python3-pykcs11: the semantics checks; xxd: hex to DER in pkcs11-tool.sh; softhsm2: the
-# other token in softhsm2_keywrap.py.
-PACKAGES=(opensc gnutls-bin openssl python3-pykcs11 python3-cryptography xxd softhsm2)
+# other token in softhsm2_keywrap.py; prometheus and curl: metrics.sh scrapes the server.
+PACKAGES=(opensc gnutls-bin openssl python3-pykcs11 python3-cryptography xxd softhsm2 prometheus curl)
 
 ensure_packages() {
   local missing=() p
@@ -114,6 +114,7 @@ for mode in "${MODES[@]}"; do
   run "lifecycle/$mode" bash "$HERE/lifecycle.sh" "$MODULE"
   run "approvals/$mode" bash "$HERE/approvals.sh" "$MODULE"
   run "key_rules/$mode" bash "$HERE/key_rules.sh" "$MODULE"
+  run "metrics/$mode" bash "$HERE/metrics.sh" "$MODULE"
   run "java/$mode" bash "$HERE/java.sh" "$MODULE"
   run "cryptoki_crate/$mode" bash "$HERE/cryptoki_crate.sh" "$MODULE"
 done

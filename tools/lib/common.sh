@@ -17,7 +17,7 @@ say() { printf '\n==> %s\n' "$*"; }
 #   openssl       independent verification of signatures
 #   python3-pykcs11, xxd   the Python interop tests (Debian's /usr/bin/python3)
 #   curl          the HTTP client of the admin API's TLS tests
-REQUIRED_PACKAGES=(libclang-dev opensc gnutls-bin softhsm2 openssl python3-pykcs11 python3-cryptography xxd curl)
+REQUIRED_PACKAGES=(libclang-dev opensc gnutls-bin softhsm2 openssl python3-pykcs11 python3-cryptography xxd curl prometheus)
 
 ensure_packages() {
   local missing=()

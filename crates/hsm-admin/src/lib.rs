@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod jwt;
+pub mod metrics;
 
 use hsm_core::Hsm;
 use hsm_core::config::AdminConfig;

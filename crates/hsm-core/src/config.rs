@@ -61,6 +61,13 @@ pub struct ServerConfig {
     /// `[server.admin]`: the admin HTTPS API (off unless configured).
     #[serde(default)]
     pub admin: Option<Box<AdminConfig>>,
+    /// Where `ferrohsm-server` serves Prometheus metrics on `/metrics` (plain HTTP, no
+    /// authentication: nothing secret is in them), e.g. `127.0.0.1:9464`. Off when unset.
+    /// An address other than loopback needs `metrics_allow_remote = true`.
+    #[serde(default)]
+    pub metrics_listen: Option<String>,
+    #[serde(default)]
+    pub metrics_allow_remote: bool,
 }
 
 /// `[server.admin]`: the HTTPS admin API of `ferrohsm-server` (`docs/server.md`).
@@ -117,6 +124,8 @@ impl Default for ServerConfig {
             start_timeout_secs: default_start_timeout(),
             login_cache_secs: default_login_cache(),
             admin: None,
+            metrics_listen: None,
+            metrics_allow_remote: false,
         }
     }
 }
@@ -213,6 +222,32 @@ pub struct Config {
     pub lifecycle: LifecycleConfig,
     #[serde(default)]
     pub audit: AuditConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: the metrics a process without a server exports (`docs/metrics.md`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// A file for node_exporter's textfile collector (`*.prom` in its directory), written
+    /// by whichever process holds the store — the embedded module or the server — at most
+    /// every `textfile_interval_secs`, as calls finish. Relative paths are taken from
+    /// the configuration file's directory.
+    pub textfile: Option<PathBuf>,
+    #[serde(default = "default_textfile_interval")]
+    pub textfile_interval_secs: u64,
+}
+
+fn default_textfile_interval() -> u64 {
+    15
+}
+
+impl Config {
+    /// Whether this process keeps the built-in metrics.
+    pub fn metrics_enabled(&self) -> bool {
+        self.metrics.textfile.is_some() || self.server.metrics_listen.is_some()
+    }
 }
 
 /// `[audit]`: what the tamper-evident log records (`docs/audit.md`).
@@ -424,9 +459,12 @@ impl Config {
             path: path.display().to_string(),
             reason,
         })?;
+        let base = path.parent().unwrap_or(Path::new("."));
         if cfg.store.is_relative() {
-            let base = path.parent().unwrap_or(Path::new("."));
             cfg.store = base.join(&cfg.store);
+        }
+        if let Some(t) = cfg.metrics.textfile.as_mut().filter(|t| t.is_relative()) {
+            *t = base.join(&*t);
         }
         Ok(cfg)
     }

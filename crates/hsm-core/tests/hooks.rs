@@ -4,7 +4,7 @@
 
 use hsm_core::audit::{AuditEvent, AuditSink};
 use hsm_core::config::Config;
-use hsm_core::metrics::Metrics;
+use hsm_core::metrics::{Metrics, Observation};
 use hsm_core::objects::attrs::Actor;
 use hsm_core::policy::{Decision, PendingApproval, PolicyEngine, Request};
 use hsm_core::types::{
@@ -12,7 +12,6 @@ use hsm_core::types::{
 };
 use hsm_core::{Action, Error, Hooks, Hsm, LoginKind, Mechanism, OpKind};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 /// Refuses signing with any key labelled "root", and asks for approvals before any key
 /// generation by the user.
@@ -55,12 +54,12 @@ impl AuditSink for Recorder {
 struct Measured(Arc<Recorder>);
 
 impl Metrics for Measured {
-    fn observe(&self, action: Action, _elapsed: Duration, outcome: Result<(), &Error>) {
+    fn observe(&self, o: &Observation<'_>) {
         self.0
             .metrics
             .lock()
             .unwrap()
-            .push((action, outcome.is_ok()));
+            .push((o.action, o.outcome.is_ok()));
     }
 }
 

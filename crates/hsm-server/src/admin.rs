@@ -38,3 +38,42 @@ pub fn start(
     drop(rt.spawn(admin.serve(listener)));
     Ok(())
 }
+
+/// Both HTTP listeners the configuration asks for: the admin API and `/metrics`.
+pub fn start_http(
+    hsm: &Arc<Hsm>,
+    c: &hsm_core::config::ServerConfig,
+    rt: &tokio::runtime::Runtime,
+) -> Result<(), String> {
+    start(hsm, c.admin.as_deref(), rt)?;
+    start_metrics(hsm, c, rt)
+}
+
+/// Binds `server.metrics_listen` and serves `/metrics` on `rt` (nothing when unset).
+pub fn start_metrics(
+    hsm: &Arc<Hsm>,
+    c: &hsm_core::config::ServerConfig,
+    rt: &tokio::runtime::Runtime,
+) -> Result<(), String> {
+    let Some(listen) = &c.metrics_listen else {
+        return Ok(());
+    };
+    let addr: SocketAddr = listen
+        .parse()
+        .map_err(|e| format!("[server] metrics_listen = {listen:?}: {e}"))?;
+    if !addr.ip().is_loopback() && !c.metrics_allow_remote {
+        return Err(format!(
+            "[server] metrics_listen = {addr} is not a loopback address: set \
+             metrics_allow_remote = true to be scraped from other hosts"
+        ));
+    }
+    let std_listener = TcpListener::bind(addr)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|e| format!("metrics: cannot listen on {addr}: {e}"))?;
+    let _in_runtime = rt.enter();
+    let listener = tokio::net::TcpListener::from_std(std_listener)
+        .map_err(|e| format!("metrics: {addr}: {e}"))?;
+    tracing::info!(%addr, "metrics listening (HTTP, /metrics)");
+    drop(rt.spawn(hsm_admin::metrics::serve(hsm.clone(), listener)));
+    Ok(())
+}

@@ -58,7 +58,7 @@ pub fn run(config: Config, idle_exit: u64, log_file: Option<PathBuf>) -> ExitCod
     };
     store.set_login_cache(Some(Duration::from_secs(config.server.login_cache_secs)));
     let store_dir = config.store.clone();
-    let admin_config = config.server.admin.clone();
+    let server_config = config.server.clone();
     let sweep_every = config.lifecycle.sweep_interval_secs;
     let hsm = match Hsm::with_store(config, store, Hooks::default()) {
         Ok(h) => Arc::new(h),
@@ -72,7 +72,7 @@ pub fn run(config: Config, idle_exit: u64, log_file: Option<PathBuf>) -> ExitCod
         Ok(r) => r,
         Err(e) => return fail(format!("cannot start the runtime: {e}")),
     };
-    if let Err(e) = crate::admin::start(&hsm, admin_config.as_deref(), &runtime) {
+    if let Err(e) = crate::admin::start_http(&hsm, &server_config, &runtime) {
         return fail(e);
     }
     tracing::info!(

@@ -168,6 +168,11 @@ pub fn note_object(o: ObjectId) {
     })
 }
 
+/// The mechanism the current scope's call noted (for the metrics).
+pub fn scope_mechanism() -> Option<u64> {
+    SCOPE.with(|s| s.borrow().last().and_then(|f| f.context.mechanism))
+}
+
 /// Whether the store recorded a refusal in the current scope (a wrong PIN), so the
 /// caller does not record the same refusal twice.
 pub fn refusal_recorded_in_scope() -> bool {

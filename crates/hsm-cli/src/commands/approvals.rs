@@ -172,11 +172,12 @@ pub struct Sign {
 enum Opened {
     Embedded {
         store: Box<Store>,
-        keys: TokenKeys,
+        keys: Box<TokenKeys>,
         clock: LifecycleConfig,
     },
     Served {
-        token: Remote<Client>,
+        // Boxed: a client holds the whole configuration.
+        token: Box<Remote<Client>>,
         session: u64,
     },
 }
@@ -200,7 +201,10 @@ fn open(p: &Place, so_pin: Option<&SoPin>) -> CliResult<Opened> {
             if let Some(pin) = pin()? {
                 token.login(session, LoginKind::So, pin)?;
             }
-            return Ok(Opened::Served { token, session });
+            return Ok(Opened::Served {
+                token: Box::new(token),
+                session,
+            });
         }
         Err(e) => return Err(e.into()),
     };
@@ -211,7 +215,7 @@ fn open(p: &Place, so_pin: Option<&SoPin>) -> CliResult<Opened> {
     };
     Ok(Opened::Embedded {
         store: Box::new(store),
-        keys,
+        keys: Box::new(keys),
         clock: cfg.map(|c| c.lifecycle).unwrap_or_default(),
     })
 }

@@ -129,11 +129,12 @@ pub struct PolicyArgs {
 enum Target {
     Embedded {
         store: Box<Store>,
-        keys: TokenKeys,
+        keys: Box<TokenKeys>,
         settings: LifecycleConfig,
     },
     Served {
-        token: Remote<Client>,
+        // Boxed: a client holds the whole configuration.
+        token: Box<Remote<Client>>,
         session: u64,
     },
 }
@@ -151,7 +152,7 @@ impl Target {
         let keys = store.login(token, UserKind::User, &pin)?;
         Ok(Target::Embedded {
             store: Box::new(store),
-            keys,
+            keys: Box::new(keys),
             settings: cfg.map(|c| c.lifecycle).unwrap_or_default(),
         })
     }
@@ -167,7 +168,10 @@ impl Target {
         )?;
         let session = token.open_session(slot, true)?;
         token.login(session, LoginKind::User, pin)?;
-        Ok(Target::Served { token, session })
+        Ok(Target::Served {
+            token: Box::new(token),
+            session,
+        })
     }
 
     fn execute(&self, cmd: KeyCommand) -> CliResult<KeyAnswer> {

@@ -75,7 +75,17 @@ pub fn call_name(action: Action) -> &'static str {
             OpKind::Digest => "C_DigestInit",
             OpKind::Find => "C_FindObjectsInit",
         },
-        Action::Continue(_) => "continue",
+        // Updates, finals, single-part calls and length queries of an operation.
+        Action::Continue(k) => match k {
+            OpKind::Sign => "C_Sign",
+            OpKind::Verify => "C_Verify",
+            OpKind::Encrypt => "C_Encrypt",
+            OpKind::Decrypt => "C_Decrypt",
+            OpKind::MessageEncrypt => "C_EncryptMessage",
+            OpKind::MessageDecrypt => "C_DecryptMessage",
+            OpKind::Digest => "C_Digest",
+            OpKind::Find => "C_FindObjects",
+        },
         Action::Random => "C_GenerateRandom",
         Action::SeedRandom => "C_SeedRandom",
         Action::Lifecycle => "lifecycle",

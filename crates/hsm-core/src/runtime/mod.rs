@@ -27,7 +27,7 @@ pub(crate) use slots::{AppSlot, Login, Slot};
 use crate::audit::{AuditEvent, AuditSink};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Observation};
 use crate::objects::SessionObject;
 use crate::ops::Action;
 use crate::policy::{AllowAll, Decision, PolicyEngine, Request};
@@ -75,6 +75,8 @@ pub struct Hsm {
     pub(crate) next_session_object: AtomicU64,
     /// The power-on self-tests' verdict; a failure stops all cryptography.
     health: std::result::Result<(), String>,
+    /// The built-in metrics, when configured (`crate::metrics`).
+    pub(crate) registry: Option<Arc<crate::metrics::Registry>>,
 }
 
 /// One call into the core, after [`Hsm::begin`]: the session it runs in, that session's
@@ -120,7 +122,17 @@ impl Hsm {
     /// by another process from other failures).
     pub fn with_store(config: Config, store: Store, hooks: Hooks) -> Result<Hsm> {
         store.set_audit(config.audit.into());
+        let registry = config.metrics_enabled().then(|| {
+            let textfile = config.metrics.textfile.clone().map(|p| {
+                (
+                    p,
+                    std::time::Duration::from_secs(config.metrics.textfile_interval_secs),
+                )
+            });
+            Arc::new(crate::metrics::Registry::new(textfile))
+        });
         let hsm = Hsm {
+            registry,
             config,
             store,
             hooks,
@@ -171,7 +183,9 @@ impl Hsm {
         action: Action,
         op: impl FnOnce(&Call) -> Result<T>,
     ) -> Result<T> {
-        let started = self.hooks.metrics.as_ref().map(|_| Instant::now());
+        let measured = self.hooks.metrics.is_some() || self.registry.is_some();
+        let started = measured.then(Instant::now);
+        let mut mechanism = None;
         let (result, at) = match self.begin(h, action) {
             Ok(call) => {
                 let _scope = self.audit_scope(&call, h);
@@ -179,6 +193,7 @@ impl Hsm {
                 if let Err(e) = self.audit_outcome(&call, h, &result) {
                     result = Err(e);
                 }
+                mechanism = hsm_store::audit::scope_mechanism();
                 (result, Some((call.slot.id, call.slot.actor())))
             }
             Err(e) => (Err(e), None),
@@ -193,8 +208,17 @@ impl Hsm {
                 outcome: outcome.map_err(|e| e as &dyn std::error::Error),
             });
         }
-        if let (Some(m), Some(t)) = (&self.hooks.metrics, started) {
-            m.observe(action, t.elapsed(), outcome);
+        if let Some(t) = started {
+            let o = Observation {
+                action,
+                mechanism,
+                elapsed: t.elapsed(),
+                outcome,
+            };
+            if let Some(m) = &self.hooks.metrics {
+                m.observe(&o);
+            }
+            self.observe_builtin(&o);
         }
         result
     }

@@ -56,6 +56,18 @@ impl Batch {
     }
 }
 
+/// The backend's state, for the metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Health {
+    /// Bytes its files take on disk (0 in memory).
+    pub size_bytes: u64,
+    /// Writes are refused: the disk is full, or the engine stopped them.
+    pub stalled: bool,
+    /// The rate (bytes/s) the engine slows writes to while compaction catches up; 0 when
+    /// writes are not delayed.
+    pub delayed_write_rate: u64,
+}
+
 /// What a visitor tells a scan.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Flow {
@@ -104,6 +116,11 @@ pub trait KvBackend: Send + Sync {
     /// Writes a consistent copy of the store into `dir`, which must not exist: what a
     /// migration keeps of the store as it was. Only a store on disk can make one.
     fn checkpoint(&self, dir: &Path) -> Result<()>;
+
+    /// What the metrics show of the backend.
+    fn health(&self) -> Health {
+        Health::default()
+    }
 
     /// Whether writes are refused (an inspection handle).
     fn read_only(&self) -> bool {

@@ -1,6 +1,6 @@
 //! The RocksDB backend: one database per store directory, one column family per [`Cf`].
 
-use super::{Batch, Flow, KvBackend, Op, PurgeRange, Visitor};
+use super::{Batch, Flow, Health, KvBackend, Op, PurgeRange, Visitor};
 use crate::cf::Cf;
 use crate::error::{Result, StoreError};
 use crate::private_fs;
@@ -423,6 +423,28 @@ impl KvBackend for RocksBackend {
 
     fn write_unsynced(&self, batch: Batch) -> Result<()> {
         self.write_with(batch, false)
+    }
+
+    fn health(&self) -> Health {
+        let size_bytes = std::fs::read_dir(&self.path)
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.metadata().ok())
+                    .filter(|m| m.is_file())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0);
+        let prop = |name: &str| {
+            self.with_db(|db| db.property_int_value(name).map_err(map_err))
+                .ok()
+                .flatten()
+                .unwrap_or(0)
+        };
+        Health {
+            size_bytes,
+            stalled: self.stalled.load(Ordering::Acquire) || prop("rocksdb.is-write-stopped") > 0,
+            delayed_write_rate: prop("rocksdb.actual-delayed-write-rate"),
+        }
     }
 
     fn sync_log(&self) -> Result<()> {

@@ -546,6 +546,16 @@ impl Store {
             .collect())
     }
 
+    /// When the oldest record no checkpoint covers was written (`None`: all covered).
+    pub fn audit_unsigned_since(&self, token: TokenId) -> Result<Option<u64>> {
+        let heads = lock(&self.audit.heads);
+        let head = match heads.get(&token) {
+            Some(h) => h.clone(),
+            None => self.read_head(token)?,
+        };
+        Ok((head.size > head.checkpointed).then_some(head.pending_since))
+    }
+
     /// How many records a token's log holds (by its head).
     pub fn audit_size(&self, token: TokenId) -> Result<u64> {
         let heads = lock(&self.audit.heads);
