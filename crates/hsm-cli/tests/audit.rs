@@ -247,6 +247,80 @@ fn a_log_rolled_back_to_an_older_copy_is_caught_by_a_pinned_checkpoint() {
     caught(&verify(&store, &["--pinned", p]), "the log was rolled back");
 }
 
+#[test]
+fn search_finds_the_records_a_test_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let key = audited_store(&store, 3);
+    {
+        let s = Store::open_dir(&store).unwrap();
+        let wrong = s.login(
+            TokenId(1),
+            hsm_core::types::UserKind::User,
+            &hsm_core::types::SecretString::from("not-the-pin"),
+        );
+        assert!(wrong.is_err());
+    }
+    let index = dir.path().join("index");
+    let search = |extra: &[&str]| {
+        let mut args = vec![
+            "--json",
+            "audit",
+            "search",
+            "--store",
+            store.to_str().unwrap(),
+            "--index",
+            index.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let found = json(&ferrohsm(&args));
+        found
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["seq"].as_u64().unwrap(),
+                    r["op"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let updates = search(&["--op", "object.update"]);
+    assert_eq!(updates.len(), 3, "{updates:?}");
+    let k = key.to_string();
+    let of_the_key = search(&["--object", &k, "--from", "1h"]);
+    assert_eq!(
+        of_the_key.len(),
+        4,
+        "created and changed three times: {of_the_key:?}"
+    );
+    let refused = search(&["--failed"]);
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].1, "login.user");
+    assert_eq!(search(&["--result", "0xa0", "--role", "local"]), refused);
+    assert!(
+        search(&["--until", "1h"]).is_empty(),
+        "nothing is an hour old"
+    );
+    // The index follows the log as it grows.
+    {
+        let s = Store::open_dir(&store).unwrap();
+        let k = login(&s);
+        s.destroy_object(&k, ObjectId(key)).unwrap();
+    }
+    assert_eq!(search(&["--op", "object.destroy"]).len(), 1);
+    let bad = ferrohsm(&[
+        "audit",
+        "search",
+        "--store",
+        store.to_str().unwrap(),
+        "--from",
+        "soon",
+    ]);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     use std::os::unix::fs::PermissionsExt;

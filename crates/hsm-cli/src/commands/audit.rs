@@ -33,16 +33,19 @@ pub enum AuditCli {
     Checkpoint(CheckpointArgs),
     /// The token's audit public keys (one per token generation), to verify with later.
     Keys(Access),
+    /// Find records by time, operation, call, actor, object, key and result, through a
+    /// tantivy index rebuilt from the log (a cache: not needed to verify anything).
+    Search(super::audit_search::SearchArgs),
 }
 
 #[derive(Args)]
 pub struct Access {
     /// Store directory (opened read-only).
     #[arg(long)]
-    store: PathBuf,
+    pub(super) store: PathBuf,
     /// Token id (default: the store's only token).
     #[arg(long)]
-    token: Option<u32>,
+    pub(super) token: Option<u32>,
 }
 
 #[derive(Args)]
@@ -103,7 +106,7 @@ pub struct CheckpointArgs {
     pin_env: Option<String>,
 }
 
-fn open(a: &Access) -> CliResult<(Store, TokenId)> {
+pub(super) fn open(a: &Access) -> CliResult<(Store, TokenId)> {
     let store = Store::open_dir_read_only(&a.store)?;
     let token = pick_token(&store, a.token)?;
     store.token_info(token)?;
@@ -133,6 +136,7 @@ pub fn run(cmd: AuditCli, out: &Output) -> CliResult {
         AuditCli::Export(a) => export(a),
         AuditCli::Checkpoint(a) => checkpoint(a),
         AuditCli::Keys(a) => keys(a, out),
+        AuditCli::Search(a) => super::audit_search::run(a, out),
     }
 }
 
@@ -145,7 +149,7 @@ fn records(store: &Store, t: TokenId, from: u64) -> CliResult<Vec<AuditRecord>> 
     Ok(out)
 }
 
-fn print_records(recs: &[AuditRecord], out: &Output) {
+pub(super) fn print_records(recs: &[AuditRecord], out: &Output) {
     let rows = recs
         .iter()
         .map(|r| {

@@ -1,6 +1,7 @@
 pub mod approvals;
 pub mod approver_key;
 pub mod audit;
+pub mod audit_search;
 pub mod backup;
 pub mod inspect;
 pub mod key;

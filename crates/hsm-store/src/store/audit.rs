@@ -586,6 +586,11 @@ impl Store {
         )
     }
 
+    /// One record as stored.
+    pub fn audit_record(&self, token: TokenId, seq: u64) -> Result<Option<Vec<u8>>> {
+        self.kv.get(Cf::Audit, &keys::audit::record(token, seq))
+    }
+
     /// A token's signed checkpoints by tree size, as stored.
     pub fn audit_checkpoints(&self, token: TokenId) -> Result<Vec<(u64, String)>> {
         let mut out = Vec::new();
