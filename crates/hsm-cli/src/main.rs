@@ -55,7 +55,7 @@ fn main() -> ExitCode {
     let out = output::Output { json: cli.json };
     // What this run writes to a store it opens is recorded as the CLI's, naming the
     // command (never its arguments: they may name files or labels).
-    let _audit = hsm_core::audit::scope("cli", &command_name(), None);
+    let _audit = hsm_core::audit::scope("cli", command_name(), None);
     let result = match cli.command {
         Command::Token(c) => commands::token::run(c, &out),
         Command::Inspect(a) => commands::inspect::run(a, &out),

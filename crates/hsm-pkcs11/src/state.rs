@@ -8,14 +8,17 @@
 //! without the handlers running (a raw `clone`).
 //!
 //! The token is a [`Token`]: the store in this process ([`hsm_core::Local`]) or a
-//! `ferrohsm-server` reached over its socket. Each call clones the `Arc` under a short read lock and works without any global
-//! lock held; `C_Finalize` takes the state away, and calls still in flight finish on
-//! their own clone — no use after free, and new calls get NOT_INITIALIZED.
+//! `ferrohsm-server` reached over its socket. Each call holds a read guard on the state
+//! for its length ([`TokenRef`]) rather than cloning the `Arc` (whose count every call of
+//! every thread would write); `C_Finalize` takes the write lock, so it waits for the
+//! calls in flight and then takes the state away — no use after free, and new calls get
+//! NOT_INITIALIZED. No entry point blocks (C_WaitForSlotEvent does not wait), and none
+//! asks for the state again while holding it.
 
 use crate::boundary::Error;
 use hsm_core::{Hsm, Token};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Once, RwLock};
+use std::sync::{Arc, Once, RwLock, RwLockReadGuard};
 
 /// Forks since the module was loaded, as this process sees it (raised in each child).
 static FORKS: AtomicU64 = AtomicU64::new(0);
@@ -61,10 +64,26 @@ pub struct Opened {
 
 static MODULE: RwLock<Option<Module>> = RwLock::new(None);
 
+/// The token for the length of one call (see the module's documentation).
+pub struct TokenRef(RwLockReadGuard<'static, Option<Module>>);
+
+impl std::ops::Deref for TokenRef {
+    type Target = dyn Token;
+
+    fn deref(&self) -> &Self::Target {
+        match &*self.0 {
+            Some(m) => &*m.token,
+            // `token()` made this guard only over a module.
+            None => unreachable!("a TokenRef holds an initialised module"),
+        }
+    }
+}
+
 /// The token, or `CKR_CRYPTOKI_NOT_INITIALIZED` unless this process initialised it.
-pub fn token() -> Result<Arc<dyn Token>, Error> {
-    match &*MODULE.read().unwrap_or_else(|p| p.into_inner()) {
-        Some(m) if m.made_in.is_current() => Ok(m.token.clone()),
+pub fn token() -> Result<TokenRef, Error> {
+    let g = MODULE.read().unwrap_or_else(|p| p.into_inner());
+    match &*g {
+        Some(m) if m.made_in.is_current() => Ok(TokenRef(g)),
         _ => Err(Error::NotInitialized),
     }
 }

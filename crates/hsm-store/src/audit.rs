@@ -17,6 +17,7 @@ use hsm_types::audit::AuditActor;
 use hsm_types::audit::checkpoint::{Checkpoint, Malformed, key_id, parse_note, signed_note};
 use hsm_types::audit::merkle::{Hash, Sha256};
 use hsm_types::{ObjectId, VersionNo};
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::time::Duration;
 
@@ -103,16 +104,55 @@ impl Event {
     }
 }
 
-/// Who is acting, and through which call, for the writes of one thread.
+/// Who is acting, and through which call, for the writes of one thread. Made on every
+/// call, so it holds borrowed names and no process id: the record's actor is built from
+/// it only when a record is written ([`Context::actor`]).
 #[derive(Clone, Debug)]
 pub struct Context {
-    pub actor: AuditActor,
+    /// `so`, `user`, `public`, `approver`, `admin-api`, `cli`, …
+    pub role: Cow<'static, str>,
+    pub session: Option<u64>,
+    /// The client process; `None`: the one this thread serves ([`set_client_pid`]), or
+    /// this process.
+    pub pid: Option<u32>,
+    /// Who signed in, where the front end knows it.
+    pub subject: Option<String>,
     /// `C_GenerateKeyPair`, `PUT /v1/policy`, `ferrohsm backup restore`, …
-    pub call: Option<String>,
+    pub call: Option<Cow<'static, str>>,
     /// The mechanism of the call, once known.
     pub mechanism: Option<u64>,
     /// The token object the call uses, once known (a key's use names its key).
     pub object: Option<ObjectId>,
+}
+
+impl Context {
+    /// A context for `role` acting through `call`, outside a session.
+    pub fn new(role: impl Into<Cow<'static, str>>, call: Option<Cow<'static, str>>) -> Context {
+        Context {
+            role: role.into(),
+            session: None,
+            pid: None,
+            subject: None,
+            call,
+            mechanism: None,
+            object: None,
+        }
+    }
+
+    /// The actor a record names; `this_process` stands in when neither the scope nor
+    /// the thread names a client.
+    pub fn actor(&self, this_process: u32) -> AuditActor {
+        let pid = self
+            .pid
+            .or_else(|| CLIENT_PID.with(|c| c.get()))
+            .unwrap_or(this_process);
+        AuditActor {
+            role: self.role.to_string(),
+            session: self.session,
+            pid: Some(pid),
+            subject: self.subject.clone(),
+        }
+    }
 }
 
 struct Frame {
@@ -131,10 +171,7 @@ thread_local! {
 #[must_use = "the scope ends when this is dropped"]
 pub struct Scope(());
 
-pub fn scope(mut context: Context) -> Scope {
-    if context.actor.pid.is_none() {
-        context.actor.pid = Some(client_pid());
-    }
+pub fn scope(context: Context) -> Scope {
     SCOPE.with(|s| {
         s.borrow_mut().push(Frame {
             context,
@@ -187,33 +224,17 @@ pub(crate) fn mark_refusal_recorded() {
     })
 }
 
-/// The acting context: the current scope's, or `local` with this process's id.
+/// The acting context: the current scope's, or `local` (this process).
 pub(crate) fn current() -> Context {
     SCOPE
         .with(|s| s.borrow().last().map(|f| f.context.clone()))
-        .unwrap_or_else(|| Context {
-            actor: AuditActor {
-                role: "local".into(),
-                session: None,
-                pid: Some(client_pid()),
-                subject: None,
-            },
-            call: None,
-            mechanism: None,
-            object: None,
-        })
+        .unwrap_or_else(|| Context::new("local", None))
 }
 
 /// Names the process this thread serves (the server, per connection, from the socket's
 /// peer credentials); `None` goes back to this process.
 pub fn set_client_pid(pid: Option<u32>) {
     CLIENT_PID.with(|c| c.set(pid));
-}
-
-fn client_pid() -> u32 {
-    CLIENT_PID
-        .with(|c| c.get())
-        .unwrap_or_else(std::process::id)
 }
 
 /// A record as the store keeps it, decoded.
@@ -306,30 +327,20 @@ mod tests {
 
     #[test]
     fn scopes_nest_and_restore() {
-        let ctx = |role: &str| Context {
-            actor: AuditActor {
-                role: role.into(),
-                session: None,
-                pid: None,
-                subject: None,
-            },
-            call: None,
-            mechanism: None,
-            object: None,
-        };
-        assert_eq!(current().actor.role, "local");
+        let ctx = |role: &'static str| Context::new(role, None);
+        assert_eq!(current().role, "local");
         let outer = scope(ctx("so"));
         {
             let _inner = scope(ctx("user"));
             note_mechanism(7);
-            assert_eq!(current().actor.role, "user");
+            assert_eq!(current().role, "user");
             assert_eq!(current().mechanism, Some(7));
             mark_refusal_recorded();
             assert!(refusal_recorded_in_scope());
         }
-        assert_eq!(current().actor.role, "so");
+        assert_eq!(current().role, "so");
         assert!(!refusal_recorded_in_scope());
         drop(outer);
-        assert_eq!(current().actor.role, "local");
+        assert_eq!(current().role, "local");
     }
 }

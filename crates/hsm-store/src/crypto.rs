@@ -6,6 +6,7 @@ use crate::error::{Result, StoreError};
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use aws_lc_rs::{hkdf, hmac, rand};
 use serde::{Deserialize, Serialize};
+use std::sync::OnceLock;
 use zeroize::Zeroize;
 
 /// Version of the sealed-record layout and of the AAD construction.
@@ -14,13 +15,34 @@ pub const KEY_LEN: usize = 32;
 pub const TAG_LEN: usize = 16;
 
 /// A 256-bit key. No `Debug`, no `Clone`; zeroized on drop.
-pub struct Key32([u8; KEY_LEN]);
+///
+/// A key used again and again (a token's sealing and index keys, for as long as it is
+/// logged in) keeps its prepared forms beside it, made at first use: the AES-GCM key
+/// schedule and the HMAC-SHA256 inner and outer states. Each lookup and each record
+/// opened would otherwise derive them afresh (about 5,000 instructions for the HMAC key
+/// alone, more than the digest it serves). aws-lc wipes both states when they are
+/// dropped (`EVP_AEAD_CTX_cleanup`, `HMAC_CTX_cleanup`), and the bytes are zeroized here.
+pub struct Key32 {
+    bytes: [u8; KEY_LEN],
+    aead: OnceLock<LessSafeKey>,
+    hmac: OnceLock<hmac::Key>,
+}
 
 impl Key32 {
+    fn new(bytes: [u8; KEY_LEN]) -> Self {
+        Key32 {
+            bytes,
+            aead: OnceLock::new(),
+            hmac: OnceLock::new(),
+        }
+    }
+
     pub fn random() -> Result<Self> {
         let mut k = [0u8; KEY_LEN];
         fill_random(&mut k)?;
-        Ok(Self(k))
+        let key = Self::new(k);
+        k.zeroize();
+        Ok(key)
     }
     pub fn from_bytes(b: &[u8]) -> Result<Self> {
         let arr: [u8; KEY_LEN] = b.try_into().map_err(|_| {
@@ -29,26 +51,39 @@ impl Key32 {
                 format!("key of {} bytes, expected 32", b.len()),
             )
         })?;
-        Ok(Self(arr))
+        Ok(Self::new(arr))
     }
     pub fn expose(&self) -> &[u8; KEY_LEN] {
-        &self.0
+        &self.bytes
+    }
+
+    fn aead(&self) -> &LessSafeKey {
+        self.aead.get_or_init(|| {
+            LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &self.bytes).expect("32-byte AES key"))
+        })
+    }
+
+    fn hmac(&self) -> &hmac::Key {
+        self.hmac
+            .get_or_init(|| hmac::Key::new(hmac::HMAC_SHA256, &self.bytes))
     }
 
     /// A subkey for one purpose (HKDF-SHA256, the purpose string as info).
     pub fn derive(&self, purpose: &[u8]) -> Key32 {
-        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"ferrohsm/v1").extract(&self.0);
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"ferrohsm/v1").extract(&self.bytes);
         let mut out = [0u8; KEY_LEN];
         prk.expand(&[purpose], hkdf::HKDF_SHA256)
             .and_then(|okm| okm.fill(&mut out))
             .expect("HKDF-SHA256 with a 32-byte output cannot fail");
-        Key32(out)
+        let key = Key32::new(out);
+        out.zeroize();
+        key
     }
 }
 
 impl Drop for Key32 {
     fn drop(&mut self) {
-        self.0.zeroize();
+        self.bytes.zeroize();
     }
 }
 
@@ -98,7 +133,7 @@ pub fn aad(purpose: Purpose, store_id: &[u8; 16], place: &[u64]) -> Vec<u8> {
 
 /// `format (1) | nonce (12) | ciphertext | tag (16)`
 pub fn seal(key: &Key32, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
-    let k = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key.0).expect("32-byte AES key"));
+    let k = key.aead();
     let mut nonce = [0u8; NONCE_LEN];
     fill_random(&mut nonce)?;
     let mut out = Vec::with_capacity(1 + NONCE_LEN + plaintext.len() + TAG_LEN);
@@ -135,7 +170,7 @@ pub fn open(
             format!("unknown seal format {}", sealed[0]),
         ));
     }
-    let k = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key.0).expect("32-byte AES key"));
+    let k = key.aead();
     let nonce: [u8; NONCE_LEN] = sealed[1..1 + NONCE_LEN].try_into().expect("length checked");
     let mut body = sealed[1 + NONCE_LEN..].to_vec();
     match k.open_in_place(
@@ -159,7 +194,7 @@ pub fn open(
 
 /// Wraps a key under another (AES-256-GCM, the wrapped key's place as AAD).
 pub fn wrap(kek: &Key32, aad: &[u8], key: &Key32) -> Result<Vec<u8>> {
-    seal(kek, aad, &key.0)
+    seal(kek, aad, &key.bytes)
 }
 
 /// Unwraps a key; a wrong KEK or a moved blob fails with `Tampered`.
@@ -177,8 +212,7 @@ pub fn unwrap(
 
 /// Blinded index digest: HMAC-SHA256 under the index key, truncated.
 pub fn blind(index_key: &Key32, tag: u8, value: &[u8]) -> [u8; crate::keys::DIGEST_LEN] {
-    let k = hmac::Key::new(hmac::HMAC_SHA256, &index_key.0);
-    let mut ctx = hmac::Context::with_key(&k);
+    let mut ctx = hmac::Context::with_key(index_key.hmac());
     ctx.update(&[tag]);
     ctx.update(value);
     let tag = ctx.sign();
@@ -329,7 +363,9 @@ pub fn pin_key(params: &KdfParams, salt: &[u8], pin: &[u8]) -> Result<Key32> {
         out.zeroize();
         return Err(StoreError::Invalid(format!("Argon2id: {e}")));
     }
-    Ok(Key32(out))
+    let key = Key32::new(out);
+    out.zeroize();
+    Ok(key)
 }
 
 #[cfg(test)]

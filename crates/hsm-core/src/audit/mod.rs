@@ -11,7 +11,7 @@ use crate::objects::attrs::Actor;
 use crate::ops::{Action, OpKind};
 use crate::runtime::{Call, Hsm};
 use hsm_store::audit::{self as log, Context, Event, Scope};
-use hsm_types::audit::AuditActor;
+use std::borrow::Cow;
 
 pub use hsm_store::audit::{AuditLevel, AuditSettings, set_client_pid};
 pub use hsm_store::{AuditStats, AuditVerification};
@@ -132,17 +132,14 @@ pub fn role_name(actor: Actor) -> &'static str {
 
 /// A scope for work outside a session (the CLI, the admin API): `role` acting through
 /// `call`, with an optional subject (a signed-in name).
-pub fn scope(role: &str, call: &str, subject: Option<String>) -> Scope {
+pub fn scope(
+    role: impl Into<Cow<'static, str>>,
+    call: impl Into<Cow<'static, str>>,
+    subject: Option<String>,
+) -> Scope {
     log::scope(Context {
-        actor: AuditActor {
-            role: role.into(),
-            session: None,
-            pid: None,
-            subject,
-        },
-        call: Some(call.into()),
-        mechanism: None,
-        object: None,
+        subject,
+        ..Context::new(role, Some(call.into()))
     })
 }
 
@@ -165,15 +162,11 @@ impl Hsm {
     /// Who acts in this call, for every record its writes make.
     pub(crate) fn audit_scope(&self, call: &Call, session: u64) -> Scope {
         log::scope(Context {
-            actor: AuditActor {
-                role: role_name(call.slot.actor()).into(),
-                session: Some(session),
-                pid: None,
-                subject: None,
-            },
-            call: Some(call_name(call.action).into()),
-            mechanism: None,
-            object: None,
+            session: Some(session),
+            ..Context::new(
+                role_name(call.slot.actor()),
+                Some(call_name(call.action).into()),
+            )
         })
     }
 

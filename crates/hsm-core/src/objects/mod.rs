@@ -18,7 +18,6 @@ use crate::runtime::{AppSlot, Call, Hsm, Location, read, write};
 use attrs::{Actor, Origin};
 use hsm_types::quorum::Guarded;
 use hsm_types::{AttrValue, AttributeSet, AttributeType as A, KeyType, ObjectClass, TokenId};
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
@@ -36,7 +35,7 @@ pub(crate) struct SessionObject {
 /// A session object this application may see in this slot, as a handle; private ones
 /// need the user logged in.
 pub(crate) fn visible_session_object<'a>(
-    objs: &'a HashMap<u64, SessionObject>,
+    objs: &'a crate::runtime::handles::HandleMap<SessionObject>,
     slot: &AppSlot,
     n: u64,
 ) -> Result<&'a SessionObject> {

@@ -23,6 +23,10 @@ impl Hsm {
         if !write(&self.apps).remove(&app) {
             return;
         }
+        // A call already past its session lookup sees this and stops.
+        for s in read(&self.app_slots).values().filter(|s| s.app == app) {
+            s.end();
+        }
         let handles: Vec<u64> = read(&self.sessions)
             .values()
             .filter(|s| s.app == app)
@@ -44,7 +48,7 @@ impl Hsm {
     /// The application a session belongs to (the server checks it before serving a call
     /// of one client on a session handle).
     pub fn session_app(&self, h: u64) -> Option<u64> {
-        read(&self.sessions).get(&h).map(|s| s.app)
+        self.session(h).ok().map(|s| s.app)
     }
 
     /// This application's place at a slot, made on first use.

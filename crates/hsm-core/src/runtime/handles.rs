@@ -4,6 +4,36 @@
 
 use crate::error::{Error, Result};
 use hsm_types::ObjectId;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// A table keyed by handles the module made itself (session handles, session object
+/// handles: counters). No key in it is chosen by a caller, so SipHash's defence against
+/// chosen keys buys nothing here, and every call looks its session up: a multiply is
+/// all a lookup needs. (A caller chooses only what it looks up, and a miss costs what a
+/// hit does.)
+pub(crate) type HandleMap<V> = HashMap<u64, V, BuildHasherDefault<HandleHasher>>;
+
+#[derive(Default, Clone, Copy)]
+pub(crate) struct HandleHasher(u64);
+
+impl Hasher for HandleHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn finish(&self) -> u64 {
+        // The multiply mixes upwards; fold the high half into the low bits the table's
+        // buckets are picked by.
+        self.0 ^ (self.0 >> 32)
+    }
+}
 
 pub(crate) const SESSION_OBJECT_BIT: u64 = 1 << 63;
 const OBJECT_ID_BITS: u32 = 48;

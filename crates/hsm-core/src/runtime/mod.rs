@@ -32,6 +32,7 @@ use crate::objects::SessionObject;
 use crate::ops::Action;
 use crate::policy::{AllowAll, Decision, PolicyEngine, Request};
 use crate::provider::{CryptoProvider, SoftwareProvider};
+use handles::HandleMap;
 use hsm_store::Store;
 use hsm_types::{AttributeSet, TokenId};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -61,6 +62,9 @@ impl Default for Hooks {
     }
 }
 
+/// Runtimes made in this process so far.
+static INSTANCES: AtomicU64 = AtomicU64::new(1);
+
 pub struct Hsm {
     pub(crate) config: Config,
     pub(crate) store: Store,
@@ -69,10 +73,12 @@ pub struct Hsm {
     pub(crate) apps: RwLock<HashSet<u64>>,
     pub(crate) next_app: AtomicU64,
     pub(crate) app_slots: RwLock<HashMap<(u64, u64), Arc<AppSlot>>>,
-    pub(crate) sessions: RwLock<HashMap<u64, Arc<SessionEntry>>>,
+    pub(crate) sessions: RwLock<HandleMap<Arc<SessionEntry>>>,
     pub(crate) next_session: AtomicU64,
-    pub(crate) session_objects: RwLock<HashMap<u64, SessionObject>>,
+    pub(crate) session_objects: RwLock<HandleMap<SessionObject>>,
     pub(crate) next_session_object: AtomicU64,
+    /// This runtime among those of the process (a thread's cached session names it).
+    pub(crate) instance: u64,
     /// The power-on self-tests' verdict; a failure stops all cryptography.
     health: std::result::Result<(), String>,
     /// The built-in metrics, when configured (`crate::metrics`).
@@ -140,10 +146,11 @@ impl Hsm {
             apps: RwLock::new(HashSet::new()),
             next_app: AtomicU64::new(1),
             app_slots: RwLock::new(HashMap::new()),
-            sessions: RwLock::new(HashMap::new()),
+            sessions: RwLock::new(HandleMap::default()),
             next_session: AtomicU64::new(first_session_handle()),
-            session_objects: RwLock::new(HashMap::new()),
+            session_objects: RwLock::new(HandleMap::default()),
             next_session_object: AtomicU64::new(1),
+            instance: INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             health: crate::selftest::run_all(),
         };
         if let Err(e) = &hsm.health {
@@ -230,7 +237,13 @@ impl Hsm {
             self.check_health()?;
         }
         let session = self.session(h)?;
-        let slot = self.app_slot(session.app, session.slot)?;
+        let slot = session.seat.clone();
+        if slot.ended() {
+            return Err(Error::General(format!(
+                "application {} has ended",
+                session.app
+            )));
+        }
         let token = slot.shared.token_id().ok_or(Error::TokenNotPresent)?;
         let call = Call {
             session,

@@ -1,12 +1,13 @@
 //! Sessions: opening and closing them, and what `C_GetSessionInfo` reports. A session's
 //! operations live in [`crate::ops::Ops`] behind its mutex.
 
-use super::slots::Login;
+use super::slots::{AppSlot, Login};
 use super::{Hsm, read, write};
 use crate::error::{Error, Result};
 use crate::ops::Ops;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 /// `CKS_*` session states.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
@@ -32,7 +33,19 @@ pub(crate) struct SessionEntry {
     pub app: u64,
     pub slot: u64,
     pub rw: bool,
+    /// The application's place at the slot, fixed when the session opens: a call finds
+    /// it here without looking the application and its seats up again.
+    pub seat: Arc<AppSlot>,
     pub ops: Mutex<Ops>,
+    /// Closed: gone from the table (a thread's [`LAST_SESSION`] may still reach it).
+    closed: AtomicBool,
+}
+
+thread_local! {
+    /// The session this thread looked up last: the runtime's instance, the handle, and
+    /// the session, weakly.
+    static LAST_SESSION: RefCell<Option<(u64, u64, Weak<SessionEntry>)>> =
+        const { RefCell::new(None) };
 }
 
 impl Hsm {
@@ -53,23 +66,41 @@ impl Hsm {
             app,
             slot,
             rw,
+            seat: s,
             ops: Mutex::new(Ops::default()),
+            closed: AtomicBool::new(false),
         };
         write(&self.sessions).insert(h, Arc::new(session));
         Ok(h)
     }
 
+    /// The session behind a handle. A thread usually calls on one session again and
+    /// again, so it keeps the last one it looked up (weakly: a closed session is not kept
+    /// alive by it, and its operations' keys go when it closes); that saves the table's
+    /// read lock, whose counter every thread's every call would otherwise write.
     pub(crate) fn session(&self, h: u64) -> Result<Arc<SessionEntry>> {
-        read(&self.sessions)
+        let cached = LAST_SESSION.with(|c| match &*c.borrow() {
+            Some((instance, handle, s)) if *instance == self.instance && *handle == h => {
+                s.upgrade()
+            }
+            _ => None,
+        });
+        if let Some(s) = cached.filter(|s| !s.closed.load(Ordering::Acquire)) {
+            return Ok(s);
+        }
+        let s = read(&self.sessions)
             .get(&h)
             .cloned()
-            .ok_or(Error::SessionHandleInvalid)
+            .ok_or(Error::SessionHandleInvalid)?;
+        LAST_SESSION.with(|c| *c.borrow_mut() = Some((self.instance, h, Arc::downgrade(&s))));
+        Ok(s)
     }
 
     pub fn close_session(&self, h: u64) -> Result<()> {
         let s = write(&self.sessions)
             .remove(&h)
             .ok_or(Error::SessionHandleInvalid)?;
+        s.closed.store(true, Ordering::Release);
         write(&self.session_objects).retain(|_, o| o.session != h);
         if self.sessions_of(s.app, s.slot).is_empty() {
             // The application's last session on the token closed: it logs out (§5.6).

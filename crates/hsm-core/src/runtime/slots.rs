@@ -8,6 +8,10 @@ use crate::objects::KeyCache;
 use crate::objects::attrs::Actor;
 use hsm_store::TokenKeys;
 use hsm_types::{AttributeSet, MechanismType as M, ObjectId, TokenId};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+
+/// [`Slot::token`] when the slot holds no token yet.
+const NO_TOKEN: u64 = u64::MAX;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -75,7 +79,9 @@ pub(crate) enum Login {
 /// the user so a key parsed for one is ready for all.
 pub(crate) struct Slot {
     pub id: u64,
-    pub token: RwLock<Option<TokenId>>,
+    /// The token in the slot (`NO_TOKEN`: none yet), read by every call: an atomic, so
+    /// that reading it writes nothing the other cores share.
+    token: AtomicU64,
     pub public: RwLock<Option<Arc<TokenKeys>>>,
     /// Prepared keys of token objects, while at least one application has the user logged
     /// in here; dropped (and zeroized) when the last of them logs out. Only this process
@@ -93,7 +99,7 @@ impl Slot {
     pub fn new(id: u64) -> Slot {
         Slot {
             id,
-            token: RwLock::new(None),
+            token: AtomicU64::new(NO_TOKEN),
             public: RwLock::new(None),
             key_cache: RwLock::new(KeyCache::default()),
             rings: RwLock::new(None),
@@ -102,7 +108,14 @@ impl Slot {
     }
 
     pub fn token_id(&self) -> Option<TokenId> {
-        *read(&self.token)
+        match self.token.load(Ordering::Acquire) {
+            NO_TOKEN => None,
+            t => u32::try_from(t).ok().map(TokenId),
+        }
+    }
+
+    pub fn set_token(&self, t: TokenId) {
+        self.token.store(u64::from(t.0), Ordering::Release);
     }
 
     pub fn forget_all_cached(&self) {
@@ -138,6 +151,12 @@ pub(crate) struct AppSlot {
     pub id: u64,
     pub shared: Arc<Slot>,
     login: RwLock<Login>,
+    /// Who `login` says is logged in, for the many calls that ask only that: an atomic
+    /// load on every call instead of a read lock whose counter both cores would write.
+    /// Changed only under `login`'s write lock.
+    actor: AtomicU8,
+    /// The application ended ([`Hsm::end_app`]): its sessions are closing.
+    ended: AtomicBool,
 }
 
 impl AppSlot {
@@ -147,6 +166,8 @@ impl AppSlot {
             id: shared.id,
             shared,
             login: RwLock::new(Login::Public),
+            actor: AtomicU8::new(Actor::Public as u8),
+            ended: AtomicBool::new(false),
         }
     }
 
@@ -159,18 +180,32 @@ impl AppSlot {
         let mut g = write(&self.login);
         let was_user = matches!(*g, Login::User(_));
         let is_user = matches!(new, Login::User(_));
+        let actor = match &new {
+            Login::Public => Actor::Public,
+            Login::User(_) => Actor::User,
+            Login::So(_) => Actor::So,
+        };
         *g = new;
+        self.actor.store(actor as u8, Ordering::Release);
         drop(g);
         self.shared.user_login_changed(was_user, is_user);
     }
 
     /// Who is logged in on this slot, for this application.
     pub fn actor(&self) -> Actor {
-        match &*read(&self.login) {
-            Login::Public => Actor::Public,
-            Login::User(_) => Actor::User,
-            Login::So(_) => Actor::So,
+        match self.actor.load(Ordering::Acquire) {
+            x if x == Actor::User as u8 => Actor::User,
+            x if x == Actor::So as u8 => Actor::So,
+            _ => Actor::Public,
         }
+    }
+
+    pub fn ended(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
+    }
+
+    pub fn end(&self) {
+        self.ended.store(true, Ordering::Release);
     }
 
     pub fn user_logged_in(&self) -> bool {
@@ -215,7 +250,7 @@ impl Hsm {
         for t in &wanted {
             let id = t.0 as u64;
             let slot = slots.entry(id).or_insert_with(|| Arc::new(Slot::new(id)));
-            *write(&slot.token) = Some(*t);
+            slot.set_token(*t);
         }
         if self.config.slots.is_empty() {
             slots

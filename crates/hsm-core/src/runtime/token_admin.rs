@@ -61,7 +61,7 @@ impl Hsm {
                         "token created as {t}, expected slot {slot}"
                     )));
                 }
-                *write(&s.token) = Some(t);
+                s.set_token(t);
                 self.refresh_slots()?;
             }
         }

@@ -106,6 +106,9 @@ pub(super) struct AuditState {
     settings: RwLock<AuditSettings>,
     heads: Mutex<HashMap<TokenId, Head>>,
     boot: u64,
+    /// This process, asked once when the store opened (a forked child opens its own
+    /// store): the actor of records made outside a served client's thread.
+    pid: u32,
     /// When the log was last synced, and whether records of key use were written since.
     last_sync: Mutex<(Instant, bool)>,
     records: AtomicU64,
@@ -119,6 +122,7 @@ impl AuditState {
             settings: RwLock::new(AuditSettings::default()),
             heads: Mutex::new(HashMap::new()),
             boot,
+            pid: std::process::id(),
             last_sync: Mutex::new((Instant::now(), false)),
             records: AtomicU64::new(0),
             checkpoints: AtomicU64::new(0),
@@ -401,6 +405,8 @@ impl Store {
         force_checkpoint: bool,
     ) -> Result<(Head, Batch, bool)> {
         let ctx = audit::current();
+        let actor = ctx.actor(self.audit.pid);
+        let call = ctx.call.as_deref().map(str::to_string);
         let time = now();
         let mut b = Batch::new();
         let mut f = head.frontier();
@@ -410,9 +416,9 @@ impl Store {
                 seq: f.size,
                 boot: self.audit.boot,
                 time,
-                actor: ctx.actor.clone(),
+                actor: actor.clone(),
                 op: ev.op,
-                call: ctx.call.clone(),
+                call: call.clone(),
                 object: ev.object.or(ctx.object).map(|o| o.0),
                 version: ev.version.map(|v| v.0),
                 key: ev.key,
