@@ -13,6 +13,7 @@
 //! `tools/bench/run` regenerates the "FerroHSM vs SoftHSM2" section of docs/benchmarks.md.
 #![forbid(unsafe_code)]
 
+mod audit;
 mod chart;
 mod model;
 mod p11;
@@ -120,6 +121,9 @@ struct RunArgs {
     /// The command shown in the report (default: this binary's arguments).
     #[arg(long, hide = true)]
     command: Option<String>,
+    /// Leave out the audit-cost section (FerroHSM at each `[audit] level`).
+    #[arg(long)]
+    no_audit_cost: bool,
 }
 
 #[derive(Subcommand)]
@@ -141,6 +145,7 @@ enum Cmd {
         cold_runs: usize,
         #[arg(long, value_delimiter = ',')]
         threads: Vec<usize>,
+        /// The crypto rows (none: only the object rows).
         #[arg(long, value_enum, value_delimiter = ',')]
         ops: Vec<model::Op>,
         #[arg(long, default_value_t = 3)]
@@ -239,6 +244,7 @@ fn print_json<T: serde::Serialize>(v: &T) -> Res<()> {
 }
 
 /// What the parent decided to run.
+#[derive(Clone)]
 pub struct Setup {
     pub seconds: f64,
     pub ferro_sizes: Vec<u64>,
@@ -345,20 +351,20 @@ fn run(a: RunArgs) -> Res<()> {
 
     // FerroHSM: a fresh store, the default Argon2 cost (no [kdf] section); in-process,
     // and with --with-server through ferrohsm-server.
-    let ferro_store = |mode: &str| -> Res<PathBuf> {
-        let fdir = work.path().join(format!("ferrohsm-{mode}"));
+    let ferro_store = |name: &str, mode: &str, extra: &str| -> Res<PathBuf> {
+        let fdir = work.path().join(format!("ferrohsm-{name}"));
         std::fs::create_dir_all(&fdir)?;
         let fconf = fdir.join("ferrohsm.toml");
         std::fs::write(
             &fconf,
             format!(
-                "mode = {mode:?}\nstore = {:?}\nlog_level = \"warn\"\n[server]\nidle_exit_secs = 2\n",
+                "mode = {mode:?}\nstore = {:?}\nlog_level = \"warn\"\n[server]\nidle_exit_secs = 2\n{extra}",
                 fdir.join("store").display().to_string()
             ),
         )?;
         Ok(fconf)
     };
-    let fconf = ferro_store("embedded")?;
+    let fconf = ferro_store("embedded", "embedded", "")?;
     let ferro = measure_child(
         "FerroHSM",
         &ferro_module,
@@ -369,7 +375,7 @@ fn run(a: RunArgs) -> Res<()> {
         0,
     )?;
     let served = if a.with_server {
-        let vconf = ferro_store("auto")?;
+        let vconf = ferro_store("auto", "auto", "")?;
         Some(measure_child(
             "FerroHSM via server",
             &ferro_module,
@@ -382,6 +388,37 @@ fn run(a: RunArgs) -> Res<()> {
     } else {
         None
     };
+
+    // The audit log's cost: FerroHSM embedded at each level, on fewer rows. The levels
+    // run four times, in one order and then the other, each time on a fresh store, and
+    // each figure is the best of its runs: the disk's sync latency wanders by 2× from one
+    // second to the next here, and a later child pays for the write-back of the earlier
+    // ones' files, neither of which is a cost of its level.
+    let mut audited: Vec<(&'static str, Outcome)> = Vec::new();
+    if !a.no_audit_cost {
+        let mut plan = s.clone();
+        plan.ops = audit::ops_arg(&s);
+        plan.cold_runs = 1;
+        // Durable creates wait on the disk, whose pace wanders: twice the time per cell.
+        plan.seconds = s.seconds * 2.0;
+        let sizes = [s.ferro_sizes.first().copied().unwrap_or(1000).min(1000)];
+        let there_and_back = || audit::LEVELS.iter().chain(audit::LEVELS.iter().rev());
+        let order = there_and_back().chain(there_and_back());
+        for (pass, level) in order.enumerate() {
+            let dir = format!("audit-{level}-{pass}");
+            let conf = ferro_store(&dir, "embedded", &audit::config(level))?;
+            let name = format!("FerroHSM, audit level {level}");
+            let env = ("FERROHSM_CONF", conf.as_path());
+            let out = match measure_child(&name, &ferro_module, env, &plan, &sizes, None, 0) {
+                Ok(m) => Outcome::Measured(m),
+                Err(e) => Outcome::NotRun(e.to_string()),
+            };
+            match audited.iter_mut().find(|(l, _)| l == level) {
+                Some((_, earlier)) => audit::keep_best(earlier, out),
+                None => audited.push((level, out)),
+            }
+        }
+    }
 
     // SoftHSM2: its own token directory, file backend.
     let sdir = work.path().join("softhsm2");
@@ -475,6 +512,7 @@ fn run(a: RunArgs) -> Res<()> {
         kryo: &kryo,
         served: served.as_ref(),
         raw: &raw,
+        audited: &audited,
     };
     let rows = rep.rows();
     let mut md = rep.markdown(&rows, png_link.as_deref());
@@ -524,13 +562,14 @@ fn measure_child(
         .arg(s.cold_runs.to_string())
         .arg("--threads")
         .arg(join(&THREADS))
-        .arg("--ops")
-        .arg(&s.ops)
         .arg("--rounds")
         .arg(s.rounds.to_string())
         .arg("--procs")
         .arg(procs.to_string())
         .env(env.0, env.1);
+    if !s.ops.is_empty() {
+        c.arg("--ops").arg(&s.ops);
+    }
     if let Some(b) = budget {
         c.arg("--budget").arg(b.to_string());
     }

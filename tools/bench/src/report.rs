@@ -179,6 +179,8 @@ pub struct Report<'a> {
     pub kryo: &'a Outcome,
     pub served: Option<&'a ModuleResult>,
     pub raw: &'a RawResult,
+    /// FerroHSM at each `[audit] level` (empty: not measured).
+    pub audited: &'a [(&'static str, crate::Outcome)],
 }
 
 pub fn cell(cells: &[Cell], op: Op, scope: Option<Scope>, threads: usize) -> Option<f64> {
@@ -509,6 +511,9 @@ impl Report<'_> {
             );
         }
         self.procs_table(&mut o);
+        if !self.audited.is_empty() {
+            o.push_str(&crate::audit::section(self.audited));
+        }
         o.push_str(&crate::targets::targets(self, rows));
         o
     }
