@@ -1,6 +1,6 @@
 //! Object handles: a token object's handle is its slot and object id side by side; a
 //! session object's has the top bit set and a process-wide counter below it. Handles are
-//! never reused within a process (see `docs/adr/0001-handle-model.md`).
+//! never reused within a process (see `docs/adr/0005-handle-model.md`).
 
 use crate::error::{Error, Result};
 use hsm_types::ObjectId;
