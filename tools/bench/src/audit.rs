@@ -4,7 +4,7 @@
 //! operation at `all`, written unsynced and made durable by group commit).
 
 use crate::model::{ModuleResult, Op, Scope};
-use crate::report::{cell, fmt_num, fmt_ratio};
+use crate::report::{cell, fmt_num, fmt_ratio, threads_label};
 use crate::{Outcome, Setup};
 use std::fmt::Write;
 
@@ -17,8 +17,7 @@ const OPS: [Op; 2] = [Op::EcP256Sign, Op::AesGcm4k];
 /// The `--ops` argument of the audit children: [`OPS`] that the run measures at all.
 pub fn ops_arg(s: &Setup) -> String {
     OPS.iter()
-        .filter_map(clap::ValueEnum::to_possible_value)
-        .map(|v| v.get_name().to_string())
+        .map(|o| o.arg_name())
         .filter(|name| s.ops.split(',').any(|o| o == name))
         .collect::<Vec<_>>()
         .join(",")
@@ -65,22 +64,18 @@ fn lines(levels: &[(&str, Outcome)]) -> Vec<Line> {
             .collect()
     };
     let mut v = vec![Line {
-        label: "durable token-object create (C_CreateObject, private AES key), objects/s".into(),
+        label: crate::report::CREATE_LABEL.into(),
         values: of(&|m| Some(m.create_rate).filter(|r| *r > 0.0)),
     }];
     for op in OPS {
         for t in crate::THREADS {
             v.push(Line {
-                label: format!("{}, token key, {t} thread{}, ops/s", op.label(), plural(t)),
+                label: format!("{}, token key, {}, ops/s", op.label(), threads_label(t)),
                 values: of(&|m| cell(&m.crypto, op, Some(Scope::Token), t)),
             });
         }
     }
     v
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
 }
 
 fn ratio(values: &[Option<f64>], i: usize) -> Option<f64> {

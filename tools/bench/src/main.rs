@@ -262,11 +262,7 @@ pub struct Setup {
 fn ops_arg(a: &RunArgs) -> String {
     let ops = a.ops.clone().unwrap_or(model::Op::ALL.to_vec());
     ops.iter()
-        .map(|o| {
-            clap::ValueEnum::to_possible_value(o)
-                .map(|v| v.get_name().to_string())
-                .unwrap_or_default()
-        })
+        .map(|o| o.arg_name())
         .collect::<Vec<_>>()
         .join(",")
 }

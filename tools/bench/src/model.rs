@@ -61,6 +61,13 @@ impl Op {
         }
     }
 
+    /// The name `--ops` takes for this row.
+    pub fn arg_name(self) -> String {
+        clap::ValueEnum::to_possible_value(&self)
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default()
+    }
+
     /// Short name for the chart.
     pub fn short(self) -> &'static str {
         match self {

@@ -183,6 +183,19 @@ pub struct Report<'a> {
     pub audited: &'a [(&'static str, crate::Outcome)],
 }
 
+/// The durable-create row's label.
+pub const CREATE_LABEL: &str =
+    "durable token-object create (C_CreateObject, private AES key), objects/s";
+
+/// "1 thread", "2 threads".
+pub fn threads_label(t: usize) -> String {
+    if t == 1 {
+        "1 thread".into()
+    } else {
+        format!("{t} threads")
+    }
+}
+
 pub fn cell(cells: &[Cell], op: Op, scope: Option<Scope>, threads: usize) -> Option<f64> {
     cells
         .iter()
@@ -349,11 +362,7 @@ impl Report<'_> {
     fn rows_of(&self, f: &ModuleResult) -> Vec<Row> {
         let mut rows = vec![Row {
             ferro: Val::Num(f.create_rate),
-            ..Row::new(
-                "durable token-object create (C_CreateObject, private AES key), objects/s".into(),
-                "durable create".into(),
-                Kind::Rate,
-            )
+            ..Row::new(CREATE_LABEL.into(), "durable create".into(), Kind::Rate)
         }];
         type Getter = fn(&crate::model::Measured) -> f64;
         let per_size: [(&str, &str, Kind, Getter); 9] = [
@@ -440,7 +449,7 @@ impl Report<'_> {
                     } else {
                         "ops/s"
                     };
-                    let th = if t == 1 { "1 thread" } else { "2 threads" };
+                    let th = threads_label(t);
                     let sc = scope.map_or(String::new(), |s| format!(", {}", s.label()));
                     rows.push(Row {
                         ferro: cell(&f.crypto, op, scope, t).map_or(Val::NotRun, Val::Num),
