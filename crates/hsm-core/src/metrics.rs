@@ -262,6 +262,13 @@ impl Hsm {
         );
         family(
             out,
+            "ferrohsm_audit_syncs_total",
+            "counter",
+            "Group commits: fsyncs that made records of key use durable.",
+        );
+        let _ = writeln!(out, "ferrohsm_audit_syncs_total {}", stats.syncs);
+        family(
+            out,
             "ferrohsm_audit_checkpoints_total",
             "counter",
             "Checkpoints this process signed.",

@@ -1,6 +1,8 @@
 //! Crash test: a child process creates, changes, rolls back and destroys objects and
 //! records wrong-PIN attempts on a real RocksDB store, printing a line after each
-//! operation returns (the acknowledgement). The parent kills it with SIGKILL at a random
+//! operation returns (the acknowledgement); the audit log runs at level `all`, so it also
+//! records uses of a key (group commit: written at once, fsynced by a thread of the
+//! store's). The parent kills it with SIGKILL at a random
 //! moment, reopens the store, and checks that every acknowledged operation is there,
 //! none is half-applied, destroyed objects stay gone and the indexes agree.
 //!
@@ -71,6 +73,10 @@ fn crash_child_worker() {
         store.init_token(s).unwrap();
     }
     let k = store.login(TOKEN, UserKind::User, &pin(USER_PIN)).unwrap();
+    store.set_audit(hsm_store::audit::AuditSettings {
+        level: hsm_store::audit::AuditLevel::All,
+        ..Default::default()
+    });
     let out = std::io::stdout();
     let mut out = out.lock();
     writeln!(out, "@@ READY").unwrap();
@@ -98,6 +104,11 @@ fn crash_child_worker() {
             let id = live[(next() as usize) % live.len()];
             store.destroy_object(&k, id).unwrap();
             format!("D {}", id.0)
+        } else if roll < 92 {
+            store
+                .audit_use(&k, hsm_store::audit::Event::new("key.sign"))
+                .unwrap();
+            "S".to_string()
         } else {
             match store.login(TOKEN, UserKind::User, &pin("wrong-pin")) {
                 Err(hsm_store::StoreError::PinIncorrect { failures, .. }) => {
@@ -130,6 +141,7 @@ fn sigkill_at_random_moments_loses_no_acknowledged_operation() {
     let mut rng: u64 = 0x9e3779b97f4a7c15 ^ std::process::id() as u64;
     let mut total_acks = 0usize;
     let mut acked_pin_failures = 0u64;
+    let mut acked_uses = 0u64;
     for iter in 0..iterations {
         rng ^= rng << 13;
         rng ^= rng >> 7;
@@ -209,6 +221,7 @@ fn sigkill_at_random_moments_loses_no_acknowledged_operation() {
                     model.remove(&id).expect("destroy of a known object");
                     destroyed.push(id);
                 }
+                ["S"] => acked_uses += 1,
                 ["P", n] => {
                     last_pin_failures = n.parse().unwrap();
                     acked_now += 1;
@@ -293,7 +306,11 @@ fn sigkill_at_random_moments_loses_no_acknowledged_operation() {
         );
         let problems = store.check_indexes(&k).unwrap();
         assert!(problems.is_empty(), "iteration {iter}: {problems:?}");
-        audit_agrees(&store, &k, &live, iter, acked_pin_failures);
+        let acked = Acked {
+            pin_failures: acked_pin_failures,
+            uses: acked_uses,
+        };
+        audit_agrees(&store, &k, &live, iter, acked);
         // Adopt what actually landed, so the next round starts from the truth.
         destroyed.extend(model.keys().filter(|id| !live.contains(id)));
         model.clear();
@@ -323,15 +340,15 @@ fn sigkill_at_random_moments_loses_no_acknowledged_operation() {
 /// The audit log after a kill: it verifies (tree, sequence, checkpoints, head), and
 /// replaying its records gives exactly the objects and versions the store holds — no
 /// change landed without its record, no record without its change — and it holds every
-/// acknowledged wrong PIN.
-fn audit_agrees(store: &Store, k: &hsm_store::TokenKeys, live: &[u64], iter: u32, pins: u64) {
+/// acknowledged wrong PIN and every acknowledged use of a key.
+fn audit_agrees(store: &Store, k: &hsm_store::TokenKeys, live: &[u64], iter: u32, acked: Acked) {
     let v = store.verify_audit(TOKEN, None, None).unwrap();
     assert!(
         v.ok(),
         "iteration {iter}: the audit log does not verify: {v:?}"
     );
     let mut current: BTreeMap<u64, u32> = BTreeMap::new();
-    let mut wrong_pins = 0u64;
+    let (mut wrong_pins, mut uses) = (0u64, 0u64);
     store
         .audit_records(TOKEN, 0, &mut |_, bytes| {
             let r = hsm_store::audit::decode_record(bytes)?;
@@ -347,6 +364,7 @@ fn audit_agrees(store: &Store, k: &hsm_store::TokenKeys, live: &[u64], iter: u32
                 ("login.user", _, _) if r.result == hsm_types::audit::ckr::PIN_INCORRECT => {
                     wrong_pins += 1
                 }
+                ("key.sign", _, _) => uses += 1,
                 _ => {}
             }
             Ok(hsm_store::backend::Flow::Continue)
@@ -367,7 +385,20 @@ fn audit_agrees(store: &Store, k: &hsm_store::TokenKeys, live: &[u64], iter: u32
         );
     }
     assert!(
-        wrong_pins >= pins,
-        "iteration {iter}: {pins} wrong PINs acknowledged, {wrong_pins} in the log"
+        wrong_pins >= acked.pin_failures,
+        "iteration {iter}: {} wrong PINs acknowledged, {wrong_pins} in the log",
+        acked.pin_failures
     );
+    assert!(
+        uses >= acked.uses && uses <= acked.uses + iter as u64 + 1,
+        "iteration {iter}: {} uses of a key acknowledged, {uses} in the log",
+        acked.uses
+    );
+}
+
+/// What the children acknowledged, in all their runs so far.
+#[derive(Clone, Copy)]
+struct Acked {
+    pin_failures: u64,
+    uses: u64,
 }

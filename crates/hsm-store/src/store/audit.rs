@@ -9,6 +9,7 @@
 //! verify` needs no PIN. Appends are serialised per store by the head lock, held across
 //! the write so sequence numbers reach the disk in order.
 
+use super::group_commit::GroupCommit;
 use super::{Store, TokenKeys, guard as lock, now};
 use crate::audit::{self, AuditLevel, AuditSettings, AwsLc, Event, open_checkpoint};
 use crate::backend::{Batch, Flow};
@@ -27,7 +28,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
-use std::time::Instant;
 use zeroize::Zeroize;
 
 /// A token's log head (`meta`).
@@ -98,8 +98,10 @@ pub struct AuditStats {
     pub records: u64,
     pub checkpoints: u64,
     /// Records that could not be written (the operation went on unless auditing is
-    /// required).
+    /// required), and group commits whose fsync failed.
     pub failures: u64,
+    /// Group commits: fsyncs that made records of key use durable.
+    pub syncs: u64,
 }
 
 pub(super) struct AuditState {
@@ -109,8 +111,8 @@ pub(super) struct AuditState {
     /// This process, asked once when the store opened (a forked child opens its own
     /// store): the actor of records made outside a served client's thread.
     pid: u32,
-    /// When the log was last synced, and whether records of key use were written since.
-    last_sync: Mutex<(Instant, bool)>,
+    /// Makes records of key use durable off the caller's thread.
+    group: GroupCommit,
     records: AtomicU64,
     checkpoints: AtomicU64,
     failures: AtomicU64,
@@ -123,7 +125,7 @@ impl AuditState {
             heads: Mutex::new(HashMap::new()),
             boot,
             pid: std::process::id(),
-            last_sync: Mutex::new((Instant::now(), false)),
+            group: GroupCommit::new(),
             records: AtomicU64::new(0),
             checkpoints: AtomicU64::new(0),
             failures: AtomicU64::new(0),
@@ -178,10 +180,12 @@ impl Store {
     }
 
     pub fn audit_stats(&self) -> AuditStats {
+        let (syncs, sync_failures) = self.audit.group.stats();
         AuditStats {
             records: self.audit.records.load(Ordering::Relaxed),
             checkpoints: self.audit.checkpoints.load(Ordering::Relaxed),
-            failures: self.audit.failures.load(Ordering::Relaxed),
+            failures: self.audit.failures.load(Ordering::Relaxed) + sync_failures,
+            syncs,
         }
     }
 
@@ -274,7 +278,6 @@ impl Store {
         } else {
             Ok(())
         }
-        .and_then(|()| self.group_sync(&settings, true))
     }
 
     /// Signs a checkpoint of everything recorded so far (if anything is new) and returns
@@ -327,6 +330,9 @@ impl Store {
                 self.kv.write(b)
             };
         }
+        if write == Write::Grouped {
+            self.audit.group.check(settings.required)?;
+        }
         let n = events.len() as u64;
         let refusal = events.iter().any(|e| e.result != 0);
         let mut heads = lock(&self.audit.heads);
@@ -342,7 +348,10 @@ impl Store {
                 b.append(extra);
                 match write {
                     Write::Synced => self.kv.write(b)?,
-                    Write::Grouped => self.kv.write_unsynced(b)?,
+                    Write::Grouped => {
+                        self.kv.write_unsynced(b)?;
+                        self.audit.group.written(&self.kv, settings.group_commit);
+                    }
                 }
                 heads.insert(token, head);
                 drop(heads);
@@ -353,12 +362,6 @@ impl Store {
                 self.audit
                     .checkpoints
                     .fetch_add(signed as u64, Ordering::Relaxed);
-                if write == Write::Grouped {
-                    lock(&self.audit.last_sync).1 = true;
-                    self.group_sync(&settings, false)?;
-                } else {
-                    *lock(&self.audit.last_sync) = (Instant::now(), false);
-                }
                 Ok(())
             }
             Err(e) => {
@@ -375,23 +378,6 @@ impl Store {
                 }
             }
         }
-    }
-
-    /// Group commit: makes the records of key use durable once the last sync is older
-    /// than the configured interval (a `tick` syncs at half of it, so a quiet store does
-    /// not leave records unsynced for long).
-    fn group_sync(&self, settings: &AuditSettings, tick: bool) -> Result<()> {
-        let mut last = lock(&self.audit.last_sync);
-        let limit = if tick {
-            settings.group_commit / 2
-        } else {
-            settings.group_commit
-        };
-        if last.1 && last.0.elapsed() >= limit {
-            self.kv.sync_log()?;
-            *last = (Instant::now(), false);
-        }
-        Ok(())
     }
 
     /// The records, the new head, and a checkpoint when due (with the master key).

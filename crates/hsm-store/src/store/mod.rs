@@ -7,6 +7,7 @@
 //! versions and history), [`index`] (lookups and index upkeep). This file opens stores.
 
 mod audit;
+mod group_commit;
 mod index;
 mod keyring;
 mod objects;
@@ -34,11 +35,11 @@ use crate::migrate;
 use hsm_types::quorum::QuorumState;
 use hsm_types::{SecretString, TokenId, UserKind};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// A store: one backend holding one or more tokens.
 pub struct Store {
-    kv: Box<dyn KvBackend>,
+    kv: Arc<dyn KvBackend>,
     store_id: [u8; 16],
     schema_version: u32,
     // Serialises read-modify-write operations (id allocation, version bumps, counters).
@@ -242,7 +243,7 @@ impl Store {
         let boot = next_boot(kv.as_ref())?;
         Ok(Store {
             audit: audit::AuditState::new(boot),
-            kv,
+            kv: Arc::from(kv),
             store_id,
             schema_version: version,
             write_lock: Mutex::new(()),
