@@ -260,6 +260,8 @@ impl From<CryptoError> for Error {
             CryptoError::SignatureInvalid => Error::SignatureInvalid,
             CryptoError::SignatureLenRange => Error::SignatureLenRange,
             CryptoError::General(m) => Error::General(m),
+            CryptoError::Device(m) => Error::DeviceError(m),
+            CryptoError::DeviceRemoved(m) => Error::DeviceRemoved(m),
         }
     }
 }

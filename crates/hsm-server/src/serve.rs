@@ -60,7 +60,7 @@ pub fn run(config: Config, idle_exit: u64, log_file: Option<PathBuf>) -> ExitCod
     let store_dir = config.store.clone();
     let server_config = config.server.clone();
     let sweep_every = config.lifecycle.sweep_interval_secs;
-    let hsm = match Hsm::with_store(config, store, Hooks::default()) {
+    let hsm = match Hsm::with_store(config, store, hooks()) {
         Ok(h) => Arc::new(h),
         Err(e) => return fail(format!("cannot start the token runtime: {e}")),
     };
@@ -98,6 +98,14 @@ pub fn run(config: Config, idle_exit: u64, log_file: Option<PathBuf>) -> ExitCod
             ExitCode::SUCCESS
         }
         Err(e) => fail(e),
+    }
+}
+
+/// The runtime's hooks: the adapters this build has besides the software one.
+fn hooks() -> Hooks {
+    Hooks {
+        adapters: hsm_adapter_pkcs11::register(Default::default()),
+        ..Hooks::default()
     }
 }
 

@@ -82,10 +82,10 @@ open_enum!(
         WRAP_TEMPLATE = ARRAY | 0x211, UNWRAP_TEMPLATE = ARRAY | 0x212,
         DERIVE_TEMPLATE = ARRAY | 0x213, ALLOWED_MECHANISMS = ARRAY | 0x600,
         // FerroHSM's vendor attributes (`CKA_VENDOR_DEFINED | 0x0F45_0000 | n`), documented
-        // in docs/pkcs11/vendor.md: the key lifecycle.
+        // in docs/pkcs11/vendor.md: the key lifecycle, and where a device key lives.
         FERRO_KEY_ID = 0x8F45_0001, FERRO_KEY_VERSION = 0x8F45_0002,
         FERRO_KEY_STATE = 0x8F45_0003, FERRO_IS_PRIMARY = 0x8F45_0004,
-        FERRO_DESTROY_DEADLINE = 0x8F45_0005,
+        FERRO_DESTROY_DEADLINE = 0x8F45_0005, FERRO_DEVICE_KEY = 0x8F45_0006,
     }
 );
 

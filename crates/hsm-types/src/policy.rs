@@ -158,6 +158,7 @@ table! {
     FERRO_KEY_STATE: Ulong, COMPUTED;
     FERRO_IS_PRIMARY: Bool, COMPUTED;
     FERRO_DESTROY_DEADLINE: Ulong, COMPUTED;
+    FERRO_DEVICE_KEY: Bytes, COMPUTED;
 }
 
 /// The row for `attr`, if this build knows the attribute.

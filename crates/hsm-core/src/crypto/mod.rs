@@ -58,7 +58,9 @@ pub use mac::Mac;
 pub use oaep::{rsa_oaep_decrypt, rsa_oaep_encrypt, rsa_pkcs1_decrypt, rsa_pkcs1_encrypt};
 pub use pkcs8::{PrivateKey, private_key_from_pkcs8, private_key_to_pkcs8};
 pub use rsa_key::{RsaPrivateParts, bit_len as rsa_modulus_bits, generate_rsa};
-pub use sign::{SignMechanism, SigningKey, VerifyingKey, pairwise_check};
+pub use sign::{
+    DeviceKeyKind, DeviceSigner, RawSign, SignMechanism, SigningKey, VerifyingKey, pairwise_check,
+};
 pub use symmetric::{
     GCM_IV_LEN, GCM_TAG_BITS, GcmKey, MAX_SECRET_LEN, aes_gcm_decrypt, aes_gcm_encrypt,
     check_gcm_params, generate_secret, random_bytes,
@@ -90,6 +92,12 @@ pub enum CryptoError {
     SignatureLenRange,
     #[error("crypto failure: {0}")]
     General(String),
+    /// A device that holds the key answered with an error (`CKR_DEVICE_ERROR`).
+    #[error("device error: {0}")]
+    Device(String),
+    /// A device that holds the key is gone (`CKR_DEVICE_REMOVED`).
+    #[error("device removed: {0}")]
+    DeviceRemoved(String),
 }
 
 pub type CryptoResult<T> = Result<T, CryptoError>;

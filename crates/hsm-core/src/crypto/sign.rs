@@ -76,6 +76,41 @@ enum SigningInner {
     Rsa(Box<RsaSigner>),
     Ec(EcSigner),
     Ed25519(Ed25519Signer),
+    Device(Box<dyn DeviceSigner>),
+}
+
+/// What kind of key a device holds, as far as signing needs to know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceKeyKind {
+    Ec(Curve),
+    Rsa { bits: usize },
+    Ed25519,
+}
+
+/// One signature a device makes with a key it holds, its input already reduced to what
+/// the device's raw mechanism takes: hashing happens here, so a device that cannot hash
+/// in parts (AWS CloudHSM) still serves every hashed mechanism.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RawSign<'a> {
+    /// `CKM_ECDSA` over a digest; the signature is `r || s`.
+    Ecdsa(&'a [u8]),
+    /// `CKM_RSA_PKCS` over a DigestInfo (or raw bytes up to k − 11).
+    RsaPkcs1(&'a [u8]),
+    /// `CKM_RSA_PKCS_PSS` over a digest.
+    RsaPss {
+        hash: HashAlg,
+        mgf_hash: HashAlg,
+        salt_len: usize,
+        digest: &'a [u8],
+    },
+    /// `CKM_EDDSA` (Ed25519) over the whole message.
+    Eddsa(&'a [u8]),
+}
+
+/// A private key held in another device (`crate::hardware`): it signs there.
+pub trait DeviceSigner: Send + Sync {
+    fn kind(&self) -> DeviceKeyKind;
+    fn sign(&self, op: RawSign<'_>) -> CryptoResult<Vec<u8>>;
 }
 
 /// A private key parsed once, ready to sign many times. No `Debug`, no `Clone`; the backends
@@ -97,33 +132,50 @@ impl SigningKey {
         Ed25519Signer::new(seed).map(|k| SigningKey(SigningInner::Ed25519(k)))
     }
 
+    /// A key that signs in another device.
+    pub fn device(signer: Box<dyn DeviceSigner>) -> SigningKey {
+        SigningKey(SigningInner::Device(signer))
+    }
+
+    /// The kind of key, whoever holds it.
+    fn kind(&self) -> DeviceKeyKind {
+        match &self.0 {
+            SigningInner::Rsa(k) => DeviceKeyKind::Rsa { bits: k.bits() },
+            SigningInner::Ec(k) => DeviceKeyKind::Ec(k.curve()),
+            SigningInner::Ed25519(_) => DeviceKeyKind::Ed25519,
+            SigningInner::Device(d) => d.kind(),
+        }
+    }
+
     /// RSA: the modulus length in bytes; ECDSA: `2 * field_len`; Ed25519: 64.
     pub fn signature_len(&self) -> usize {
-        match &self.0 {
-            SigningInner::Rsa(k) => k.signature_len(),
-            SigningInner::Ec(k) => 2 * k.curve().field_len(),
-            SigningInner::Ed25519(_) => 64,
+        match (&self.0, self.kind()) {
+            (SigningInner::Rsa(k), _) => k.signature_len(),
+            (_, DeviceKeyKind::Rsa { bits }) => bits.div_ceil(8),
+            (_, DeviceKeyKind::Ec(c)) => 2 * c.field_len(),
+            (_, DeviceKeyKind::Ed25519) => 64,
         }
     }
 
     /// The curve of an EC key.
     pub fn curve(&self) -> Option<Curve> {
-        match &self.0 {
-            SigningInner::Rsa(_) | SigningInner::Ed25519(_) => None,
-            SigningInner::Ec(k) => Some(k.curve()),
+        match self.kind() {
+            DeviceKeyKind::Ec(c) => Some(c),
+            _ => None,
         }
     }
 
-    /// The uncompressed public point of an EC key.
+    /// The uncompressed public point of an EC key held here (`None` for a device's).
     pub fn ec_public_point(&self) -> Option<Vec<u8>> {
         match &self.0 {
-            SigningInner::Rsa(_) => None,
+            SigningInner::Rsa(_) | SigningInner::Device(_) => None,
             SigningInner::Ec(k) => Some(k.public_point()),
             SigningInner::Ed25519(k) => Some(k.public_key()),
         }
     }
 
-    /// The matching public key.
+    /// The matching public key (a device's key: `KeyTypeInconsistent`; its public half
+    /// is stored beside the reference).
     pub fn verifying_key(&self) -> CryptoResult<VerifyingKey> {
         match &self.0 {
             SigningInner::Rsa(k) => {
@@ -132,18 +184,52 @@ impl SigningKey {
             }
             SigningInner::Ec(k) => VerifyingKey::ec(k.curve(), &k.public_point()),
             SigningInner::Ed25519(k) => VerifyingKey::ed25519(&k.public_key()),
+            SigningInner::Device(_) => Err(CryptoError::KeyTypeInconsistent),
         }
     }
 
     /// Whether this key can sign with `mech` (for `C_SignInit`): `KeyTypeInconsistent`, or
     /// `MechanismInvalid`/`MechanismParamInvalid` for PSS parameters we cannot honour.
     pub fn check(&self, mech: &SignMechanism) -> CryptoResult<()> {
-        match &self.0 {
-            SigningInner::Ec(_) if mech.is_ecdsa() => Ok(()),
-            SigningInner::Ed25519(_) if *mech == SignMechanism::Eddsa => Ok(()),
-            SigningInner::Rsa(k) if mech.is_rsa() => mech.pss(k.bits()).map(|_| ()),
+        match self.kind() {
+            DeviceKeyKind::Ec(_) if mech.is_ecdsa() => Ok(()),
+            DeviceKeyKind::Ed25519 if *mech == SignMechanism::Eddsa => Ok(()),
+            DeviceKeyKind::Rsa { bits } if mech.is_rsa() => mech.pss(bits).map(|_| ()),
             _ => Err(CryptoError::KeyTypeInconsistent),
         }
+    }
+
+    /// A device's signature of `data` (already hashed, for a hashing mechanism).
+    fn device_sign(
+        d: &dyn DeviceSigner,
+        mech: &SignMechanism,
+        data: &[u8],
+    ) -> CryptoResult<Vec<u8>> {
+        let op = match (d.kind(), mech) {
+            (DeviceKeyKind::Ec(_), _) => RawSign::Ecdsa(data),
+            (DeviceKeyKind::Ed25519, _) => RawSign::Eddsa(data),
+            (
+                DeviceKeyKind::Rsa { .. },
+                SignMechanism::RsaPss {
+                    hash,
+                    mgf_hash,
+                    salt_len,
+                    ..
+                },
+            ) => {
+                if data.len() != hash.output_len() {
+                    return Err(CryptoError::DataLenRange);
+                }
+                RawSign::RsaPss {
+                    hash: *hash,
+                    mgf_hash: *mgf_hash,
+                    salt_len: *salt_len,
+                    digest: data,
+                }
+            }
+            (DeviceKeyKind::Rsa { .. }, _) => RawSign::RsaPkcs1(data),
+        };
+        d.sign(op)
     }
 
     /// Single-part `C_Sign`.
@@ -153,6 +239,7 @@ impl SigningKey {
             return self.sign_prehashed(mech, &h.digest(data));
         }
         match &self.0 {
+            SigningInner::Device(d) => Self::device_sign(d.as_ref(), mech, data),
             SigningInner::Ec(k) => k.sign_hash(data),
             SigningInner::Ed25519(k) => Ok(k.sign(data)),
             SigningInner::Rsa(k) => match mech.pss(k.bits())? {
@@ -176,6 +263,12 @@ impl SigningKey {
             return Err(CryptoError::DataLenRange);
         }
         match &self.0 {
+            SigningInner::Device(d) => match (d.kind(), mech) {
+                (DeviceKeyKind::Rsa { .. }, SignMechanism::RsaPkcsHash(_)) => {
+                    Self::device_sign(d.as_ref(), mech, &h.digest_info(digest))
+                }
+                _ => Self::device_sign(d.as_ref(), mech, digest),
+            },
             SigningInner::Ec(k) => k.sign_hash(digest),
             SigningInner::Ed25519(_) => Err(CryptoError::MechanismInvalid),
             SigningInner::Rsa(k) => match mech.pss(k.bits())? {
@@ -298,14 +391,14 @@ impl VerifyingKey {
 /// not match answers `General`; keys of different types `KeyTypeInconsistent`.
 pub fn pairwise_check(sk: &SigningKey, vk: &VerifyingKey) -> CryptoResult<()> {
     const MESSAGE: &[u8] = b"FerroHSM pairwise consistency test";
-    let mech = match (&sk.0, &vk.0) {
-        (SigningInner::Rsa(_), VerifyingInner::Rsa(_)) => {
+    let mech = match (sk.kind(), &vk.0) {
+        (DeviceKeyKind::Rsa { .. }, VerifyingInner::Rsa(_)) => {
             SignMechanism::RsaPkcsHash(HashAlg::Sha256)
         }
-        (SigningInner::Ec(s), VerifyingInner::Ec(v)) if s.curve() == v.curve() => {
+        (DeviceKeyKind::Ec(c), VerifyingInner::Ec(v)) if c == v.curve() => {
             SignMechanism::EcdsaHash(HashAlg::Sha256)
         }
-        (SigningInner::Ed25519(_), VerifyingInner::Ed25519(_)) => SignMechanism::Eddsa,
+        (DeviceKeyKind::Ed25519, VerifyingInner::Ed25519(_)) => SignMechanism::Eddsa,
         _ => return Err(CryptoError::KeyTypeInconsistent),
     };
     let sig = sk.sign(&mech, MESSAGE)?;

@@ -19,6 +19,10 @@ pub(crate) fn fresh(
     let first = old
         .first()
         .ok_or_else(|| Error::General("the version has no objects to rotate from".into()))?;
+    if first.get(A::FERRO_DEVICE_KEY).is_some() {
+        // Rotating here would make software material for a key that lives in a device.
+        return Err(Error::FunctionNotSupported);
+    }
     let mut new: Vec<AttributeSet> = old.iter().map(carried_over).collect();
     match first.class() {
         Some(ObjectClass::SECRET_KEY) => secret(provider, &mut new[0])?,

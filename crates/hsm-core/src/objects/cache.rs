@@ -5,6 +5,7 @@
 use super::usage::key_handle;
 use crate::crypto::{GcmKey, SigningKey, VerifyingKey};
 use crate::error::{Error, Result};
+use crate::hardware::{self, Adapter, DeviceKey};
 use crate::provider::CryptoProvider;
 use crate::runtime::{AppSlot, Hsm, Location, handles::decode_handle, read, write};
 use hsm_types::{AttributeSet, AttributeType as A, ObjectClass, ObjectId, TokenId};
@@ -21,10 +22,18 @@ pub(crate) struct CachedKey {
 }
 
 impl CachedKey {
-    /// Parses a key once for use: private keys get a signer, public keys a verifier.
-    pub fn prepare(provider: &dyn CryptoProvider, attrs: AttributeSet) -> Result<CachedKey> {
+    /// Parses a key once for use: private keys get a signer — from their material, or
+    /// from the device of `adapter` they live in — and public keys a verifier.
+    pub fn prepare(
+        provider: &dyn CryptoProvider,
+        adapter: Option<&Arc<dyn Adapter>>,
+        attrs: AttributeSet,
+    ) -> Result<CachedKey> {
         let (signer, verifier) = match attrs.class() {
-            Some(ObjectClass::PRIVATE_KEY) => (Some(provider.signer(&attrs)?), None),
+            Some(ObjectClass::PRIVATE_KEY) => match DeviceKey::of(&attrs)? {
+                Some(k) => (Some(hardware::signer(adapter, &k, &attrs)?), None),
+                None => (Some(provider.signer(&attrs)?), None),
+            },
             Some(ObjectClass::PUBLIC_KEY) => (None, Some(provider.verifier(&attrs)?)),
             _ => (None, None),
         };
@@ -100,7 +109,11 @@ impl Hsm {
         };
         let Some(id) = cacheable else {
             let o = self.load(slot, token, h).map_err(key_handle)?;
-            return Ok(Arc::new(CachedKey::prepare(self.provider(), o.attrs)?));
+            return Ok(Arc::new(CachedKey::prepare(
+                self.provider(),
+                slot.shared.adapter().ok().flatten(),
+                o.attrs,
+            )?));
         };
         let epoch = {
             let cache = read(&slot.shared.key_cache);
@@ -110,7 +123,11 @@ impl Hsm {
             cache.epoch
         };
         let o = self.load(slot, token, h).map_err(key_handle)?;
-        let k = Arc::new(CachedKey::prepare(self.provider(), o.attrs)?);
+        let k = Arc::new(CachedKey::prepare(
+            self.provider(),
+            slot.shared.adapter().ok().flatten(),
+            o.attrs,
+        )?);
         let mut cache = write(&slot.shared.key_cache);
         if cache.epoch == epoch {
             cache.keys.insert(id, k.clone());
@@ -130,7 +147,11 @@ impl Hsm {
             }
             (o.prepared.clone(), o.attrs.clone())
         };
-        let k = Arc::new(CachedKey::prepare(self.provider(), attrs)?);
+        let k = Arc::new(CachedKey::prepare(
+            self.provider(),
+            slot.shared.adapter().ok().flatten(),
+            attrs,
+        )?);
         Ok(cell.get_or_init(|| k).clone())
     }
 }

@@ -96,6 +96,17 @@ impl Hsm {
             if a.bool(A::TOKEN) == Some(true) && !c.session.rw {
                 return Err(Error::SessionReadOnly);
             }
+            if holds_secret(a)
+                && a.bytes(A::FERRO_DEVICE_KEY).is_none()
+                && let Some(d) = c.slot.shared.adapter()?
+            {
+                return Err(Error::TemplateInconsistent(format!(
+                    "this slot's keys live in {}: a key is made there (C_GenerateKeyPair); \
+                     importing, unwrapping, deriving or copying key material into it is \
+                     not supported yet",
+                    d.describe()
+                )));
+            }
         }
         let (token_objs, session_objs): (Vec<_>, Vec<_>) = attrs
             .into_iter()
@@ -193,6 +204,12 @@ impl Hsm {
                         return Ok(());
                     }
                     let keys = self.keys(&c.slot, c.token)?;
+                    // A device key goes from its device first: should the store then
+                    // fail, the object is left naming a key that is gone (its uses
+                    // fail), never a key left in the device with nothing naming it.
+                    if let Some(k) = crate::hardware::DeviceKey::of(&o.attrs)? {
+                        k.check(c.slot.shared.adapter()?)?.destroy(&k.name)?;
+                    }
                     self.store.destroy_object(&keys, id)?;
                     c.slot.forget_cached(id);
                 }

@@ -85,6 +85,16 @@ impl Hsm {
                 usage_is_false(u.usage).into(),
             ));
         }
+        if u.class == ObjectClass::PRIVATE_KEY
+            && u.usage != A::SIGN
+            && key.get(A::FERRO_DEVICE_KEY).is_some()
+        {
+            return Err(Error::KeyFunctionNotPermitted(
+                "this key lives in a device, which only signs with it through its adapter \
+                 (docs/adapters.md)"
+                    .into(),
+            ));
+        }
         let allowed = key.mechanisms();
         if !allowed.is_empty() && !allowed.contains(&u.mechanism.0) {
             return Err(Error::MechanismInvalid);

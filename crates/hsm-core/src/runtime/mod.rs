@@ -46,6 +46,9 @@ use std::time::Instant;
 /// or measured.
 pub struct Hooks {
     pub provider: Arc<dyn CryptoProvider>,
+    /// The adapters a `[[slots]]` table may name besides `software` (the module and the
+    /// server register the ones they are built with).
+    pub adapters: crate::hardware::Adapters,
     pub policy: Arc<dyn PolicyEngine>,
     pub audit: Option<Arc<dyn AuditSink>>,
     pub metrics: Option<Arc<dyn Metrics>>,
@@ -55,6 +58,7 @@ impl Default for Hooks {
     fn default() -> Self {
         Hooks {
             provider: Arc::new(SoftwareProvider),
+            adapters: crate::hardware::Adapters::default(),
             policy: Arc::new(AllowAll),
             audit: None,
             metrics: None,

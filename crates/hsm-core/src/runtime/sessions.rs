@@ -52,6 +52,9 @@ impl Hsm {
     /// `C_OpenSession` for application `app`.
     pub fn open_session(&self, app: u64, slot: u64, rw: bool) -> Result<u64> {
         let s = self.app_slot(app, slot)?;
+        if !s.shared.present() {
+            return Err(Error::TokenNotPresent);
+        }
         if s.shared.token_id().is_none() {
             return Err(Error::TokenNotRecognized(
                 "the token in this slot is not initialised".into(),

@@ -3,6 +3,7 @@
 
 use super::{Hsm, lock, read, write};
 use crate::error::{Error, Result};
+use crate::hardware::Adapter;
 use crate::mechanism::{self, MechanismInfo};
 use crate::objects::KeyCache;
 use crate::objects::attrs::Actor;
@@ -93,6 +94,9 @@ pub(crate) struct Slot {
     pub rings: RwLock<Option<Arc<crate::lifecycle::runtime::RingIndex>>>,
     /// How many applications have the user logged in on this slot.
     user_logins: Mutex<usize>,
+    /// The device this slot's keys live in (`[[slots]] adapter`): `None` for the software
+    /// adapter, `Some(Err)` when the adapter could not be made from its settings.
+    pub device: Option<std::result::Result<Arc<dyn Adapter>, String>>,
 }
 
 impl Slot {
@@ -104,6 +108,34 @@ impl Slot {
             key_cache: RwLock::new(KeyCache::default()),
             rings: RwLock::new(None),
             user_logins: Mutex::new(0),
+            device: None,
+        }
+    }
+
+    /// A slot whose keys live in a device.
+    fn bound(id: u64, device: std::result::Result<Arc<dyn Adapter>, String>) -> Slot {
+        Slot {
+            device: Some(device),
+            ..Slot::new(id)
+        }
+    }
+
+    /// The slot's adapter (`None`: software); `TokenNotPresent` when it could not be made.
+    pub fn adapter(&self) -> Result<Option<&Arc<dyn Adapter>>> {
+        match &self.device {
+            None => Ok(None),
+            Some(Ok(a)) => Ok(Some(a)),
+            Some(Err(_)) => Err(Error::TokenNotPresent),
+        }
+    }
+
+    /// Whether the token can be used: always for the software adapter; for a device,
+    /// when its adapter was made and the device answers.
+    pub fn present(&self) -> bool {
+        match &self.device {
+            None => true,
+            Some(Ok(a)) => a.present(),
+            Some(Err(_)) => false,
         }
     }
 
@@ -249,7 +281,9 @@ impl Hsm {
         let mut slots = write(&self.slots);
         for t in &wanted {
             let id = t.0 as u64;
-            let slot = slots.entry(id).or_insert_with(|| Arc::new(Slot::new(id)));
+            let slot = slots
+                .entry(id)
+                .or_insert_with(|| Arc::new(self.make_slot(id, *t)));
             slot.set_token(*t);
         }
         if self.config.slots.is_empty() {
@@ -258,6 +292,24 @@ impl Hsm {
                 .or_insert_with(|| Arc::new(Slot::new(spare)));
         }
         Ok(())
+    }
+
+    /// A slot for token `t`, bound to the adapter its `[[slots]]` table names.
+    fn make_slot(&self, id: u64, t: TokenId) -> Slot {
+        let Some(c) = self
+            .config
+            .slots
+            .iter()
+            .find(|c| c.token == t.0 && !c.is_software())
+        else {
+            return Slot::new(id);
+        };
+        let made = self.hooks.adapters.build(c);
+        match &made {
+            Ok(a) => tracing::info!(slot = id, token = t.0, "keys live in {}", a.describe()),
+            Err(e) => tracing::error!(slot = id, token = t.0, "the slot's adapter: {e}"),
+        }
+        Slot::bound(id, made)
     }
 
     /// Every slot holds a token (the spare one an uninitialised token), so the
@@ -287,11 +339,15 @@ impl Hsm {
     }
 
     pub fn slot_info(&self, id: u64) -> Result<SlotInfo> {
-        self.slot(id)?;
-        // A slot always holds a token; an uninitialised one on the spare slot.
+        // A slot always holds a token (an uninitialised one on the spare slot); a device's
+        // is present while its adapter reaches it.
+        let s = self.slot(id)?;
         Ok(SlotInfo {
-            description: format!("FerroHSM slot {id}"),
-            token_present: true,
+            description: match s.adapter() {
+                Ok(Some(a)) => format!("FerroHSM slot {id} over {}", a.describe()),
+                _ => format!("FerroHSM slot {id}"),
+            },
+            token_present: s.present(),
         })
     }
 
@@ -339,17 +395,49 @@ impl Hsm {
     }
 
     pub fn mechanism_list(&self, slot: u64) -> Result<Vec<M>> {
-        self.slot(slot)?;
-        Ok(mechanism::TABLE.iter().map(|(m, _)| *m).collect())
+        let s = self.slot(slot)?;
+        Ok(mechanism::TABLE
+            .iter()
+            .map(|(m, _)| *m)
+            .filter(|m| slot_flags(&s, *m, u64::MAX) != 0)
+            .collect())
     }
 
     pub fn mechanism_info(&self, slot: u64, m: M) -> Result<MechanismInfo> {
-        self.slot(slot)?;
+        let s = self.slot(slot)?;
         let mut info = mechanism::mechanism_info(m).ok_or(Error::MechanismInvalid)?;
         if m == M::RSA_PKCS && self.config.allow_rsa_pkcs1_v15_decrypt {
             info.flags |= mechanism::flags::DECRYPT | mechanism::flags::UNWRAP;
         }
+        info.flags = slot_flags(&s, m, info.flags);
+        if info.flags == 0 {
+            return Err(Error::MechanismInvalid);
+        }
         Ok(info)
+    }
+}
+
+/// What a slot offers of `m` out of `flags`: everything, for the software adapter; for a
+/// device, what works on public keys and data here (verify, digest) and what the device
+/// does with the keys it holds — a device slot holds no secret or private key material.
+fn slot_flags(s: &Slot, m: M, flags: u64) -> u64 {
+    use mechanism::flags as f;
+    match s.adapter() {
+        Ok(None) => flags,
+        Ok(Some(a)) => {
+            let device = a
+                .capabilities()
+                .0
+                .iter()
+                .filter(|c| c.mechanism == m)
+                .fold(0, |acc, c| acc | c.flags);
+            let ec = f::EC_F_P | f::EC_NAMEDCURVE | f::EC_UNCOMPRESS;
+            match flags & (device | f::VERIFY | f::DIGEST) & !ec {
+                0 => 0,
+                ops => ops | (flags & ec),
+            }
+        }
+        Err(_) => 0,
     }
 }
 

@@ -180,11 +180,11 @@ fn embedded(config: Config, path: &std::path::Path) -> Result<state::Opened, Err
             return Err(hsm_core::Error::from(e).into());
         }
     };
-    let hsm = Arc::new(hsm_core::Hsm::with_store(
-        config,
-        store,
-        Default::default(),
-    )?);
+    let hooks = hsm_core::Hooks {
+        adapters: hsm_adapter_pkcs11::register(Default::default()),
+        ..Default::default()
+    };
+    let hsm = Arc::new(hsm_core::Hsm::with_store(config, store, hooks)?);
     Ok(state::Opened {
         token: Arc::new(hsm_core::Local::new(hsm.clone())),
         hsm: Some(hsm),

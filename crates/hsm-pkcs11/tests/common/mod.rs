@@ -41,12 +41,18 @@ pub fn setup_in(
     extra_config: &str,
     store: Option<&std::path::Path>,
 ) -> Env {
-    setup_full(selftest, extra_config, store, 3)
+    setup_full(selftest, extra_config, store, 3, "")
+}
+
+/// The module over the store in `store` with `tables` (`[[slots]]` and the like) at the
+/// end of its configuration.
+pub fn setup_with_tables(store: &std::path::Path, tables: &str) -> Env {
+    setup_full(None, "", Some(store), 3, tables)
 }
 
 /// A fresh store whose PIN policy locks after `max_failures` wrong PINs.
 pub fn setup_with_max_failures(max_failures: u32) -> Env {
-    setup_full(None, "", None, max_failures)
+    setup_full(None, "", None, max_failures, "")
 }
 
 fn setup_full(
@@ -54,6 +60,7 @@ fn setup_full(
     extra_config: &str,
     store: Option<&std::path::Path>,
     max_failures: u32,
+    tables: &str,
 ) -> Env {
     let guard = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().unwrap();
@@ -68,7 +75,7 @@ fn setup_full(
     std::fs::write(
         &conf,
         format!(
-            "{extra_config}{mode}store = {:?}\nlog_level = \"off\"\n[kdf]\nm_kib = 256\nt_cost = 1\np_cost = 1\n[pin_policy]\nmin_len = 4\nmax_len = 16\nmax_failures = {max_failures}\n",
+            "{extra_config}{mode}store = {:?}\nlog_level = \"off\"\n[kdf]\nm_kib = 256\nt_cost = 1\np_cost = 1\n[pin_policy]\nmin_len = 4\nmax_len = 16\nmax_failures = {max_failures}\n{tables}",
             store.display().to_string()
         ),
     )

@@ -136,6 +136,8 @@ pub fn class_rules(class: ObjectClass, key_type: Option<KeyType>) -> Result<Vec<
                 r(A::FERRO_KEY_STATE, Computed, None),
                 r(A::FERRO_IS_PRIMARY, Computed, None),
                 r(A::FERRO_DESTROY_DEADLINE, Computed, None),
+                // Where a device key lives (`crate::hardware`): the token's to set.
+                r(A::FERRO_DEVICE_KEY, Computed, None),
                 r(
                     A::ALLOWED_MECHANISMS,
                     Optional,

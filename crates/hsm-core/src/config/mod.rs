@@ -6,6 +6,9 @@ use hsm_store::{KdfParams, PinPolicy};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
+mod slots;
+pub use slots::{SOFTWARE, Setting, SlotConfig, secret_setting};
+
 pub const ENV_VAR: &str = "FERROHSM_CONF";
 pub const SYSTEM_PATH: &str = "/etc/ferrohsm/ferrohsm.toml";
 
@@ -419,12 +422,6 @@ impl From<PinPolicyConfig> for PinPolicy {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SlotConfig {
-    pub token: u32,
-}
-
 fn default_log_level() -> String {
     "info".into()
 }
@@ -466,6 +463,9 @@ impl Config {
         if let Some(t) = cfg.metrics.textfile.as_mut().filter(|t| t.is_relative()) {
             *t = base.join(&*t);
         }
+        for s in &mut cfg.slots {
+            s.resolve_paths(base);
+        }
         Ok(cfg)
     }
 
@@ -480,6 +480,9 @@ impl Config {
                 "pin_policy: need 1 <= min_len <= max_len <= 255, got {}..{}",
                 p.min_len, p.max_len
             ));
+        }
+        for s in &cfg.slots {
+            s.validate()?;
         }
         let l = cfg.lifecycle;
         if l.destroy_delay_secs == 0 && !l.allow_immediate_destroy {
@@ -555,7 +558,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.kdf.m_kib, 1024);
         assert_eq!(c.pin_policy.max_failures, 3);
-        assert_eq!(c.slots, vec![SlotConfig { token: 2 }]);
+        assert_eq!(c.slots, vec![SlotConfig::software(2)]);
     }
 
     #[test]
