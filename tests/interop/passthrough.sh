@@ -113,6 +113,21 @@ deleted_there_too() {
   expect_in "$WORK/o" "RSA"
 }
 
+# The backing token's files wiped under a running FerroHSM (through the server, which
+# holds SoftHSM2 loaded) or before a new process loads it (embedded): either way a clear
+# CKR_* and a normal exit, never a crash, and FerroHSM's own objects still answer.
+backing_wiped() {
+  rm -rf "$WORK/softhsm/tokens/"*
+  local rc=0
+  p11u --sign --id 22 --mechanism SHA256-RSA-PKCS --input-file "$WORK/data" \
+    --output-file "$WORK/wiped.sig" >"$WORK/o" 2>&1 || rc=$?
+  cat "$WORK/o"
+  [ "$rc" -ne 0 ] && [ "$rc" -lt 128 ] || { echo "pkcs11-tool exited $rc"; return 1; }
+  expect_in "$WORK/o" "CKR_DEVICE_ERROR|CKR_TOKEN_NOT_PRESENT|CKR_DEVICE_REMOVED"
+  p11 --list-slots | tee "$WORK/o"
+  expect_in "$WORK/o" "FerroHSM slot"
+}
+
 step "a FerroHSM token bound to a SoftHSM2 token" setup_tokens
 step "pkcs11-tool --keypairgen (P-256, RSA-2048) on the passthrough slot" keygen
 step "RSA signature made in SoftHSM2, checked by openssl" sign_rsa_checked_by_openssl
@@ -120,4 +135,5 @@ step "ECDSA signature made in SoftHSM2, checked by the module's C_Verify" sign_e
 step "the keys are found by a new process" found_by_a_new_process
 step "SoftHSM2 holds them, never extractable" seen_in_softhsm2
 step "deleting through FerroHSM deletes them in SoftHSM2" deleted_there_too
+step "the backing token wiped: a clear error, no crash" backing_wiped
 restart_server

@@ -112,6 +112,7 @@ for mode in "${MODES[@]}"; do
   run "openssl_crosscheck/$mode" /usr/bin/python3 "$HERE/openssl_crosscheck.py" "$MODULE"
   run "softhsm2_keywrap/$mode" /usr/bin/python3 "$HERE/softhsm2_keywrap.py" "$MODULE"
   run "passthrough/$mode" bash "$HERE/passthrough.sh" "$MODULE"
+  run "yubihsm/$mode" bash "$HERE/yubihsm.sh" "$MODULE"
   run "lifecycle/$mode" bash "$HERE/lifecycle.sh" "$MODULE"
   run "approvals/$mode" bash "$HERE/approvals.sh" "$MODULE"
   run "key_rules/$mode" bash "$HERE/key_rules.sh" "$MODULE"

@@ -255,9 +255,16 @@ impl Conn {
                 digest,
             ),
         };
-        self.session
-            .sign(&mech, h, data)
-            .map_err(|e| map(e, "C_Sign"))
+        self.session.sign(&mech, h, data).map_err(|e| {
+            if matches!(
+                e,
+                P11Error::Pkcs11(RvError::KeyHandleInvalid | RvError::ObjectHandleInvalid, _)
+            ) {
+                // Looked for again next time (the token may have been restored).
+                self.handles.remove(name);
+            }
+            map(e, "C_Sign")
+        })
     }
 
     /// Deletes both halves of the pair named `name` (a key already gone is no error).
@@ -313,5 +320,32 @@ fn mgf(h: HashAlg) -> PkcsMgfType {
         HashAlg::Sha256 => PkcsMgfType::MGF1_SHA256,
         HashAlg::Sha384 => PkcsMgfType::MGF1_SHA384,
         HashAlg::Sha512 => PkcsMgfType::MGF1_SHA512,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cryptoki::context::Function;
+
+    #[test]
+    fn a_device_gone_is_told_from_an_error_it_reports() {
+        let rv = |rv| map(P11Error::Pkcs11(rv, Function::Sign), "C_Sign");
+        for gone in [
+            RvError::DeviceRemoved,
+            RvError::TokenNotPresent,
+            RvError::SessionHandleInvalid,
+            RvError::CryptokiNotInitialized,
+        ] {
+            assert!(matches!(rv(gone), Error::DeviceRemoved(_)), "{gone}");
+        }
+        assert!(matches!(
+            rv(RvError::MechanismInvalid),
+            Error::MechanismInvalid
+        ));
+        assert!(
+            matches!(rv(RvError::ObjectHandleInvalid), Error::DeviceError(m) if m.contains("no longer"))
+        );
+        assert!(matches!(rv(RvError::DeviceMemory), Error::DeviceError(_)));
     }
 }

@@ -103,8 +103,11 @@ pub fn run(config: Config, idle_exit: u64, log_file: Option<PathBuf>) -> ExitCod
 
 /// The runtime's hooks: the adapters this build has besides the software one.
 fn hooks() -> Hooks {
+    let adapters = hsm_adapter_pkcs11::register(Default::default());
+    #[cfg(feature = "yubihsm")]
+    let adapters = hsm_adapter_yubihsm::register(adapters);
     Hooks {
-        adapters: hsm_adapter_pkcs11::register(Default::default()),
+        adapters,
         ..Hooks::default()
     }
 }

@@ -352,6 +352,7 @@ impl<'a> KeyManager<'a> {
 
     /// Schedules version `v`'s destruction (at once when the key's delay is 0).
     pub fn schedule_destroy(&self, key: KeyId, v: u32) -> Result<KeyRing> {
+        self.refuse_device_key(key, "scheduled destruction")?;
         self.transition("destroy", key, |r, now| r.schedule_destroy(v, now))
     }
 
@@ -363,15 +364,20 @@ impl<'a> KeyManager<'a> {
 
     /// Destroys version `v` now (a key with a delay of 0, or a deadline that passed).
     pub fn destroy_now(&self, key: KeyId, v: u32) -> Result<KeyRing> {
+        self.refuse_device_key(key, "destruction through the lifecycle")?;
         self.transition("destroy-now", key, |r, now| r.destroy_now(v, now))
     }
 
     /// Drops every version below `floor` for good.
     pub fn trim(&self, key: KeyId, floor: u32) -> Result<KeyRing> {
+        self.refuse_device_key(key, "trimming")?;
         self.transition("trim", key, |r, _| r.trim(floor))
     }
 
     pub fn set_policy(&self, key: KeyId, p: KeyPolicy) -> Result<KeyRing> {
+        if p.auto_rotate_period.is_some() {
+            self.refuse_device_key(key, "automatic rotation")?;
+        }
         let zero_ok = self.settings.allow_immediate_destroy;
         self.transition("policy", key, |r, _| {
             r.set_policy(p, zero_ok).map(|()| Vec::new())
@@ -478,6 +484,34 @@ impl<'a> KeyManager<'a> {
             KeyCommand::Trim { key, below } => ring(self.trim(key, below)?),
             KeyCommand::SetPolicy { key, policy } => ring(self.set_policy(key, policy)?),
         })
+    }
+
+    /// A key whose material lives in a device (`docs/adapters.md`): what would make or
+    /// erase material through the lifecycle is refused, since the adapters do not make
+    /// rotations or erase device keys from here yet (a later sweep would otherwise stop
+    /// on it, or leave the key in the device). `C_DestroyObject` on its slot deletes it
+    /// in the device; disabling and enabling work as for any key.
+    fn refuse_device_key(&self, key: KeyId, what: &str) -> Result<()> {
+        let (ring, _) = self.ring(key)?;
+        let in_device = ring
+            .versions
+            .iter()
+            .filter_map(|v| v.objects.first())
+            .any(|id| {
+                self.store
+                    .read_object(self.keys, *id)
+                    .is_ok_and(|o| o.attrs.get(A::FERRO_DEVICE_KEY).is_some())
+            });
+        if in_device {
+            return Err(Error::ActionProhibited(
+                format!(
+                    "{what} of a key that lives in a device is not supported yet; destroy it \
+                 with C_DestroyObject on its slot, which deletes it in the device"
+                )
+                .into(),
+            ));
+        }
+        Ok(())
     }
 
     fn transition(

@@ -398,8 +398,8 @@ impl Hsm {
         let s = self.slot(slot)?;
         Ok(mechanism::TABLE
             .iter()
+            .filter(|(m, i)| slot_flags(&s, *m, i.flags) != 0)
             .map(|(m, _)| *m)
-            .filter(|m| slot_flags(&s, *m, u64::MAX) != 0)
             .collect())
     }
 

@@ -181,7 +181,7 @@ fn embedded(config: Config, path: &std::path::Path) -> Result<state::Opened, Err
         }
     };
     let hooks = hsm_core::Hooks {
-        adapters: hsm_adapter_pkcs11::register(Default::default()),
+        adapters: adapters(),
         ..Default::default()
     };
     let hsm = Arc::new(hsm_core::Hsm::with_store(config, store, hooks)?);
@@ -189,6 +189,14 @@ fn embedded(config: Config, path: &std::path::Path) -> Result<state::Opened, Err
         token: Arc::new(hsm_core::Local::new(hsm.clone())),
         hsm: Some(hsm),
     })
+}
+
+/// The adapters this build has besides the software one (`docs/adapters.md`).
+fn adapters() -> hsm_core::hardware::Adapters {
+    let a = hsm_adapter_pkcs11::register(Default::default());
+    #[cfg(feature = "yubihsm")]
+    let a = hsm_adapter_yubihsm::register(a);
+    a
 }
 
 fn client(config: &Config, path: &std::path::Path) -> Result<state::Opened, Error> {

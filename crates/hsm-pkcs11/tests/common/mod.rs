@@ -8,8 +8,11 @@ use ferrohsm_pkcs11::*;
 use std::ptr::null_mut;
 use std::sync::Mutex;
 
+mod devices;
 mod keys;
 // As `dead_code` above: not every test binary uses these.
+#[allow(unused_imports)]
+pub use devices::*;
 #[allow(unused_imports)]
 pub use keys::*;
 
