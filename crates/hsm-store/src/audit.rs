@@ -34,9 +34,10 @@ pub struct AuditSettings {
     /// …or once the newest uncovered record is this old (checked on every write and
     /// by [`crate::Store::audit_tick`]).
     pub checkpoint_interval: Duration,
-    /// At level `all`, records of key use are written at once but fsynced at most this
-    /// far apart (group commit): a power cut loses at most this much of them; a killed
-    /// process loses none.
+    /// At level `all`, records of key use are written at once (to the audit spool, see
+    /// `store/audit_spool.rs`) but fsynced at most this far apart (group commit), and
+    /// moved into the log at most this long after: a power cut loses at most this much
+    /// of them; a killed process loses none.
     pub group_commit: Duration,
 }
 

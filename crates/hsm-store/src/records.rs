@@ -101,7 +101,10 @@ pub struct AttributesBody {
 }
 
 pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    rmp_serde::to_vec_named(v).expect("encoding an in-memory record cannot fail")
+    // Room for a typical record up front: growing from empty reallocates several times.
+    let mut out = Vec::with_capacity(256);
+    rmp_serde::encode::write_named(&mut out, v).expect("encoding an in-memory record cannot fail");
+    out
 }
 
 pub fn decode<T: for<'de> Deserialize<'de>>(

@@ -402,3 +402,99 @@ struct Acked {
     pin_failures: u64,
     uses: u64,
 }
+
+/// The child of `spooled_uses_survive_a_kill`: records `FERROHSM_SPOOL_USES` uses of a
+/// key at level `all` (spooled: no management write follows them), says so, and waits
+/// to be killed.
+#[test]
+fn spool_child_worker() {
+    let (Ok(dir), Ok(n)) = (
+        std::env::var("FERROHSM_SPOOL_DIR"),
+        std::env::var("FERROHSM_SPOOL_USES"),
+    ) else {
+        return;
+    };
+    let store = Store::open_dir(std::path::Path::new(&dir)).unwrap();
+    let k = store.login(TOKEN, UserKind::User, &pin(USER_PIN)).unwrap();
+    store.set_audit(hsm_store::audit::AuditSettings {
+        level: hsm_store::audit::AuditLevel::All,
+        group_commit: Duration::from_secs(3600),
+        ..Default::default()
+    });
+    for _ in 0..n.parse::<u32>().unwrap() {
+        store
+            .audit_use(&k, hsm_store::audit::Event::new("key.sign"))
+            .unwrap();
+    }
+    println!("@@ DONE");
+    std::io::stdout().flush().unwrap();
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+/// Records of key use that were still in the spool when the process was killed reach
+/// the log at the next open: all of them, in order, and the log verifies.
+#[test]
+fn spooled_uses_survive_a_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = {
+        let store = Store::open_dir(dir.path()).unwrap();
+        let mut s = spec("spool");
+        s.pin_policy.max_failures = 100;
+        store.init_token(s).unwrap();
+        store.audit_size(TOKEN).unwrap()
+    };
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "spool_child_worker",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("FERROHSM_SPOOL_DIR", dir.path())
+        .env("FERROHSM_SPOOL_USES", "700")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = BufReader::new(child.stdout.take().unwrap());
+    let done = out.lines().any(|l| l.is_ok_and(|l| l.contains("@@ DONE")));
+    assert!(done, "the child recorded its uses");
+    let spooled = std::fs::metadata(dir.path().join("audit-spool"))
+        .unwrap()
+        .len();
+    assert!(
+        spooled > 700 * 40,
+        "the uses wait in the spool ({spooled} bytes)"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let store = Store::open_dir(dir.path()).unwrap();
+    let k = store.login(TOKEN, UserKind::User, &pin(USER_PIN)).unwrap();
+    let mut uses = Vec::new();
+    store
+        .audit_records(TOKEN, 0, &mut |seq, bytes| {
+            let r = hsm_store::audit::decode_record(bytes)?;
+            if r.op == "key.sign" {
+                uses.push(seq);
+            }
+            Ok(hsm_store::backend::Flow::Continue)
+        })
+        .unwrap();
+    assert_eq!(uses.len(), 700, "every acknowledged use is in the log");
+    assert!(
+        uses.windows(2).all(|w| w[1] == w[0] + 1),
+        "in order, no gap"
+    );
+    // The login after the reopen is a record of its own, after the uses.
+    assert!(store.audit_size(TOKEN).unwrap() > before + 700);
+    let v = store.verify_audit(TOKEN, None, None).unwrap();
+    assert!(v.ok(), "{v:?}");
+    drop(k);
+    assert_eq!(
+        std::fs::metadata(dir.path().join("audit-spool"))
+            .unwrap()
+            .len(),
+        24,
+        "the spool is empty again (its header only)"
+    );
+}

@@ -9,6 +9,7 @@
 //! verify` needs no PIN. Appends are serialised per store by the head lock, held across
 //! the write so sequence numbers reach the disk in order.
 
+use super::audit_spool::{Spool, Spooled};
 use super::group_commit::GroupCommit;
 use super::{Store, TokenKeys, guard as lock, now};
 use crate::audit::{self, AuditLevel, AuditSettings, AwsLc, Event, open_checkpoint};
@@ -33,18 +34,18 @@ use zeroize::Zeroize;
 /// A token's log head (`meta`).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub(super) struct Head {
-    size: u64,
+    pub(super) size: u64,
     /// The frontier's subtree roots, 32 bytes each, largest first.
     #[serde(with = "serde_bytes")]
     subtrees: Vec<u8>,
     /// Records the newest checkpoint covers.
     checkpointed: u64,
     /// When the oldest record no checkpoint covers was written (0: none).
-    pending_since: u64,
+    pub(super) pending_since: u64,
 }
 
 impl Head {
-    fn frontier(&self) -> Frontier {
+    pub(super) fn frontier(&self) -> Frontier {
         Frontier {
             size: self.size,
             subtrees: self
@@ -55,7 +56,7 @@ impl Head {
         }
     }
 
-    fn set_frontier(&mut self, f: &Frontier) {
+    pub(super) fn set_frontier(&mut self, f: &Frontier) {
         self.size = f.size;
         self.subtrees = f.subtrees.concat();
     }
@@ -104,15 +105,27 @@ pub struct AuditStats {
     pub syncs: u64,
 }
 
+/// An append's records, the new head, and what goes in its batch beside them (a
+/// checkpoint).
+pub(super) struct Staged {
+    pub head: Head,
+    pub records: Vec<Spooled>,
+    pub batch: Batch,
+    pub signed: bool,
+}
+
 pub(super) struct AuditState {
     settings: RwLock<AuditSettings>,
-    heads: Mutex<HashMap<TokenId, Head>>,
+    pub(super) heads: Mutex<HashMap<TokenId, Head>>,
     boot: u64,
     /// This process, asked once when the store opened (a forked child opens its own
     /// store): the actor of records made outside a served client's thread.
     pid: u32,
     /// Makes records of key use durable off the caller's thread.
-    group: GroupCommit,
+    pub(super) group: GroupCommit,
+    /// Records of key use not in the log yet (`store/audit_spool.rs`); none for a store
+    /// in memory or opened read-only. Locked after `heads`, never before.
+    pub(super) spool: Mutex<Option<Spool>>,
     records: AtomicU64,
     checkpoints: AtomicU64,
     failures: AtomicU64,
@@ -126,6 +139,7 @@ impl AuditState {
             boot,
             pid: std::process::id(),
             group: GroupCommit::new(),
+            spool: Mutex::new(None),
             records: AtomicU64::new(0),
             checkpoints: AtomicU64::new(0),
             failures: AtomicU64::new(0),
@@ -155,7 +169,7 @@ impl AuditVerification {
 
 /// What [`Store::append`] does with the batch.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Write {
+pub(super) enum Write {
     Synced,
     /// A record of key use: group commit.
     Grouped,
@@ -276,7 +290,7 @@ impl Store {
         if due {
             self.audit_checkpoint(keys).map(drop)
         } else {
-            Ok(())
+            self.flush_audit_spool_if_due(&settings)
         }
     }
 
@@ -290,7 +304,8 @@ impl Store {
             None => self.read_head(keys.token)?,
         };
         if head.size > head.checkpointed || head.size == 0 {
-            let mut b = Batch::new();
+            // The spooled records the checkpoint covers land in its batch.
+            let mut b = self.drain_spool(&heads, keys.token);
             self.stage_checkpoint(keys, &mut head, &mut b)?;
             b.put(
                 Cf::Meta,
@@ -298,6 +313,7 @@ impl Store {
                 records::encode(&head),
             );
             self.kv.write(b)?;
+            self.spool_landed();
             heads.insert(keys.token, head.clone());
             self.audit.checkpoints.fetch_add(1, Ordering::Relaxed);
         }
@@ -317,7 +333,7 @@ impl Store {
         &self,
         token: TokenId,
         keys: Option<&TokenKeys>,
-        mut b: Batch,
+        b: Batch,
         events: Vec<Event>,
         write: Write,
         force_checkpoint: bool,
@@ -344,16 +360,9 @@ impl Store {
                 self.stage_audit(token, head, keys, events, &settings, force_checkpoint)
             });
         match staged {
-            Ok((head, extra, signed)) => {
-                b.append(extra);
-                match write {
-                    Write::Synced => self.kv.write(b)?,
-                    Write::Grouped => {
-                        self.kv.write_unsynced(b)?;
-                        self.audit.group.written(&self.kv, settings.group_commit);
-                    }
-                }
-                heads.insert(token, head);
+            Ok(st) => {
+                let signed = st.signed;
+                self.land(&mut heads, token, st, b, write, &settings)?;
                 drop(heads);
                 if refusal {
                     audit::mark_refusal_recorded();
@@ -389,12 +398,13 @@ impl Store {
         events: Vec<Event>,
         settings: &AuditSettings,
         force_checkpoint: bool,
-    ) -> Result<(Head, Batch, bool)> {
+    ) -> Result<Staged> {
         let ctx = audit::current();
         let actor = ctx.actor(self.audit.pid);
         let call = ctx.call.as_deref().map(str::to_string);
         let time = now();
         let mut b = Batch::new();
+        let mut records = Vec::with_capacity(events.len());
         let mut f = head.frontier();
         for ev in events {
             let rec = AuditRecord {
@@ -413,8 +423,14 @@ impl Store {
                 result: ev.result,
             };
             let bytes = records::encode(&rec);
-            f.push::<AwsLc>(leaf_hash::<AwsLc>(&bytes));
-            b.put(Cf::Audit, keys::audit::record(token, rec.seq), bytes);
+            let leaf = leaf_hash::<AwsLc>(&bytes);
+            f.push::<AwsLc>(leaf);
+            records.push(Spooled {
+                token,
+                seq: rec.seq,
+                leaf,
+                bytes,
+            });
         }
         head.set_frontier(&f);
         if head.pending_since == 0 {
@@ -427,15 +443,17 @@ impl Store {
             self.stage_checkpoint(k, &mut head, &mut b)?;
             signed = true;
         }
-        b.put(
-            Cf::Meta,
-            keys::meta::audit_head(token),
-            records::encode(&head),
-        );
-        Ok((head, b, signed))
+        // The head goes into the batch only if the records go to the log now (land);
+        // encoding it is a quarter of a spooled record's cost.
+        Ok(Staged {
+            head,
+            records,
+            batch: b,
+            signed,
+        })
     }
 
-    fn read_head(&self, token: TokenId) -> Result<Head> {
+    pub(super) fn read_head(&self, token: TokenId) -> Result<Head> {
         let head: Head = match self.kv.get(Cf::Meta, &keys::meta::audit_head(token))? {
             Some(v) => records::decode(&v, || format!("meta/audit_head/{token}"))?,
             None => Head::default(),
@@ -564,6 +582,7 @@ impl Store {
         from: u64,
         visit: &mut dyn FnMut(u64, &[u8]) -> Result<Flow>,
     ) -> Result<()> {
+        self.flush_audit_spool()?;
         self.kv.scan_prefix(
             Cf::Audit,
             &keys::audit::record_prefix(token),
@@ -580,11 +599,13 @@ impl Store {
 
     /// One record as stored.
     pub fn audit_record(&self, token: TokenId, seq: u64) -> Result<Option<Vec<u8>>> {
+        self.flush_audit_spool()?;
         self.kv.get(Cf::Audit, &keys::audit::record(token, seq))
     }
 
     /// A token's signed checkpoints by tree size, as stored.
     pub fn audit_checkpoints(&self, token: TokenId) -> Result<Vec<(u64, String)>> {
+        self.flush_audit_spool()?;
         let mut out = Vec::new();
         self.kv.scan_prefix(
             Cf::Audit,

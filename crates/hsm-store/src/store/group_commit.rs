@@ -26,6 +26,8 @@ pub(super) struct GroupCommit {
 
 struct Shared {
     state: Mutex<State>,
+    /// Files synced with the log (the audit spool).
+    files: Mutex<Vec<Arc<std::fs::File>>>,
     wake: Condvar,
     /// The last sync failed (cleared by the next one that succeeds).
     failing: AtomicBool,
@@ -46,6 +48,7 @@ impl GroupCommit {
         GroupCommit {
             shared: Arc::new(Shared {
                 state: Mutex::new(State::default()),
+                files: Mutex::new(Vec::new()),
                 wake: Condvar::new(),
                 failing: AtomicBool::new(false),
                 failures: AtomicU64::new(0),
@@ -81,6 +84,11 @@ impl GroupCommit {
             // No thread (the system refused one): sync here rather than not at all.
             sync(&self.shared, kv.as_ref());
         }
+    }
+
+    /// Syncs `file` with the log from now on.
+    pub(super) fn watch(&self, file: Arc<std::fs::File>) {
+        lock(&self.shared.files).push(file);
     }
 
     /// Fsyncs the log was given, and how many of them failed.
@@ -161,7 +169,12 @@ fn wait<'a>(
 
 fn sync(shared: &Shared, kv: &dyn KvBackend) {
     shared.syncs.fetch_add(1, Ordering::Relaxed);
-    match kv.sync_log() {
+    let files = lock(&shared.files).clone();
+    let synced = files.iter().try_for_each(|f| {
+        f.sync_data()
+            .map_err(|e| crate::error::StoreError::Io(format!("the audit spool: {e}")))
+    });
+    match synced.and_then(|()| kv.sync_log()) {
         Ok(()) => shared.failing.store(false, Ordering::Relaxed),
         Err(e) => {
             shared.failing.store(true, Ordering::Relaxed);

@@ -7,6 +7,7 @@
 //! versions and history), [`index`] (lookups and index upkeep). This file opens stores.
 
 mod audit;
+mod audit_spool;
 mod group_commit;
 mod index;
 mod keyring;
@@ -58,6 +59,15 @@ pub struct Store {
     audit: audit::AuditState,
 }
 
+impl Drop for Store {
+    /// Moves the spooled records of key use into the log before the store closes.
+    fn drop(&mut self) {
+        if let Err(e) = self.flush_audit_spool() {
+            tracing::error!("records of key use stay in the audit spool until the next open: {e}");
+        }
+    }
+}
+
 /// A mutex guard that survives a panic elsewhere (what these mutexes guard is replaced
 /// whole, never left half-changed).
 pub(crate) fn guard<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -90,7 +100,9 @@ fn first_family_with_records(kv: &dyn KvBackend) -> Result<Option<Cf>> {
 impl Store {
     /// Opens (creating if absent) the RocksDB store in `dir` as its one writer.
     pub fn open_dir(dir: &Path) -> Result<Store> {
-        Store::open(backend::open_dir(dir, OpenMode::ReadWrite)?)
+        let store = Store::open(backend::open_dir(dir, OpenMode::ReadWrite)?)?;
+        store.attach_spool(dir)?;
+        Ok(store)
     }
 
     /// Opens an existing store without writing to it and without taking its lock.
