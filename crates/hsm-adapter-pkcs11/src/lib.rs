@@ -18,7 +18,7 @@
 //! library or device that is missing then only makes the slot absent
 //! (`CKF_TOKEN_PRESENT` clear) until it answers. A call that finds the device gone
 //! answers `CKR_DEVICE_REMOVED` and drops the connection; the next call connects again,
-//! at most once per second.
+//! at most once per second (`hsm_core::hardware::Reconnecting`).
 
 #![forbid(unsafe_code)]
 
@@ -28,22 +28,18 @@ use conn::Conn;
 use cryptoki::mechanism::MechanismType;
 use hsm_core::config::{SlotConfig, secret_setting};
 use hsm_core::crypto::{DeviceKeyKind, RawSign};
-use hsm_core::hardware::{Adapter, Adapters, Capabilities, DevicePair};
+use hsm_core::hardware::{Adapter, Adapters, Capabilities, DevicePair, Reconnecting};
 use hsm_core::mechanism::flags;
 use hsm_core::provider::PairSpec;
-use hsm_core::{Error, Result};
+use hsm_core::Result;
 use hsm_types::{MechanismType as M, SecretString};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 /// The name `[[slots]] adapter = …` gives this adapter.
 pub const KIND: &str = "pkcs11";
 
 /// The settings this adapter takes.
 const SETTINGS: [&str; 5] = ["module", "token_label", "slot_id", "pin_file", "pin_env"];
-
-/// How often a device that does not answer is tried again.
-const RETRY: Duration = Duration::from_secs(1);
 
 /// What FerroHSM serves on a passthrough slot, by the backing token's mechanism it needs:
 /// a pair the backing token generates, and every hashing form of a signature it makes
@@ -181,63 +177,33 @@ fn factory(slot: &SlotConfig) -> std::result::Result<Arc<dyn Adapter>, String> {
     let pin = secret_setting(slot, "pin")?;
     Ok(Arc::new(Passthrough {
         settings: Settings { module, which, pin },
-        state: Mutex::new(State::default()),
+        conn: Reconnecting::default(),
     }))
 }
 
 /// A slot's backing token.
 struct Passthrough {
     settings: Settings,
-    state: Mutex<State>,
-}
-
-#[derive(Default)]
-struct State {
-    conn: Option<Conn>,
-    /// The last failed attempt to connect, and why it failed.
-    failed: Option<(Instant, String)>,
-    /// The backing token's serial number and what it can do, once seen.
-    serial: Option<String>,
-    capabilities: Option<Capabilities>,
+    /// The connection, and the backing token's serial number and what it can do.
+    conn: Reconnecting<Conn, (String, Capabilities)>,
 }
 
 impl Passthrough {
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn connect(&self) -> Result<(Conn, (String, Capabilities))> {
+        let s = &self.settings;
+        let c = Conn::open(&s.module, &s.which, &s.pin)?;
+        let seen = (c.serial.clone(), c.capabilities());
+        Ok((c, seen))
     }
 
-    /// Runs `f` on the connection, connecting first if needed; a failure that means the
-    /// device is gone drops the connection, so the next call connects again.
+    /// Runs `f` on the connection (`hardware::Reconnecting`: made on first use, again
+    /// after the device went away).
     fn with<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T>) -> Result<T> {
-        let mut st = self.state();
-        if st.conn.is_none() {
-            if let Some((at, why)) = &st.failed
-                && at.elapsed() < RETRY
-            {
-                return Err(Error::DeviceRemoved(why.clone()));
-            }
-            let s = &self.settings;
-            match Conn::open(&s.module, &s.which, &s.pin) {
-                Ok(c) => {
-                    st.serial = Some(c.serial.clone());
-                    st.capabilities = Some(c.capabilities());
-                    st.failed = None;
-                    st.conn = Some(c);
-                }
-                Err(e) => {
-                    let why = e.to_string();
-                    tracing::warn!("{}: {why}", self.describe());
-                    st.failed = Some((Instant::now(), why));
-                    return Err(e);
-                }
-            }
-        }
-        let conn = st.conn.as_mut().expect("connected above");
-        let out = f(conn);
-        if matches!(out, Err(Error::DeviceRemoved(_))) {
-            st.conn = None;
-        }
-        out
+        self.conn.with(&self.describe(), || self.connect(), f)
+    }
+
+    fn seen(&self) -> Option<(String, Capabilities)> {
+        self.conn.seen(&self.describe(), || self.connect())
     }
 }
 
@@ -247,10 +213,7 @@ impl Adapter for Passthrough {
     }
 
     fn device(&self) -> Option<String> {
-        if self.state().serial.is_none() {
-            let _ = self.with(|_| Ok(()));
-        }
-        self.state().serial.clone()
+        self.seen().map(|s| s.0)
     }
 
     fn describe(&self) -> String {
@@ -262,10 +225,7 @@ impl Adapter for Passthrough {
     }
 
     fn capabilities(&self) -> Capabilities {
-        if self.state().capabilities.is_none() {
-            let _ = self.with(|_| Ok(()));
-        }
-        self.state().capabilities.clone().unwrap_or_default()
+        self.seen().map(|s| s.1).unwrap_or_default()
     }
 
     fn present(&self) -> bool {

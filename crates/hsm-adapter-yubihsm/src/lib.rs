@@ -23,14 +23,13 @@
 
 use hsm_core::config::{SlotConfig, secret_setting};
 use hsm_core::crypto::{Curve, DeviceKeyKind, RawSign};
-use hsm_core::hardware::{Adapter, Adapters, Capabilities, DevicePair, DevicePublic};
+use hsm_core::hardware::{Adapter, Adapters, Capabilities, DevicePair, DevicePublic, Reconnecting};
 use hsm_core::mechanism::flags;
 use hsm_core::provider::PairSpec;
 use hsm_core::{Error, Result};
 use hsm_types::MechanismType as M;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 use yubihsm::{Capability, Client, Connector, Credentials, Domain, asymmetric, object};
 
 /// The name `[[slots]] adapter = …` gives this adapter.
@@ -43,9 +42,6 @@ const SETTINGS: [&str; 5] = [
     "password_env",
     "domain",
 ];
-
-/// How often a device that does not answer is tried again.
-const RETRY: Duration = Duration::from_secs(1);
 
 /// Adds this adapter to a build's set.
 pub fn register(adapters: Adapters) -> Adapters {
@@ -127,7 +123,7 @@ fn factory(slot: &SlotConfig) -> std::result::Result<Arc<dyn Adapter>, String> {
         connector,
         credentials,
         domain,
-        state: Mutex::new(State::default()),
+        conn: Reconnecting::default(),
     }))
 }
 
@@ -173,60 +169,38 @@ struct YubiHsm {
     connector: Connector,
     credentials: Credentials,
     domain: Domain,
-    state: Mutex<State>,
-}
-
-#[derive(Default)]
-struct State {
-    client: Option<Client>,
-    serial: Option<String>,
-    failed: Option<(Instant, String)>,
+    /// The session, and the device's serial number.
+    conn: Reconnecting<Client, String>,
 }
 
 impl YubiHsm {
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    /// Opens a session and reads the device's serial number. The client may panic (the
+    /// MockHsm does on what it does not model): that is a device error, not a crash.
+    fn connect(&self) -> Result<(Client, String)> {
+        let opened = catch_unwind(AssertUnwindSafe(|| {
+            let c = Client::open(self.connector.clone(), self.credentials.clone(), true)?;
+            let info = c.device_info()?;
+            Ok::<_, yubihsm::client::Error>((c, info.serial_number.to_string()))
+        }));
+        match opened {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(Error::DeviceRemoved(e.to_string())),
+            Err(_) => Err(Error::DeviceError("the YubiHSM client panicked".into())),
+        }
     }
 
-    /// Runs `f` with a session, opening one first if needed. A transport failure drops
-    /// the client (the next call opens a session again, at most once a second); a panic
-    /// inside the client (the MockHsm panics on what it does not model) is answered
-    /// `CKR_DEVICE_ERROR` and drops it too.
+    /// Runs `f` with a session (`hardware::Reconnecting`: opened on first use, again
+    /// after a transport failure); a panic inside the client drops the session too.
     fn with<T>(&self, f: impl FnOnce(&Client) -> Result<T>) -> Result<T> {
-        let mut st = self.state();
-        if st.client.is_none() {
-            if let Some((at, why)) = &st.failed
-                && at.elapsed() < RETRY
-            {
-                return Err(Error::DeviceRemoved(why.clone()));
-            }
-            let opened = catch_unwind(AssertUnwindSafe(|| {
-                let c = Client::open(self.connector.clone(), self.credentials.clone(), true)?;
-                let info = c.device_info()?;
-                Ok::<_, yubihsm::client::Error>((c, info.serial_number.to_string()))
-            }));
-            match opened {
-                Ok(Ok((c, serial))) => {
-                    st.client = Some(c);
-                    st.serial = Some(serial);
-                    st.failed = None;
-                }
-                Ok(Err(e)) => {
-                    let why = format!("{}: {e}", self.describe());
-                    tracing::warn!("{why}");
-                    st.failed = Some((Instant::now(), why.clone()));
-                    return Err(Error::DeviceRemoved(why));
-                }
-                Err(_) => return Err(Error::DeviceError("the YubiHSM client panicked".into())),
-            }
-        }
-        let client = st.client.as_ref().expect("opened above");
-        let out = catch_unwind(AssertUnwindSafe(|| f(client)))
-            .unwrap_or_else(|_| Err(Error::DeviceRemoved("the YubiHSM client panicked".into())));
-        if matches!(out, Err(Error::DeviceRemoved(_))) {
-            st.client = None;
-        }
-        out
+        self.conn.with(
+            &self.describe(),
+            || self.connect(),
+            |c| {
+                catch_unwind(AssertUnwindSafe(|| f(c))).unwrap_or_else(|_| {
+                    Err(Error::DeviceRemoved("the YubiHSM client panicked".into()))
+                })
+            },
+        )
     }
 }
 
@@ -247,10 +221,7 @@ impl Adapter for YubiHsm {
     }
 
     fn device(&self) -> Option<String> {
-        if self.state().serial.is_none() {
-            let _ = self.with(|_| Ok(()));
-        }
-        self.state().serial.clone()
+        self.conn.seen(&self.describe(), || self.connect())
     }
 
     fn describe(&self) -> String {

@@ -19,7 +19,7 @@ use std::sync::OnceLock;
 const SOFTHSM: &str = "/usr/lib/softhsm/libsofthsm2.so";
 const BACKING_PIN: &str = "backing-pin-1";
 
-/// SoftHSM2 with one token, `backing`, in a directory of its own; the process's
+/// SoftHSM2 with two tokens, `backing` and `other`, in a directory of its own; the process's
 /// `SOFTHSM2_CONF` points at it (SoftHSM2 reads it at its `C_Initialize`, which the
 /// adapter calls in this process).
 fn softhsm() -> &'static Path {
@@ -39,25 +39,32 @@ fn softhsm() -> &'static Path {
         // SAFETY: set once, before any test initialises the module (SERIAL is not held
         // yet, but no thread has loaded SoftHSM2 or reads the variable before this).
         unsafe { std::env::set_var("SOFTHSM2_CONF", &conf) };
-        let out = Command::new("softhsm2-util")
-            .args(["--init-token", "--free", "--label", "backing"])
-            .args(["--so-pin", "backing-so-1", "--pin", BACKING_PIN])
-            .output()
-            .expect("softhsm2-util (Debian package softhsm2; tools/test installs it)");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        for label in ["backing", "other"] {
+            let out = Command::new("softhsm2-util")
+                .args(["--init-token", "--free", "--label", label])
+                .args(["--so-pin", "backing-so-1", "--pin", BACKING_PIN])
+                .output()
+                .expect("softhsm2-util (Debian package softhsm2; tools/test installs it)");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         std::fs::write(dir.join("pin"), format!("{BACKING_PIN}\n")).unwrap();
         dir
     })
 }
 
-/// The `[[slots]]` table binding token 1 to the SoftHSM2 token, through `module`.
+/// The `[[slots]]` table binding token 1 to the SoftHSM2 token `backing`, through
+/// `module`.
 fn slot_table(module: &str) -> String {
+    table(module, "backing")
+}
+
+fn table(module: &str, label: &str) -> String {
     format!(
-        "[[slots]]\ntoken = 1\nadapter = \"pkcs11\"\nmodule = {module:?}\ntoken_label = \"backing\"\npin_file = {:?}\n",
+        "[[slots]]\ntoken = 1\nadapter = \"pkcs11\"\nmodule = {module:?}\ntoken_label = {label:?}\npin_file = {:?}\n",
         softhsm().join("pin").display().to_string()
     )
 }
@@ -352,6 +359,29 @@ fn device_keys_survive_a_restart() {
     let msg = b"after a restart";
     let sig = sign_with(h, &mut Mech::plain(CKM_SHA256_RSA_PKCS), private[0], msg);
     rsa_verifies(h, public[0], msg, &sig, false);
+}
+
+/// A slot re-pointed at another backing token does not look for its keys there: the
+/// reference names the token they were made in.
+#[test]
+fn a_key_is_never_used_on_another_device() {
+    softhsm();
+    let dir = tempfile::tempdir().unwrap();
+    ferro_token(dir.path());
+    {
+        let _env = setup_with_tables(dir.path(), &slot_table(SOFTHSM));
+        let h = user_session();
+        p256_pair(h, "moved").expect("a pair in `backing`");
+    }
+    let _env = setup_with_tables(dir.path(), &table(SOFTHSM, "other"));
+    let h = user_session();
+    let private = find_by_label(h, CKO_PRIVATE_KEY, "moved");
+    assert_eq!(private.len(), 1, "FerroHSM still holds the object");
+    assert_eq!(
+        sign(h, CKM_ECDSA_SHA256, private[0], b"x"),
+        Err(CKR_DEVICE_ERROR),
+        "the key lives in another token"
+    );
 }
 
 #[test]

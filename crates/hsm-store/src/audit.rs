@@ -13,9 +13,9 @@
 
 use aws_lc_rs::digest::{Context as Digest, SHA256};
 use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
-use hsm_types::audit::AuditActor;
 use hsm_types::audit::checkpoint::{Checkpoint, Malformed, key_id, parse_note, signed_note};
 use hsm_types::audit::merkle::{Hash, Sha256};
+use hsm_types::audit::{AuditActor, AuditActorRef};
 use hsm_types::{ObjectId, VersionNo};
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -143,15 +143,26 @@ impl Context {
     /// The actor a record names; `this_process` stands in when neither the scope nor
     /// the thread names a client.
     pub fn actor(&self, this_process: u32) -> AuditActor {
+        let a = self.actor_ref(this_process);
+        AuditActor {
+            role: a.role.to_string(),
+            session: a.session,
+            pid: a.pid,
+            subject: a.subject.map(str::to_string),
+        }
+    }
+
+    /// [`Context::actor`] borrowed from this context.
+    pub fn actor_ref(&self, this_process: u32) -> AuditActorRef<'_> {
         let pid = self
             .pid
             .or_else(|| CLIENT_PID.with(|c| c.get()))
             .unwrap_or(this_process);
-        AuditActor {
-            role: self.role.to_string(),
+        AuditActorRef {
+            role: &self.role,
             session: self.session,
             pid: Some(pid),
-            subject: self.subject.clone(),
+            subject: self.subject.as_deref(),
         }
     }
 }
@@ -225,11 +236,13 @@ pub(crate) fn mark_refusal_recorded() {
     })
 }
 
-/// The acting context: the current scope's, or `local` (this process).
-pub(crate) fn current() -> Context {
-    SCOPE
-        .with(|s| s.borrow().last().map(|f| f.context.clone()))
-        .unwrap_or_else(|| Context::new("local", None))
+/// Runs `f` with this thread's context (`local` outside any scope), borrowed: no copy of
+/// its names.
+pub(crate) fn with_current<T>(f: impl FnOnce(&Context) -> T) -> T {
+    SCOPE.with(|s| match s.borrow().last() {
+        Some(frame) => f(&frame.context),
+        None => f(&Context::new("local", None)),
+    })
 }
 
 /// Names the process this thread serves (the server, per connection, from the socket's
@@ -329,6 +342,7 @@ mod tests {
     #[test]
     fn scopes_nest_and_restore() {
         let ctx = |role: &'static str| Context::new(role, None);
+        let current = || with_current(Context::clone);
         assert_eq!(current().role, "local");
         let outer = scope(ctx("so"));
         {

@@ -12,6 +12,10 @@
 //! (`hsm-adapter-pkcs11`, …), which pull the vendor libraries; the module and the server
 //! register the ones they are built with in [`crate::runtime::Hooks::adapters`].
 
+mod connection;
+
+pub use connection::{RETRY, Reconnecting};
+
 use crate::config::SlotConfig;
 use crate::crypto::{CryptoError, CryptoResult, Curve, DeviceKeyKind, DeviceSigner, RawSign};
 use crate::error::{Error, Result};

@@ -24,7 +24,7 @@ use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
 use hsm_types::TokenId;
 use hsm_types::audit::checkpoint::Checkpoint;
 use hsm_types::audit::merkle::{Frontier, Hash, leaf_hash};
-use hsm_types::audit::{AuditRecord, RECORD_FORMAT, Report, Signed};
+use hsm_types::audit::{AuditRecordRef, RECORD_FORMAT, Report, Signed};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -399,39 +399,40 @@ impl Store {
         settings: &AuditSettings,
         force_checkpoint: bool,
     ) -> Result<Staged> {
-        let ctx = audit::current();
-        let actor = ctx.actor(self.audit.pid);
-        let call = ctx.call.as_deref().map(str::to_string);
         let time = now();
         let mut b = Batch::new();
         let mut records = Vec::with_capacity(events.len());
         let mut f = head.frontier();
-        for ev in events {
-            let rec = AuditRecord {
-                format: RECORD_FORMAT,
-                seq: f.size,
-                boot: self.audit.boot,
-                time,
-                actor: actor.clone(),
-                op: ev.op,
-                call: call.clone(),
-                object: ev.object.or(ctx.object).map(|o| o.0),
-                version: ev.version.map(|v| v.0),
-                key: ev.key,
-                request: ev.request,
-                mechanism: ev.mechanism.or(ctx.mechanism),
-                result: ev.result,
-            };
-            let bytes = records::encode(&rec);
-            let leaf = leaf_hash::<AwsLc>(&bytes);
-            f.push::<AwsLc>(leaf);
-            records.push(Spooled {
-                token,
-                seq: rec.seq,
-                leaf,
-                bytes,
-            });
-        }
+        audit::with_current(|ctx| {
+            let actor = ctx.actor_ref(self.audit.pid);
+            for ev in &events {
+                // Borrowed: the encoding is the owned AuditRecord's, byte for byte.
+                let rec = AuditRecordRef {
+                    format: RECORD_FORMAT,
+                    seq: f.size,
+                    boot: self.audit.boot,
+                    time,
+                    actor,
+                    op: &ev.op,
+                    call: ctx.call.as_deref(),
+                    object: ev.object.or(ctx.object).map(|o| o.0),
+                    version: ev.version.map(|v| v.0),
+                    key: ev.key,
+                    request: ev.request,
+                    mechanism: ev.mechanism.or(ctx.mechanism),
+                    result: ev.result,
+                };
+                let bytes = records::encode(&rec);
+                let leaf = leaf_hash::<AwsLc>(&bytes);
+                f.push::<AwsLc>(leaf);
+                records.push(Spooled {
+                    token,
+                    seq: rec.seq,
+                    leaf,
+                    bytes,
+                });
+            }
+        });
         head.set_frontier(&f);
         if head.pending_since == 0 {
             head.pending_since = time.max(1);

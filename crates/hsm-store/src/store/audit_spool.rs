@@ -28,6 +28,7 @@ use hsm_types::audit::merkle::{Hash, leaf_hash};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write as _};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -62,11 +63,14 @@ impl Spool {
     pub fn open(dir: &Path, store_id: [u8; 16]) -> Result<(Spool, Vec<Spooled>)> {
         let path = dir.join("audit-spool");
         let io = |e: std::io::Error| StoreError::Io(format!("{}: {e}", path.display()));
+        // 0600 whatever the umask, like every file of the store; never through a link.
         let mut file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)
             .map_err(io)?;
         let mut held = Vec::new();
@@ -432,5 +436,24 @@ mod tests {
         let (_, found) = Spool::open(d.path(), [2; 16]).unwrap();
         assert!(found.is_empty());
         assert!(d.path().join("audit-spool.foreign").exists(), "set aside");
+    }
+
+    #[test]
+    fn the_spool_is_private_and_never_a_link() {
+        use std::os::unix::fs::PermissionsExt;
+        // Under the process's umask (022 in CI): the mode is asked for, not inherited.
+        let d = tempfile::tempdir().unwrap();
+        Spool::open(d.path(), [1; 16]).unwrap();
+        let mode = std::fs::metadata(d.path().join("audit-spool"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let e = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", e.path().join("audit-spool")).unwrap();
+        assert!(
+            Spool::open(e.path(), [1; 16]).is_err(),
+            "a link is not followed"
+        );
     }
 }

@@ -92,6 +92,39 @@ pub struct AuditRecord {
     pub result: u64,
 }
 
+/// [`AuditRecord`] with borrowed strings, for encoding only: the same fields in the same
+/// order with the same rules, so the same bytes (a test holds the two together). A record
+/// of key use is made for every signature at level `all`; this one allocates nothing.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct AuditRecordRef<'a> {
+    pub format: u8,
+    pub seq: u64,
+    pub boot: u64,
+    pub time: u64,
+    pub actor: AuditActorRef<'a>,
+    pub op: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call: Option<&'a str>,
+    pub object: Option<u64>,
+    pub version: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<u64>,
+    pub mechanism: Option<u64>,
+    pub result: u64,
+}
+
+/// [`AuditActor`] borrowed, for [`AuditRecordRef`].
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct AuditActorRef<'a> {
+    pub role: &'a str,
+    pub session: Option<u64>,
+    pub pid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<&'a str>,
+}
+
 /// What verification found wrong, each naming what and where.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Finding {

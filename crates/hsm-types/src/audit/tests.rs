@@ -246,3 +246,58 @@ fn checkpoints_round_trip_as_signed_notes() {
     }
     assert!(parse_note(&body).is_err(), "a note needs a signature");
 }
+
+/// The borrowed form encodes to exactly the bytes of the owned one (as the store writes
+/// records: MessagePack with field names), with and without the optional fields.
+#[test]
+fn a_borrowed_record_encodes_as_the_owned_one() {
+    for (call, subject, key, request) in [
+        (None, None, None, None),
+        (Some("C_SignInit"), Some("alice"), Some(7), Some(9)),
+    ] {
+        let owned = AuditRecord {
+            format: RECORD_FORMAT,
+            seq: 41,
+            boot: 3,
+            time: 1_764_800_000,
+            actor: AuditActor {
+                role: "user".into(),
+                session: Some(5),
+                pid: Some(1234),
+                subject: subject.map(str::to_string),
+            },
+            op: "key.sign".into(),
+            call: call.map(str::to_string),
+            object: Some(12),
+            version: None,
+            key,
+            request,
+            mechanism: Some(0x1041),
+            result: 0,
+        };
+        let borrowed = AuditRecordRef {
+            format: owned.format,
+            seq: owned.seq,
+            boot: owned.boot,
+            time: owned.time,
+            actor: AuditActorRef {
+                role: "user",
+                session: Some(5),
+                pid: Some(1234),
+                subject,
+            },
+            op: "key.sign",
+            call,
+            object: owned.object,
+            version: owned.version,
+            key,
+            request,
+            mechanism: owned.mechanism,
+            result: owned.result,
+        };
+        assert_eq!(
+            rmp_serde::to_vec_named(&borrowed).unwrap(),
+            rmp_serde::to_vec_named(&owned).unwrap()
+        );
+    }
+}
