@@ -26,12 +26,12 @@ mod conn;
 
 use conn::Conn;
 use cryptoki::mechanism::MechanismType;
+use hsm_core::Result;
 use hsm_core::config::{SlotConfig, secret_setting};
 use hsm_core::crypto::{DeviceKeyKind, RawSign};
 use hsm_core::hardware::{Adapter, Adapters, Capabilities, DevicePair, Reconnecting};
 use hsm_core::mechanism::flags;
 use hsm_core::provider::PairSpec;
-use hsm_core::Result;
 use hsm_types::{MechanismType as M, SecretString};
 use std::sync::Arc;
 
