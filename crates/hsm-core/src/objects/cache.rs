@@ -109,11 +109,7 @@ impl Hsm {
         };
         let Some(id) = cacheable else {
             let o = self.load(slot, token, h).map_err(key_handle)?;
-            return Ok(Arc::new(CachedKey::prepare(
-                self.provider(),
-                slot.shared.adapter().ok().flatten(),
-                o.attrs,
-            )?));
+            return self.prepare_key(slot, o.attrs);
         };
         let epoch = {
             let cache = read(&slot.shared.key_cache);
@@ -123,11 +119,7 @@ impl Hsm {
             cache.epoch
         };
         let o = self.load(slot, token, h).map_err(key_handle)?;
-        let k = Arc::new(CachedKey::prepare(
-            self.provider(),
-            slot.shared.adapter().ok().flatten(),
-            o.attrs,
-        )?);
+        let k = self.prepare_key(slot, o.attrs)?;
         let mut cache = write(&slot.shared.key_cache);
         if cache.epoch == epoch {
             cache.keys.insert(id, k.clone());
@@ -147,11 +139,17 @@ impl Hsm {
             }
             (o.prepared.clone(), o.attrs.clone())
         };
-        let k = Arc::new(CachedKey::prepare(
-            self.provider(),
-            slot.shared.adapter().ok().flatten(),
-            attrs,
-        )?);
+        let k = self.prepare_key(slot, attrs)?;
         Ok(cell.get_or_init(|| k).clone())
+    }
+
+    /// A key prepared with this runtime's provider and the slot's device, if any.
+    fn prepare_key(&self, slot: &AppSlot, attrs: AttributeSet) -> Result<Arc<CachedKey>> {
+        let device = slot.shared.adapter().ok().flatten();
+        Ok(Arc::new(CachedKey::prepare(
+            self.provider(),
+            device,
+            attrs,
+        )?))
     }
 }

@@ -93,6 +93,8 @@ impl Hsm {
                 }
                 _ => return Err(Error::MechanismInvalid),
             };
+            // A pair made in a device is deleted there again if it cannot be stored here.
+            let made_there = DeviceKey::of(&pair.private)?;
             let stored = attrs::check_pair_separation(
                 &pair.public,
                 (&private_template, &mut pair.private),
@@ -101,12 +103,12 @@ impl Hsm {
             .and_then(|()| self.pairwise_check(&pair, device.as_ref()))
             .and_then(|()| {
                 share_id(&mut pair);
-                self.store_new(c, vec![pair.public.clone(), pair.private.clone()])
+                self.store_new(c, vec![pair.public, pair.private])
             });
             if stored.is_err()
-                && let Some(a) = &device
+                && let (Some(a), Some(k)) = (&device, &made_there)
             {
-                forget_device_key(a.as_ref(), &pair.private);
+                forget_device_key(a.as_ref(), k);
             }
             let handles = stored?;
             Ok((handles[0], handles[1]))
@@ -341,10 +343,8 @@ fn device_template(mut t: AttributeSet, a: &dyn Adapter) -> Result<AttributeSet>
 }
 
 /// Deletes a device key whose object could not be stored, so it does not linger there.
-fn forget_device_key(a: &dyn Adapter, private: &AttributeSet) {
-    if let Ok(Some(k)) = DeviceKey::of(private)
-        && let Err(e) = a.destroy(&k.name)
-    {
+fn forget_device_key(a: &dyn Adapter, k: &DeviceKey) {
+    if let Err(e) = a.destroy(&k.name) {
         tracing::error!(
             "a device key left in {} after its generation failed: {e}",
             a.describe()
