@@ -252,10 +252,7 @@ mod tests {
     #[test]
     fn the_documented_matrix_is_the_adapters_table() {
         let doc = include_str!("../../../docs/adapters.md");
-        let section = doc
-            .split("<!-- pkcs11-matrix -->\n")
-            .nth(1)
-            .and_then(|rest| rest.split("<!-- /pkcs11-matrix -->").next())
+        let section = hsm_core::hardware::marked_section(doc, "pkcs11-matrix")
             .expect("docs/adapters.md has the pkcs11-matrix markers");
         assert_eq!(
             section,

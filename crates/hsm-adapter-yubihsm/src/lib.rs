@@ -366,10 +366,7 @@ mod tests {
     #[test]
     fn the_documented_matrix_is_the_adapters_table() {
         let doc = include_str!("../../../docs/adapters.md");
-        let section = doc
-            .split("<!-- yubihsm-matrix -->\n")
-            .nth(1)
-            .and_then(|rest| rest.split("<!-- /yubihsm-matrix -->").next())
+        let section = hsm_core::hardware::marked_section(doc, "yubihsm-matrix")
             .expect("docs/adapters.md has the yubihsm-matrix markers");
         assert_eq!(
             section,

@@ -14,7 +14,7 @@
 
 mod connection;
 
-pub use connection::{RETRY, Reconnecting};
+pub use connection::Reconnecting;
 
 use crate::config::SlotConfig;
 use crate::crypto::{CryptoError, CryptoResult, Curve, DeviceKeyKind, DeviceSigner, RawSign};
@@ -290,6 +290,14 @@ pub(crate) fn signer(
             kind: key_kind(attrs)?,
         },
     )))
+}
+
+/// The part of `doc` between `<!-- marker -->` and `<!-- /marker -->` (each on a line of
+/// its own): where `docs/adapters.md` holds a table an adapter generates, which the
+/// adapter's test compares with what its code says.
+pub fn marked_section<'a>(doc: &'a str, marker: &str) -> Option<&'a str> {
+    let rest = doc.split_once(&format!("<!-- {marker} -->\n"))?.1;
+    Some(rest.split_once(&format!("<!-- /{marker} -->"))?.0)
 }
 
 /// The key-pair generation mechanism of a pair spec (for capability checks).
